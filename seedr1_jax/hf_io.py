@@ -1,0 +1,326 @@
+"""Hugging Face <-> seedr1-jax weights: one name table, tensor-by-tensor sharded loading, bit-exact export.
+
+Loading reads safetensors through a memory map and builds each parameter with
+`jax.make_array_from_callback`, so every device receives only its shard and the host never holds more
+than one (stacked) tensor at a time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import struct
+from collections.abc import Iterator
+
+import jax
+import jax.numpy as jnp
+import ml_dtypes
+import numpy as np
+from flax import nnx
+
+from .config import ConfigError, ModelConfig, from_hf_config, read_hf_config, to_hf_config
+
+_ST_DTYPES = {
+    "F64": np.float64,
+    "F32": np.float32,
+    "F16": np.float16,
+    "BF16": ml_dtypes.bfloat16,
+    "I64": np.int64,
+    "I32": np.int32,
+    "I16": np.int16,
+    "I8": np.int8,
+    "U8": np.uint8,
+    "BOOL": np.bool_,
+}
+_ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
+
+
+# ---- safetensors (memory-mapped reader, plain writer; bf16 via ml_dtypes) --------------------------
+class SafetensorsFile:
+    def __init__(self, path: str):
+        self.path = path
+        try:
+            with open(path, "rb") as f:
+                (n,) = struct.unpack("<Q", f.read(8))
+                header = json.loads(f.read(n))
+        except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: not a readable safetensors file ({e}); re-download it") from None
+        header.pop("__metadata__", None)
+        self.header = header
+        self._base = 8 + n
+        self._mm = np.memmap(path, np.uint8, mode="r")
+
+    def keys(self):
+        return self.header.keys()
+
+    def get(self, name: str) -> np.ndarray:
+        info = self.header[name]
+        start, end = info["data_offsets"]
+        dt = np.dtype(_ST_DTYPES[info["dtype"]])
+        raw = self._mm[self._base + start : self._base + end]
+        return raw.view(dt).reshape(info["shape"])
+
+
+def write_safetensors(path: str, tensors: dict[str, np.ndarray]) -> None:
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name, arr in tensors.items():
+        nbytes = arr.nbytes
+        header[name] = {
+            "dtype": _ST_NAMES[arr.dtype],
+            "shape": list(arr.shape),
+            "data_offsets": [offset, offset + nbytes],
+        }
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    blob += b" " * (-len(blob) % 8)
+    tmp = path + ".tmp"
+    with open(tmp, "wb") as f:
+        f.write(struct.pack("<Q", len(blob)))
+        f.write(blob)
+        for arr in tensors.values():
+            f.write(np.ascontiguousarray(arr).tobytes())
+    os.replace(tmp, path)
+
+
+# ---- the name table ---------------------------------------------------------------------------
+# (HF hub name with {i} for the layer index, our nnx path, transform). Transforms map an HF tensor to
+# our layout: "copy" as is, "linear" transposes [out, in] -> [in, out], "conv" flattens the Conv3d patch
+# embedding [E, C, t, p, p] -> [C*t*p*p, E].
+def _table(cfg: ModelConfig) -> list[tuple[str, str, str]]:
+    rows = [("visual.patch_embed.proj.weight", "visual.patch_embed.kernel", "conv")]
+    for hf, ours in (("norm1", "norm1"), ("norm2", "norm2")):
+        rows += [
+            (f"visual.blocks.{{i}}.{hf}.weight", f"visual.blocks.{ours}.scale", "copy"),
+            (f"visual.blocks.{{i}}.{hf}.bias", f"visual.blocks.{ours}.bias", "copy"),
+        ]
+    for lin in ("attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"):
+        rows += [
+            (f"visual.blocks.{{i}}.{lin}.weight", f"visual.blocks.{lin}.kernel", "linear"),
+            (f"visual.blocks.{{i}}.{lin}.bias", f"visual.blocks.{lin}.bias", "copy"),
+        ]
+    rows += [
+        ("visual.merger.ln_q.weight", "visual.merger.ln_q.scale", "copy"),
+        ("visual.merger.ln_q.bias", "visual.merger.ln_q.bias", "copy"),
+    ]
+    for hf, ours in (("mlp.0", "mlp_0"), ("mlp.2", "mlp_2")):
+        rows += [
+            (f"visual.merger.{hf}.weight", f"visual.merger.{ours}.kernel", "linear"),
+            (f"visual.merger.{hf}.bias", f"visual.merger.{ours}.bias", "copy"),
+        ]
+    rows += [
+        ("model.embed_tokens.weight", "model.embed_tokens.embedding", "copy"),
+        ("model.norm.weight", "model.norm.scale", "copy"),
+    ]
+    for n in ("input_layernorm", "post_attention_layernorm"):
+        rows.append((f"model.layers.{{i}}.{n}.weight", f"model.layers.{n}.scale", "copy"))
+    for p in ("q_proj", "k_proj", "v_proj"):
+        rows += [
+            (f"model.layers.{{i}}.self_attn.{p}.weight", f"model.layers.self_attn.{p}.kernel", "linear"),
+            (f"model.layers.{{i}}.self_attn.{p}.bias", f"model.layers.self_attn.{p}.bias", "copy"),
+        ]
+    rows.append(
+        ("model.layers.{i}.self_attn.o_proj.weight", "model.layers.self_attn.o_proj.kernel", "linear")
+    )
+    for p in ("gate_proj", "up_proj", "down_proj"):
+        rows.append((f"model.layers.{{i}}.mlp.{p}.weight", f"model.layers.mlp.{p}.kernel", "linear"))
+    if not cfg.text.tie_word_embeddings:
+        rows.append(("lm_head.weight", "lm_head.kernel", "linear"))
+    return rows
+
+
+def _num_layers(cfg: ModelConfig, hf_template: str) -> int:
+    return cfg.vision.depth if hf_template.startswith("visual.blocks") else cfg.text.num_layers
+
+
+def hub_name(name: str) -> str:
+    """transformers-5 in-memory names -> hub names (the names we read and write)."""
+    name = re.sub(r"^model\.visual\.", "visual.", name)
+    return re.sub(r"^model\.language_model\.", "model.", name)
+
+
+def _to_ours(kind: str, x: np.ndarray) -> np.ndarray:
+    if kind == "linear":
+        return x.T
+    if kind == "conv":
+        return x.reshape(x.shape[0], -1).T
+    return x
+
+
+def _to_hf(kind: str, x: np.ndarray, hf_shape) -> np.ndarray:
+    if kind == "linear":
+        return x.T
+    if kind == "conv":
+        return x.T.reshape(hf_shape)
+    return x
+
+
+def _hf_shape(kind: str, ours_shape, cfg: ModelConfig):
+    if kind == "linear":
+        return tuple(ours_shape[::-1])
+    if kind == "conv":
+        v = cfg.vision
+        return (v.embed_dim, v.in_channels, v.temporal_patch_size, v.patch_size, v.patch_size)
+    return tuple(ours_shape)
+
+
+# ---- loading ------------------------------------------------------------------------------------
+def _open_checkpoint(hf_dir: str) -> dict[str, SafetensorsFile]:
+    """name -> open file, over a single or index-sharded safetensors checkpoint."""
+    index = os.path.join(hf_dir, "model.safetensors.index.json")
+    if os.path.isfile(index):
+        with open(index) as f:
+            weight_map = json.load(f)["weight_map"]
+        files = {fn: None for fn in weight_map.values()}
+    else:
+        files = {fn: None for fn in sorted(os.listdir(hf_dir)) if fn.endswith(".safetensors")}
+        if not files:
+            raise ConfigError(
+                f"{hf_dir}: no *.safetensors files (only safetensors checkpoints are supported)"
+            )
+    names: dict[str, SafetensorsFile] = {}
+    for fn in files:
+        path = os.path.join(hf_dir, fn)
+        if not os.path.isfile(path):
+            raise ConfigError(f"{path} is listed in model.safetensors.index.json but missing; re-download it")
+        st = SafetensorsFile(path)
+        for k in st.keys():
+            names[hub_name(k)] = st
+    return names
+
+
+def _path_key(path) -> str:
+    return ".".join(str(getattr(p, "key", p)) for p in path)
+
+
+def load_hf(hf_dir: str, dtype=None, mesh=None, rules=None, **overrides):
+    """Qwen2VL from a HF folder; `dtype` sets parameter and compute dtype (default: the checkpoint's)."""
+    from . import sharding
+    from .qwen2_vl import Qwen2VL, abstract_model, with_dtypes
+
+    hf_cfg = read_hf_config(hf_dir)
+    cfg = from_hf_config(hf_cfg, source=os.path.join(hf_dir, "config.json"))
+    cfg = with_dtypes(cfg, dtype or cfg.hf_dtype).replace(**overrides)
+    names = _open_checkpoint(hf_dir)
+    abstract = abstract_model(cfg)
+    graphdef, state = nnx.split(abstract)
+    flat = dict(nnx.to_flat_state(state))
+    by_path = {_path_key(k): k for k in flat}
+
+    expected = set()
+    loaded = {}
+    for hf_t, ours, kind in _table(cfg):
+        key = by_path[ours]
+        var = flat[key]
+        shape, target = var.value.shape, var.value.dtype
+        stacked = "{i}" in hf_t
+        hf_names = [hf_t.format(i=i) for i in range(_num_layers(cfg, hf_t))] if stacked else [hf_t]
+        per_shape = _hf_shape(kind, shape[1:] if stacked else shape, cfg)
+        for n in hf_names:
+            expected.add(n)
+            if n not in names:
+                raise ConfigError(f"{hf_dir}: tensor {n} is missing (expected shape {list(per_shape)})")
+            got = tuple(names[n].header[n]["shape"]) if n in names[n].header else None
+            if got is None:  # stored under a transformers-5 name
+                got = _stored_shape(names[n], n)
+            if got != per_shape:
+                raise ConfigError(
+                    f"{names[n].path}: tensor {n} has shape {list(got)}, config.json implies {list(per_shape)}"
+                )
+        sh = sharding.param_sharding(var.get_metadata().get("axes"), shape, mesh, rules)
+        loaded[key] = _build_array(names, hf_names, kind, stacked, shape, target, sh)
+    unexpected = sorted(n for n in names if n not in expected)
+    if unexpected:
+        raise ConfigError(
+            f"{hf_dir}: unexpected tensors {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}; "
+            "is this a Qwen2-VL checkpoint whose config.json matches its weights?"
+        )
+    for key, arr in loaded.items():
+        flat[key].value = arr
+    model = nnx.merge(graphdef, nnx.from_flat_state(flat))
+    model.hf_config = hf_cfg
+    assert isinstance(model, Qwen2VL)
+    return model
+
+
+def _stored_shape(st: SafetensorsFile, hub: str):
+    for k, info in st.header.items():
+        if hub_name(k) == hub:
+            return tuple(info["shape"])
+    raise KeyError(hub)
+
+
+def _read(names, n):
+    st = names[n]
+    if n in st.header:
+        return st.get(n)
+    for k in st.header:
+        if hub_name(k) == n:
+            return st.get(k)
+    raise KeyError(n)
+
+
+def _build_array(names, hf_names, kind, stacked, shape, dtype, sharding) -> jax.Array:
+    def fetch(index) -> np.ndarray:
+        index = tuple(index) + (slice(None),) * (len(shape) - len(index))
+        if stacked:
+            layers = range(*index[0].indices(shape[0]))
+            parts = [_to_ours(kind, _read(names, hf_names[i]))[index[1:]] for i in layers]
+            return np.stack(parts).astype(dtype)
+        return np.asarray(_to_ours(kind, _read(names, hf_names[0]))[index]).astype(dtype)
+
+    return jax.make_array_from_callback(shape, sharding, fetch)
+
+
+# ---- export -------------------------------------------------------------------------------------
+def hf_tensors(model, dtype=None) -> Iterator[tuple[str, np.ndarray]]:
+    """(hub name, numpy tensor) pairs in table order, one stacked parameter fetched at a time."""
+    cfg: ModelConfig = model.cfg
+    out_dt = np.dtype(jnp.dtype(dtype or cfg.hf_dtype))
+    flat = {_path_key(k): v for k, v in nnx.to_flat_state(nnx.state(model, nnx.Param))}
+    for hf_t, ours, kind in _table(cfg):
+        value = np.asarray(jax.device_get(flat[ours].value))
+        if "{i}" in hf_t:
+            for i in range(value.shape[0]):
+                x = value[i]
+                yield hf_t.format(i=i), _to_hf(kind, x, _hf_shape(kind, x.shape, cfg)).astype(out_dt)
+        else:
+            yield hf_t, _to_hf(kind, value, _hf_shape(kind, value.shape, cfg)).astype(out_dt)
+
+
+def save_hf(model, out_dir: str, dtype=None, max_shard_bytes: int = 5 * 2**30) -> None:
+    """Writes config.json and safetensors shards (+ index when more than one) with hub tensor names."""
+    if jax.process_index() != 0:
+        return
+    os.makedirs(out_dir, exist_ok=True)
+    cfg: ModelConfig = model.cfg
+    hf_dtype = jnp.dtype(dtype or cfg.hf_dtype).name
+    config = to_hf_config(cfg.replace(hf_dtype=hf_dtype), base=model.hf_config)
+    for old in os.listdir(out_dir):
+        if old.endswith(".safetensors") or old == "model.safetensors.index.json":
+            os.remove(os.path.join(out_dir, old))
+    # Shards are written as soon as they fill (host memory stays at one shard) and named at the end.
+    parts, cur, size, weight_map, total = [], {}, 0, {}, 0
+
+    def flush():
+        path = os.path.join(out_dir, f"part-{len(parts):05d}.safetensors.tmp")
+        write_safetensors(path, cur)
+        parts.append((path, list(cur)))
+
+    for name, arr in hf_tensors(model, hf_dtype):
+        if cur and size + arr.nbytes > max_shard_bytes:
+            flush()
+            cur, size = {}, 0
+        cur[name] = np.ascontiguousarray(arr)
+        size += arr.nbytes
+        total += arr.nbytes
+    flush()
+    for k, (path, names) in enumerate(parts):
+        fn = "model.safetensors" if len(parts) == 1 else f"model-{k + 1:05d}-of-{len(parts):05d}.safetensors"
+        os.replace(path, os.path.join(out_dir, fn))
+        weight_map.update({n: fn for n in names})
+    if len(parts) > 1:
+        with open(os.path.join(out_dir, "model.safetensors.index.json"), "w") as f:
+            json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
+    with open(os.path.join(out_dir, "config.json"), "w") as f:
+        json.dump(config, f, indent=2)

@@ -1,0 +1,145 @@
+"""Shared primitives: Linear, Embed, RMSNorm, LayerNorm with logical axis names, rotary helpers, attention.
+
+Einsum letters used across the package: B batch, T query length, S key/value length, N query heads,
+K kv heads, G query heads per kv head, H head dim, D model width, F mlp width, V vocab, L layers.
+
+Every parameter carries `axes`: a tuple of logical axis names, one per dimension (leading "layers" for
+stacked layers); `sharding.py` maps them onto mesh axes with the rules table from the config.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+_INIT = jax.nn.initializers.normal(0.02)
+
+
+def _param(rngs: nnx.Rngs | None, shape, axes, dtype, init=_INIT) -> nnx.Param:
+    if rngs is None:  # zeros-like placeholder, filled by a loader
+        value = jnp.zeros(shape, dtype)
+    else:
+        value = init(rngs.params(), shape, dtype)
+    assert len(axes) == len(shape), (shape, axes)
+    return nnx.Param(value, axes=tuple(axes))
+
+
+def _stack_axes(stack, axes):
+    return ("layers",) * len(stack) + tuple(axes)
+
+
+class Linear(nnx.Module):
+    """y = x @ kernel (+ bias). kernel: param_dtype[*stack, in, out]."""
+
+    def __init__(self, din, dout, *, axes, bias, rngs, stack=(), param_dtype=jnp.float32, dtype=jnp.float32):
+        self.dtype = dtype
+        self.kernel = _param(rngs, (*stack, din, dout), _stack_axes(stack, axes), param_dtype)
+        self.bias = (
+            _param(
+                rngs, (*stack, dout), _stack_axes(stack, axes[-1:]), param_dtype, jax.nn.initializers.zeros
+            )
+            if bias
+            else None
+        )
+
+    def __call__(self, x):
+        y = jnp.matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        if self.bias is not None:
+            y = y + self.bias[...].astype(self.dtype)
+        return y
+
+
+class Embed(nnx.Module):
+    """Token embedding table: param_dtype[V, D]; also the tied output projection."""
+
+    def __init__(self, vocab, dim, *, rngs, param_dtype=jnp.float32, dtype=jnp.float32):
+        self.dtype = dtype
+        self.embedding = _param(rngs, (vocab, dim), ("vocab", "embed"), param_dtype)
+
+    def __call__(self, ids):
+        return jnp.take(self.embedding[...], ids, axis=0).astype(self.dtype)
+
+    def attend(self, x):
+        return jnp.einsum("btd,vd->btv", x.astype(self.dtype), self.embedding[...].astype(self.dtype))
+
+
+class RMSNorm(nnx.Module):
+    """Qwen2 RMSNorm: statistics in fp32, cast back, then scale (matches transformers' order)."""
+
+    def __init__(self, dim, *, eps, rngs, stack=(), param_dtype=jnp.float32):
+        self.eps = eps
+        self.scale = _param(
+            rngs, (*stack, dim), _stack_axes(stack, ("norm",)), param_dtype, jax.nn.initializers.ones
+        )
+
+    def __call__(self, x):
+        xf = x.astype(jnp.float32)
+        xf = xf * jax.lax.rsqrt(jnp.mean(xf * xf, axis=-1, keepdims=True) + self.eps)
+        return self.scale[...].astype(x.dtype) * xf.astype(x.dtype)
+
+
+class LayerNorm(nnx.Module):
+    def __init__(self, dim, *, eps, rngs, stack=(), param_dtype=jnp.float32):
+        self.eps = eps
+        ax = _stack_axes(stack, ("norm",))
+        self.scale = _param(rngs, (*stack, dim), ax, param_dtype, jax.nn.initializers.ones)
+        self.bias = _param(rngs, (*stack, dim), ax, param_dtype, jax.nn.initializers.zeros)
+
+    def __call__(self, x):
+        xf = x.astype(jnp.float32)
+        mean = jnp.mean(xf, axis=-1, keepdims=True)
+        var = jnp.mean(jnp.square(xf - mean), axis=-1, keepdims=True)
+        y = (xf - mean) * jax.lax.rsqrt(var + self.eps)
+        y = y * self.scale[...].astype(jnp.float32) + self.bias[...].astype(jnp.float32)
+        return y.astype(x.dtype)
+
+
+def activation(name: str):
+    return {
+        "silu": jax.nn.silu,
+        "quick_gelu": lambda x: x * jax.nn.sigmoid(1.702 * x),
+        "gelu": lambda x: jax.nn.gelu(x, approximate=False),
+        "gelu_pytorch_tanh": lambda x: jax.nn.gelu(x, approximate=True),
+    }[name]
+
+
+def rotate_half(x):
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    return jnp.concatenate([-x2, x1], axis=-1)
+
+
+def apply_rope(x, cos, sin):
+    """x: [..., H]; cos/sin broadcastable to x, in fp32. Returns x's dtype."""
+    xf = x.astype(jnp.float32)
+    return (xf * cos + rotate_half(xf) * sin).astype(x.dtype)
+
+
+def attention(q, k, v, mask, *, dtype):
+    """Grouped-query softmax attention.
+
+    q: [B, T, N, H]; k, v: [B, S, K, H]; mask: bool broadcastable to [B, 1, 1, T, S] or [B, T, S].
+    Softmax in fp32 (like transformers' eager path). Returns [B, T, N, H].
+    """
+    b, t, n, h = q.shape
+    kh = k.shape[2]
+    q = q.reshape(b, t, kh, n // kh, h)
+    logits = jnp.einsum("btkgh,bskh->bkgts", q.astype(dtype), k.astype(dtype)) * (h**-0.5)
+    logits = logits.astype(jnp.float32)
+    if mask.ndim == 3:
+        mask = mask[:, None, None]
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    probs = jax.nn.softmax(logits, axis=-1).astype(dtype)
+    out = jnp.einsum("bkgts,bskh->btkgh", probs, v.astype(dtype))
+    return out.reshape(b, t, n, h)
+
+
+def remat(fn, policy: str):
+    """Wraps a scan body with jax.checkpoint according to a policy name from the config."""
+    if policy in ("none", "", None):
+        return fn
+    if policy == "full":
+        return jax.checkpoint(fn)
+    if not hasattr(jax.checkpoint_policies, policy):
+        raise ValueError(f"remat_policy={policy!r}: use 'none', 'full' or a name in jax.checkpoint_policies")
+    return jax.checkpoint(fn, policy=getattr(jax.checkpoint_policies, policy))

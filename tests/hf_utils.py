@@ -1,0 +1,157 @@
+"""Tiny random Qwen2-VL models made with transformers (offline), and input builders for parity tests."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+# Two tiny configs: small vocab with custom special ids + untied head + GQA 4:2, and the real token ids
+# with tied embeddings + GQA 6:1 + a different mrope split.
+TINY = dict(
+    a=dict(
+        text=dict(
+            vocab_size=320,
+            hidden_size=64,
+            intermediate_size=128,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            num_key_value_heads=2,
+            rms_norm_eps=1e-6,
+            bos_token_id=1,
+            eos_token_id=2,
+            rope_parameters={"rope_type": "default", "mrope_section": [2, 3, 3], "rope_theta": 10000.0},
+        ),
+        vision=dict(
+            depth=2,
+            embed_dim=32,
+            num_heads=2,
+            hidden_size=64,
+            mlp_ratio=2,
+            patch_size=14,
+            temporal_patch_size=2,
+            spatial_merge_size=2,
+            in_channels=3,
+        ),
+        ids=dict(image_token_id=300, video_token_id=301, vision_start_token_id=302, vision_end_token_id=303),
+        tie=False,
+    ),
+    b=dict(
+        text=dict(
+            vocab_size=151936,
+            hidden_size=48,
+            intermediate_size=96,
+            num_hidden_layers=3,
+            num_attention_heads=6,
+            num_key_value_heads=1,
+            rms_norm_eps=1e-6,
+            rope_parameters={"rope_type": "default", "mrope_section": [1, 1, 2], "rope_theta": 1000000.0},
+        ),
+        vision=dict(
+            depth=3,
+            embed_dim=48,
+            num_heads=3,
+            hidden_size=48,
+            mlp_ratio=4,
+            patch_size=14,
+            temporal_patch_size=2,
+            spatial_merge_size=2,
+            in_channels=3,
+        ),
+        ids=dict(
+            image_token_id=151655,
+            video_token_id=151656,
+            vision_start_token_id=151652,
+            vision_end_token_id=151653,
+        ),
+        tie=True,
+    ),
+)
+
+
+def hf_config(name: str) -> Qwen2VLConfig:
+    spec = TINY[name]
+    return Qwen2VLConfig(
+        text_config=dict(spec["text"]),
+        vision_config=dict(spec["vision"]),
+        tie_word_embeddings=spec["tie"],
+        **spec["ids"],
+    )
+
+
+def make_hf_model(name: str, seed: int = 0, dtype=torch.float32) -> Qwen2VLForConditionalGeneration:
+    torch.manual_seed(seed)
+    model = Qwen2VLForConditionalGeneration(hf_config(name)).eval().to(dtype)
+    # Random init leaves norms at 1 and biases at 0; perturb every tensor so the mapping is fully exercised.
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p) * 0.02)
+    return model
+
+
+def save_hf_model(name: str, path, seed: int = 0, dtype=torch.float32):
+    model = make_hf_model(name, seed, dtype)
+    model.save_pretrained(path)
+    return model
+
+
+class Prompt:
+    """A token sequence with vision blocks; `add_image`/`add_video` append a block with its pixels."""
+
+    def __init__(self, cfg: Qwen2VLConfig, rng: np.random.Generator):
+        self.cfg, self.rng = cfg, rng
+        self.ids: list[int] = []
+        self.images, self.image_grids, self.videos, self.video_grids = [], [], [], []
+
+    def text(self, n: int):
+        self.ids += list(self.rng.integers(0, 250, size=n))
+        return self
+
+    def _vision(self, pad_id, t, h, w, sink, grids):
+        m = self.cfg.vision_config.spatial_merge_size
+        v = self.cfg.vision_config
+        dim = v.in_channels * v.temporal_patch_size * v.patch_size**2
+        self.ids += (
+            [self.cfg.vision_start_token_id] + [pad_id] * (t * h * w // m**2) + [self.cfg.vision_end_token_id]
+        )
+        sink.append(self.rng.standard_normal((t * h * w, dim)).astype(np.float32))
+        grids.append([t, h, w])
+        return self
+
+    def image(self, h, w):
+        return self._vision(self.cfg.image_token_id, 1, h, w, self.images, self.image_grids)
+
+    def video(self, t, h, w):
+        return self._vision(self.cfg.video_token_id, t, h, w, self.videos, self.video_grids)
+
+
+def batch(cfg: Qwen2VLConfig, prompts: list[Prompt], left_pad: bool = True) -> dict:
+    """Numpy inputs in transformers' layout (padded batch + mm_token_type_ids)."""
+    t = max(len(p.ids) for p in prompts)
+    ids = np.zeros((len(prompts), t), np.int64)
+    mask = np.zeros((len(prompts), t), np.int64)
+    for i, p in enumerate(prompts):
+        sl = slice(t - len(p.ids), t) if left_pad else slice(0, len(p.ids))
+        ids[i, sl] = p.ids
+        mask[i, sl] = 1
+    out = dict(input_ids=ids, attention_mask=mask)
+    imgs = [x for p in prompts for x in p.images]
+    vids = [x for p in prompts for x in p.videos]
+    if imgs:
+        out["pixel_values"] = np.concatenate(imgs)
+        out["image_grid_thw"] = np.array([g for p in prompts for g in p.image_grids])
+    if vids:
+        out["pixel_values_videos"] = np.concatenate(vids)
+        out["video_grid_thw"] = np.array([g for p in prompts for g in p.video_grids])
+    return out
+
+
+def hf_logits(model, inputs: dict) -> np.ndarray:
+    cfg = model.config
+    tt = {k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}
+    ids = tt["input_ids"]
+    mm = torch.zeros_like(ids)
+    mm[ids == cfg.image_token_id] = 1
+    mm[ids == cfg.video_token_id] = 2
+    with torch.no_grad():
+        return model(**tt, mm_token_type_ids=mm).logits.float().numpy()
