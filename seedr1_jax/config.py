@@ -77,22 +77,16 @@ class ModelConfig:
         if t.hidden_size % t.num_heads:
             raise ConfigError(f"text hidden_size {t.hidden_size} is not divisible by num_heads {t.num_heads}")
         if t.num_heads % t.num_kv_heads:
-            raise ConfigError(
-                f"num_attention_heads {t.num_heads} is not a multiple of kv heads {t.num_kv_heads}"
-            )
+            raise ConfigError(f"num_attention_heads {t.num_heads} is not a multiple of kv heads {t.num_kv_heads}")
         if 2 * sum(t.mrope_section) != t.head_dim:
             raise ConfigError(
                 f"mrope_section {list(t.mrope_section)} must sum to head_dim/2 = {t.head_dim // 2} "
                 f"(hidden_size {t.hidden_size} / num_heads {t.num_heads} / 2)"
             )
         if v.embed_dim % v.num_heads or v.head_dim % 4:
-            raise ConfigError(
-                f"vision embed_dim {v.embed_dim} / num_heads {v.num_heads} must be a multiple of 4"
-            )
+            raise ConfigError(f"vision embed_dim {v.embed_dim} / num_heads {v.num_heads} must be a multiple of 4")
         if v.out_dim != t.hidden_size:
-            raise ConfigError(
-                f"vision_config.hidden_size {v.out_dim} must equal the text hidden_size {t.hidden_size}"
-            )
+            raise ConfigError(f"vision_config.hidden_size {v.out_dim} must equal the text hidden_size {t.hidden_size}")
         for name in ("param_dtype", "dtype", "hf_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use float32, bfloat16 or float16")
@@ -161,9 +155,7 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelConf
     rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
     theta = rope.get("rope_theta", text.get("rope_theta", 1000000.0))
     if text.get("use_sliding_window"):
-        raise ConfigError(
-            f"{source}: use_sliding_window=true is not supported (Qwen2-VL checkpoints use false)"
-        )
+        raise ConfigError(f"{source}: use_sliding_window=true is not supported (Qwen2-VL checkpoints use false)")
 
     def need(d, key, where):
         if key not in d:
@@ -222,16 +214,12 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelConf
 def read_hf_config(hf_dir: str) -> dict[str, Any]:
     path = os.path.join(hf_dir, "config.json")
     if not os.path.isfile(path):
-        raise ConfigError(
-            f"{path} not found: pass a Hugging Face Qwen2-VL folder (config.json + *.safetensors)"
-        )
+        raise ConfigError(f"{path} not found: pass a Hugging Face Qwen2-VL folder (config.json + *.safetensors)")
     try:
         with open(path) as f:
             return json.load(f)
     except json.JSONDecodeError as e:
-        raise ConfigError(
-            f"{path} is not valid JSON ({e}); re-download the checkpoint's config.json"
-        ) from None
+        raise ConfigError(f"{path} is not valid JSON ({e}); re-download the checkpoint's config.json") from None
 
 
 def to_hf_config(cfg: ModelConfig, base: dict[str, Any] | None = None) -> dict[str, Any]:

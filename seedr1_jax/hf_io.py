@@ -119,9 +119,7 @@ def _table(cfg: ModelConfig) -> list[tuple[str, str, str]]:
             (f"model.layers.{{i}}.self_attn.{p}.weight", f"model.layers.self_attn.{p}.kernel", "linear"),
             (f"model.layers.{{i}}.self_attn.{p}.bias", f"model.layers.self_attn.{p}.bias", "copy"),
         ]
-    rows.append(
-        ("model.layers.{i}.self_attn.o_proj.weight", "model.layers.self_attn.o_proj.kernel", "linear")
-    )
+    rows.append(("model.layers.{i}.self_attn.o_proj.weight", "model.layers.self_attn.o_proj.kernel", "linear"))
     for p in ("gate_proj", "up_proj", "down_proj"):
         rows.append((f"model.layers.{{i}}.mlp.{p}.weight", f"model.layers.mlp.{p}.kernel", "linear"))
     if not cfg.text.tie_word_embeddings:
@@ -175,9 +173,7 @@ def _open_checkpoint(hf_dir: str) -> dict[str, SafetensorsFile]:
     else:
         files = {fn: None for fn in sorted(os.listdir(hf_dir)) if fn.endswith(".safetensors")}
         if not files:
-            raise ConfigError(
-                f"{hf_dir}: no *.safetensors files (only safetensors checkpoints are supported)"
-            )
+            raise ConfigError(f"{hf_dir}: no *.safetensors files (only safetensors checkpoints are supported)")
     names: dict[str, SafetensorsFile] = {}
     for fn in files:
         path = os.path.join(hf_dir, fn)

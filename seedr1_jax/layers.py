@@ -36,9 +36,7 @@ class Linear(nnx.Module):
         self.dtype = dtype
         self.kernel = _param(rngs, (*stack, din, dout), _stack_axes(stack, axes), param_dtype)
         self.bias = (
-            _param(
-                rngs, (*stack, dout), _stack_axes(stack, axes[-1:]), param_dtype, jax.nn.initializers.zeros
-            )
+            _param(rngs, (*stack, dout), _stack_axes(stack, axes[-1:]), param_dtype, jax.nn.initializers.zeros)
             if bias
             else None
         )
@@ -69,9 +67,7 @@ class RMSNorm(nnx.Module):
 
     def __init__(self, dim, *, eps, rngs, stack=(), param_dtype=jnp.float32):
         self.eps = eps
-        self.scale = _param(
-            rngs, (*stack, dim), _stack_axes(stack, ("norm",)), param_dtype, jax.nn.initializers.ones
-        )
+        self.scale = _param(rngs, (*stack, dim), _stack_axes(stack, ("norm",)), param_dtype, jax.nn.initializers.ones)
 
     def __call__(self, x):
         xf = x.astype(jnp.float32)

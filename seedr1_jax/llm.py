@@ -17,9 +17,7 @@ class DecoderLayer(nnx.Module):
         pd, dt = jnp.dtype(cfg.param_dtype), jnp.dtype(cfg.dtype)
         kw = dict(rngs=rngs, stack=stack, param_dtype=pd, dtype=dt)
         hd = t.head_dim
-        self.input_layernorm = RMSNorm(
-            t.hidden_size, eps=t.rms_norm_eps, rngs=rngs, stack=stack, param_dtype=pd
-        )
+        self.input_layernorm = RMSNorm(t.hidden_size, eps=t.rms_norm_eps, rngs=rngs, stack=stack, param_dtype=pd)
         self.post_attention_layernorm = RMSNorm(
             t.hidden_size, eps=t.rms_norm_eps, rngs=rngs, stack=stack, param_dtype=pd
         )

@@ -49,20 +49,29 @@ class Qwen2VL(nnx.Module):
     def embed(self, input_ids, pixels=None, hw_pos=None, valid=None, vision_index=None):
         """Token embeddings with vision tokens placed: [B, T, D].
 
-        pixels: [S, L, P] segments; vision_index: int32[B, T], the row of the flattened merged vision
-        output [S * L / m^2] that each token takes, or -1 for text tokens.
+        Two vision layouts:
+        - flat (any image sizes, `prepare_inputs`): pixels [S, L, P], hw_pos int32[S, L, 2], valid bool[S, L]
+          or None; vision_index int32[B, T] is the row of the flattened merged output [S * L / m^2].
+        - per sample (training batches, shardable over B): pixels [B, S, L, P], hw_pos int32[B, S, L, 2];
+          vision_index int32[B, T] is the row within that sample's own merged output [S * L / m^2].
+        vision_index is -1 for text tokens.
         """
         x = self.model.embed_tokens(input_ids)
         if pixels is None:
             return x
-        feats = self.visual(pixels, hw_pos, valid)
-        feats = feats.reshape(-1, feats.shape[-1]).astype(x.dtype)
-        placed = jnp.take(feats, jnp.maximum(vision_index, 0), axis=0)
+        if pixels.ndim == 4:
+            b, s, l, p = pixels.shape
+            v = None if valid is None else valid.reshape(b * s, l)
+            feats = self.visual(pixels.reshape(b * s, l, p), hw_pos.reshape(b * s, l, 2), v)
+            feats = feats.reshape(b, -1, feats.shape[-1]).astype(x.dtype)
+            placed = jnp.take_along_axis(feats, jnp.maximum(vision_index, 0)[..., None], axis=1)
+        else:
+            feats = self.visual(pixels, hw_pos, valid)
+            feats = feats.reshape(-1, feats.shape[-1]).astype(x.dtype)
+            placed = jnp.take(feats, jnp.maximum(vision_index, 0), axis=0)
         return jnp.where((vision_index >= 0)[..., None], placed, x)
 
-    def forward(
-        self, input_ids, positions, attention_mask, pixels=None, hw_pos=None, valid=None, vision_index=None
-    ):
+    def forward(self, input_ids, positions, attention_mask, pixels=None, hw_pos=None, valid=None, vision_index=None):
         """Full-sequence forward (no cache). Returns the final normed hidden states [B, T, D]."""
         x = self.embed(input_ids, pixels, hw_pos, valid, vision_index)
         t = input_ids.shape[1]
@@ -119,9 +128,7 @@ def _jit_logits(model: Qwen2VL, inputs: dict):
 
 
 # ---- host-side input preparation -----------------------------------------------------------------
-def get_rope_index(
-    cfg: ModelConfig, input_ids, attention_mask=None, image_grid_thw=None, video_grid_thw=None
-):
+def get_rope_index(cfg: ModelConfig, input_ids, attention_mask=None, image_grid_thw=None, video_grid_thw=None):
     """M-RoPE position ids by the original Qwen2-VL algorithm (numpy, host side).
 
     Text after a vision block starts at the maximum position used so far + 1 (transformers 5.x
@@ -134,12 +141,8 @@ def get_rope_index(
     b, t = ids.shape
     am = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
     grids = {
-        cfg.image_token_id: iter(np.asarray(image_grid_thw).reshape(-1, 3))
-        if image_grid_thw is not None
-        else None,
-        cfg.video_token_id: iter(np.asarray(video_grid_thw).reshape(-1, 3))
-        if video_grid_thw is not None
-        else None,
+        cfg.image_token_id: iter(np.asarray(image_grid_thw).reshape(-1, 3)) if image_grid_thw is not None else None,
+        cfg.video_token_id: iter(np.asarray(video_grid_thw).reshape(-1, 3)) if video_grid_thw is not None else None,
     }
     m = cfg.vision.spatial_merge_size
     positions = np.ones((3, b, t), np.int64)
@@ -186,9 +189,7 @@ def vision_placement(cfg: ModelConfig, input_ids, image_grid_thw, video_grid_thw
     m2 = cfg.vision.spatial_merge_size**2
     img = np.zeros((0, 3), np.int64) if image_grid_thw is None else np.asarray(image_grid_thw).reshape(-1, 3)
     vid = np.zeros((0, 3), np.int64) if video_grid_thw is None else np.asarray(video_grid_thw).reshape(-1, 3)
-    gather, hw_pos, valid, merged_rows = segment_layout(
-        np.concatenate([img, vid]), cfg.vision.spatial_merge_size
-    )
+    gather, hw_pos, valid, merged_rows = segment_layout(np.concatenate([img, vid]), cfg.vision.spatial_merge_size)
     n_img = int(img.prod(-1).sum()) // m2
     n_vid = int(vid.prod(-1).sum()) // m2
     vision_index = np.full(ids.shape, -1, np.int32)
@@ -219,11 +220,7 @@ def prepare_inputs(
     ids = np.asarray(input_ids, np.int32)
     if ids.ndim == 1:
         ids = ids[None]
-    am = (
-        np.ones_like(ids)
-        if attention_mask is None
-        else np.asarray(attention_mask, np.int32).reshape(ids.shape)
-    )
+    am = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask, np.int32).reshape(ids.shape)
     positions, _ = get_rope_index(cfg, ids, am, image_grid_thw, video_grid_thw)
     out = dict(input_ids=ids, positions=positions, attention_mask=am)
     flats = [np.asarray(p, np.float32) for p in (pixel_values, pixel_values_videos) if p is not None]

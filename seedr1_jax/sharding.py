@@ -37,12 +37,8 @@ def make_mesh(shape=(1, -1, 1), devices=None) -> Mesh:
             raise ValueError(f"mesh shape {shape} does not divide {len(devices)} devices")
         shape[shape.index(-1)] = len(devices) // rest
     if int(np.prod(shape)) != len(devices):
-        raise ValueError(
-            f"mesh shape {tuple(shape)} needs {int(np.prod(shape))} devices, there are {len(devices)}"
-        )
-    return jax.make_mesh(
-        tuple(shape), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=devices
-    )
+        raise ValueError(f"mesh shape {tuple(shape)} needs {int(np.prod(shape))} devices, there are {len(devices)}")
+    return jax.make_mesh(tuple(shape), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3, devices=devices)
 
 
 def logical_to_spec(axes, shape, mesh: Mesh, rules=None) -> P:

@@ -111,9 +111,7 @@ class Prompt:
         m = self.cfg.vision_config.spatial_merge_size
         v = self.cfg.vision_config
         dim = v.in_channels * v.temporal_patch_size * v.patch_size**2
-        self.ids += (
-            [self.cfg.vision_start_token_id] + [pad_id] * (t * h * w // m**2) + [self.cfg.vision_end_token_id]
-        )
+        self.ids += [self.cfg.vision_start_token_id] + [pad_id] * (t * h * w // m**2) + [self.cfg.vision_end_token_id]
         sink.append(self.rng.standard_normal((t * h * w, dim)).astype(np.float32))
         grids.append([t, h, w])
         return self
