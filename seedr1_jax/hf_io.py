@@ -219,6 +219,12 @@ def load_hf(hf_dir: str, dtype=None, mesh=None, rules=None, **overrides):
             got = tuple(names[n].header[n]["shape"]) if n in names[n].header else None
             if got is None:  # stored under a transformers-5 name
                 got = _stored_shape(names[n], n)
+            stored = names[n].header.get(n, {}).get("dtype", "F32")
+            if stored not in ("F32", "F16", "BF16", "F64"):
+                raise ConfigError(
+                    f"{names[n].path}: tensor {n} has dtype {np.dtype(_ST_DTYPES[stored]).name}, "
+                    "expected a floating point type (float32, bfloat16, float16)"
+                )
             if got != per_shape:
                 raise ConfigError(
                     f"{names[n].path}: tensor {n} has shape {list(got)}, config.json implies {list(per_shape)}"

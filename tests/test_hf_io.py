@@ -1,0 +1,197 @@
+"""HF <-> ours conversion: bit-exact round trip, sharded checkpoints, transformers reload, clear errors,
+full-size preset parameter counts, and the bf16 tolerance."""
+
+import json
+import os
+import shutil
+
+import jax
+import numpy as np
+import pytest
+import torch
+from hf_utils import Prompt, batch, hf_logits, save_hf_model
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+from seedr1_jax.config import ConfigError, preset
+from seedr1_jax.hf_io import SafetensorsFile, _open_checkpoint
+from seedr1_jax.qwen2_vl import Qwen2VL, abstract_model, param_count
+
+
+def _tensors(d):
+    return {k: st.get(k) for k, st in _open_checkpoint(str(d)).items()}
+
+
+@pytest.mark.parametrize("name,dtype", [("a", torch.float32), ("b", torch.bfloat16)])
+def test_round_trip_bit_exact(tmp_path, name, dtype):
+    save_hf_model(name, tmp_path / "hf", seed=2, dtype=dtype)
+    model = Qwen2VL.from_pretrained(str(tmp_path / "hf"))
+    model.save_pretrained(str(tmp_path / "out"))
+    src, dst = _tensors(tmp_path / "hf"), _tensors(tmp_path / "out")
+    assert sorted(src) == sorted(dst)
+    for k in src:
+        assert src[k].dtype == dst[k].dtype and src[k].shape == dst[k].shape, k
+        assert src[k].tobytes() == dst[k].tobytes(), k
+    # the loaded parameters keep the checkpoint dtype and tied heads stay tied
+    assert model.model.embed_tokens.embedding.value.dtype == jax.numpy.dtype(str(dtype).replace("torch.", ""))
+    assert (model.lm_head is None) == (name == "b")
+
+
+def test_sharded_checkpoint_and_transformers_reload(tmp_path):
+    hf = save_hf_model("a", tmp_path / "hf", seed=3)
+    model = Qwen2VL.from_pretrained(str(tmp_path / "hf"))
+    model.save_pretrained(str(tmp_path / "out"), max_shard_bytes=200_000)
+    files = sorted(os.listdir(tmp_path / "out"))
+    assert "model.safetensors.index.json" in files and sum(f.endswith(".safetensors") for f in files) > 2
+    # our sharded export loads back bit-exactly, and in transformers with the same logits
+    again = Qwen2VL.from_pretrained(str(tmp_path / "out"))
+    for (k1, a), (k2, b) in zip(jax.tree.leaves_with_path(model), jax.tree.leaves_with_path(again)):
+        assert np.array_equal(np.asarray(a), np.asarray(b)), k1
+    reloaded = Qwen2VLForConditionalGeneration.from_pretrained(str(tmp_path / "out")).eval()
+    inputs = batch(hf.config, [Prompt(hf.config, np.random.default_rng(0)).text(3).image(4, 4).text(4)])
+    np.testing.assert_array_equal(hf_logits(reloaded, inputs), hf_logits(hf, inputs))
+    assert np.abs(np.asarray(again(**inputs)) - hf_logits(hf, inputs)).max() <= 1e-4
+
+
+def test_transformers5_in_memory_names_accepted(tmp_path):
+    save_hf_model("a", tmp_path / "hf", seed=4)
+    st = SafetensorsFile(str(tmp_path / "hf" / "model.safetensors"))
+    renamed = {}
+    for k in st.keys():
+        k2 = k.replace("visual.", "model.visual.", 1) if k.startswith("visual.") else k
+        k2 = k2.replace("model.layers", "model.language_model.layers").replace(
+            "model.embed_tokens", "model.language_model.embed_tokens"
+        )
+        renamed[k2.replace("model.norm.", "model.language_model.norm.")] = np.array(st.get(k))
+    from seedr1_jax.hf_io import write_safetensors
+
+    os.makedirs(tmp_path / "v5")
+    write_safetensors(str(tmp_path / "v5" / "model.safetensors"), renamed)
+    shutil.copy(tmp_path / "hf" / "config.json", tmp_path / "v5" / "config.json")
+    a = Qwen2VL.from_pretrained(str(tmp_path / "hf"))
+    b = Qwen2VL.from_pretrained(str(tmp_path / "v5"))
+    for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b)):
+        assert np.array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.fixture(scope="module")
+def hf_dir(tmp_path_factory):
+    d = tmp_path_factory.mktemp("err")
+    save_hf_model("a", d / "hf", seed=5)
+    return d / "hf"
+
+
+def _copy(hf_dir, tmp_path):
+    out = tmp_path / "ckpt"
+    shutil.copytree(hf_dir, out)
+    return out
+
+
+def _edit_tensors(path, fn):
+    from seedr1_jax.hf_io import write_safetensors
+
+    st = SafetensorsFile(str(path))
+    tensors = fn({k: np.array(st.get(k)) for k in st.keys()})
+    del st
+    write_safetensors(str(path), tensors)
+
+
+@pytest.mark.parametrize(
+    "break_it,message",
+    [
+        (lambda d: os.remove(d / "config.json"), "config.json not found"),
+        (lambda d: (d / "config.json").write_text("{not json"), "not valid JSON"),
+        (lambda d: (d / "config.json").write_text(json.dumps({"model_type": "llama"})), "model_type is 'llama'"),
+        (lambda d: [os.remove(d / f) for f in os.listdir(d) if f.endswith(".safetensors")], "no *.safetensors"),
+        (lambda d: (d / "model.safetensors").write_bytes(b"\x01\x02"), "not a readable safetensors"),
+        (
+            lambda d: _edit_tensors(
+                d / "model.safetensors",
+                lambda t: {k: v for k, v in t.items() if k != "model.layers.1.mlp.up_proj.weight"},
+            ),
+            "model.layers.1.mlp.up_proj.weight is missing",
+        ),
+        (
+            lambda d: _edit_tensors(d / "model.safetensors", lambda t: {**t, "model.extra.weight": np.zeros(3, "f4")}),
+            "unexpected tensors ['model.extra.weight']",
+        ),
+        (
+            lambda d: _edit_tensors(d / "model.safetensors", lambda t: {**t, "model.norm.weight": np.zeros(65, "f4")}),
+            "model.norm.weight has shape [65], config.json implies [64]",
+        ),
+        (
+            lambda d: _edit_tensors(d / "model.safetensors", lambda t: {**t, "model.norm.weight": np.zeros(64, "i4")}),
+            "model.norm.weight has dtype int32",
+        ),
+    ],
+    ids=["no_config", "bad_json", "model_type", "no_weights", "corrupt", "missing", "unexpected", "shape", "dtype"],
+)
+def test_clear_errors(hf_dir, tmp_path, break_it, message):
+    d = _copy(hf_dir, tmp_path)
+    break_it(d)
+    with pytest.raises(ConfigError) as e:
+        Qwen2VL.from_pretrained(str(d))
+    assert message in str(e.value)
+
+
+# Hand-typed from the released Hugging Face config.json files (not from our presets).
+_HUB = {
+    "qwen2_vl_2b": dict(
+        vocab_size=151936,
+        hidden_size=1536,
+        intermediate_size=8960,
+        num_hidden_layers=28,
+        num_attention_heads=12,
+        num_key_value_heads=2,
+        tie_word_embeddings=True,
+        vision_hidden=1536,
+    ),
+    "qwen2_vl_7b": dict(
+        vocab_size=152064,
+        hidden_size=3584,
+        intermediate_size=18944,
+        num_hidden_layers=28,
+        num_attention_heads=28,
+        num_key_value_heads=4,
+        tie_word_embeddings=False,
+        vision_hidden=3584,
+    ),
+    "qwen2_vl_72b": dict(
+        vocab_size=152064,
+        hidden_size=8192,
+        intermediate_size=29568,
+        num_hidden_layers=80,
+        num_attention_heads=64,
+        num_key_value_heads=8,
+        tie_word_embeddings=False,
+        vision_hidden=8192,
+    ),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_HUB))
+def test_full_size_presets_param_count(name):
+    hub = dict(_HUB[name])
+    vh = hub.pop("vision_hidden")
+    tie = hub.pop("tie_word_embeddings")
+    cfg = Qwen2VLConfig(
+        text_config=hub,
+        tie_word_embeddings=tie,
+        vision_config=dict(depth=32, embed_dim=1280, hidden_size=vh, num_heads=16, mlp_ratio=4),
+    )
+    with torch.device("meta"):
+        hf = Qwen2VLForConditionalGeneration(cfg)
+    expected = sum(p.numel() for p in hf.parameters())
+    assert param_count(abstract_model(preset(name))) == expected
+
+
+def test_bf16_compute_within_tolerance(tmp_path):
+    """bf16 parameters and compute vs fp32: logits within 0.05 absolute (documented in README)."""
+    hf = save_hf_model("a", tmp_path / "hf", seed=6)
+    f32 = Qwen2VL.from_pretrained(str(tmp_path / "hf"), dtype="float32")
+    b16 = Qwen2VL.from_pretrained(str(tmp_path / "hf"), dtype="bfloat16")
+    inputs = batch(hf.config, [Prompt(hf.config, np.random.default_rng(1)).text(5).video(2, 4, 4).image(4, 4).text(6)])
+    a, b = np.asarray(f32(**inputs)), np.asarray(b16(**inputs))
+    assert b.dtype == np.float32
+    err = np.abs(a - b).max()
+    assert 0 < err <= 0.05, err
+    assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.9
