@@ -44,7 +44,7 @@ def test_sharded_checkpoint_and_transformers_reload(tmp_path):
     assert "model.safetensors.index.json" in files and sum(f.endswith(".safetensors") for f in files) > 2
     # our sharded export loads back bit-exactly, and in transformers with the same logits
     again = Qwen2VL.from_pretrained(str(tmp_path / "out"))
-    for (k1, a), (k2, b) in zip(jax.tree.leaves_with_path(model), jax.tree.leaves_with_path(again)):
+    for (k1, a), (_, b) in zip(jax.tree.leaves_with_path(model), jax.tree.leaves_with_path(again)):
         assert np.array_equal(np.asarray(a), np.asarray(b)), k1
     reloaded = Qwen2VLForConditionalGeneration.from_pretrained(str(tmp_path / "out")).eval()
     inputs = batch(hf.config, [Prompt(hf.config, np.random.default_rng(0)).text(3).image(4, 4).text(4)])
