@@ -1,0 +1,137 @@
+"""Rewards: one table row per rule of SPEC section 4, and a property test that no text makes a reward raise."""
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from seedr1_jax import rewards
+
+GT = "<answer>B.</answer>"  # the stored form of the ground truth
+
+ACCURACY_CASES = [
+    # (completion, ground truth, expected, rule)
+    ("<think>x</think><answer>B</answer>", GT, 1.0, "letter"),
+    ("<answer>B. Open the drawer</answer>", GT, 1.0, "first character only"),
+    ("<answer>B</answer>", "B", 1.0, "bare-letter ground truth"),
+    ("<answer>B</answer>", " B ", 1.0, "bare ground truth is stripped"),
+    ("<answer>C</answer>", GT, 0.0, "wrong letter"),
+    ("<answer>b</answer>", GT, 0.0, "case-sensitive"),
+    ("<answer>  \n B \t</answer>", GT, 1.0, "whitespace stripped"),
+    ("<answer>\nB\n</answer>", GT, 1.0, "DOTALL: newlines inside the tag"),
+    ("<answer>A</answer> then <answer>B</answer>", GT, 0.0, "first match wins (wrong first)"),
+    ("<answer>B</answer> then <answer>A</answer>", GT, 1.0, "first match wins (right first)"),
+    ("<answer>B</answer></answer>", GT, 1.0, "non-greedy"),
+    ("The answer is B.", GT, 0.0, "no tag"),
+    ("<answer>B", GT, 0.0, "unclosed tag"),
+    ("B</answer>", GT, 0.0, "unopened tag"),
+    ("<answer></answer>", GT, 0.0, "empty answer"),
+    ("<answer>   </answer>", GT, 0.0, "blank answer"),
+    ("<ANSWER>B</ANSWER>", GT, 0.0, "tag names are case-sensitive"),
+    ("", GT, 0.0, "empty completion"),
+    ("<answer>B</answer>", "", 0.0, "empty ground truth"),
+    ("<answer>B</answer>", "<answer></answer>", 0.0, "empty stored ground truth"),
+    ("<answer>(B)</answer>", GT, 0.0, "first character must be the letter"),
+]
+
+
+@pytest.mark.parametrize("completion,gt,expected,rule", ACCURACY_CASES, ids=[c[3] for c in ACCURACY_CASES])
+def test_accuracy_reward(completion, gt, expected, rule):
+    assert rewards.accuracy_reward(completion, gt) == expected
+
+
+EXACT_CASES = [
+    ("<answer>B</answer>", GT, 1.0, "letter"),
+    ("<answer> B \n</answer>", "B", 1.0, "stripped"),
+    ("<answer>B.</answer>", GT, 0.0, "trailing text is not exact"),
+    ("<answer>B. Open</answer>", GT, 0.0, "option text is not exact"),
+    ("<answer>b</answer>", GT, 0.0, "case-sensitive"),
+    ("<answer>A</answer><answer>B</answer>", GT, 0.0, "first match wins"),
+    ("<answer></answer>", GT, 0.0, "empty answer"),
+    ("<answer></answer>", "", 0.0, "empty answer vs empty ground truth"),
+    ("B", GT, 0.0, "no tag"),
+]
+
+
+@pytest.mark.parametrize("completion,gt,expected,rule", EXACT_CASES, ids=[c[3] for c in EXACT_CASES])
+def test_exact_reward(completion, gt, expected, rule):
+    assert rewards.exact_reward(completion, gt) == expected
+
+
+FORMAT_CASES = [
+    ("<think>r</think><answer>B</answer>", 1.0, "minimal"),
+    ("<think>a\nb</think>\n \t<answer>\nB\n</answer>", 1.0, "DOTALL and whitespace between tags"),
+    ("<think></think><answer></answer>", 1.0, "empty tags still match"),
+    ("<think>r</think><answer>B</answer> trailing text", 1.0, "prefix match: trailing text allowed"),
+    (" <think>r</think><answer>B</answer>", 0.0, "must start at the first character"),
+    ("ok <think>r</think><answer>B</answer>", 0.0, "text before think"),
+    ("<think>r</think> x <answer>B</answer>", 0.0, "only whitespace between the tags"),
+    ("<answer>B</answer><think>r</think>", 0.0, "wrong order"),
+    ("<think>r</think>", 0.0, "no answer"),
+    ("<answer>B</answer>", 0.0, "no think"),
+    ("<think>r<answer>B</answer>", 0.0, "think not closed"),
+    ("", 0.0, "empty"),
+]
+
+
+@pytest.mark.parametrize("completion,expected,rule", FORMAT_CASES, ids=[c[2] for c in FORMAT_CASES])
+def test_format_reward(completion, expected, rule):
+    assert rewards.format_reward(completion, GT) == expected
+    assert rewards.format_reward(completion) == expected
+
+
+def test_ground_truth_letter_forms():
+    assert rewards.ground_truth_letter("<answer>B.</answer>") == "B"
+    assert rewards.ground_truth_letter("<answer> D. text</answer>") == "D"
+    assert rewards.ground_truth_letter("C") == "C"
+    assert rewards.ground_truth_letter("") == ""
+
+
+def test_compute_rewards_default_is_accuracy_only():
+    comps = ["<think>x</think><answer>B</answer>", "<answer>A</answer>", "B"]
+    total, values = rewards.compute_rewards(comps, [GT] * 3)
+    assert list(values) == ["accuracy"]
+    assert total.dtype == np.float32 and total.tolist() == [1.0, 0.0, 0.0]
+
+
+def test_compute_rewards_care_weights_and_logging():
+    comps = ["<think>x</think><answer>B</answer>", "<think>x</think><answer>B.</answer>", "<answer>B</answer>", "B"]
+    total, values = rewards.compute_rewards(comps, ["B"] * 4, rewards.CARE_REWARD_WEIGHTS)
+    assert values["exact"].tolist() == [1.0, 0.0, 1.0, 0.0]
+    assert values["format"].tolist() == [1.0, 1.0, 0.0, 0.0]
+    assert total.tolist() == [2.0, 1.0, 1.0, 0.0]
+    total, values = rewards.compute_rewards(comps, ["B"] * 4, {"accuracy": 0.5, "format": 0.0})
+    assert total.tolist() == [0.5, 0.5, 0.5, 0.0] and values["format"].tolist() == [1.0, 1.0, 0.0, 0.0]
+
+
+def test_compute_rewards_rejects_bad_config():
+    with pytest.raises(ValueError, match="unknown reward.*'acc'.*choose from"):
+        rewards.compute_rewards(["x"], ["B"], {"acc": 1.0})
+    with pytest.raises(ValueError, match="empty"):
+        rewards.compute_rewards(["x"], ["B"], {})
+    with pytest.raises(ValueError, match="2 completions but 1 ground truths"):
+        rewards.compute_rewards(["x", "y"], ["B"])
+
+
+def test_compute_rewards_empty_batch():
+    total, values = rewards.compute_rewards([], [], rewards.CARE_REWARD_WEIGHTS)
+    assert total.shape == (0,) and values["exact"].shape == (0,)
+
+
+# Fragments that make random strings hit the regexes' interesting paths far more often than plain text.
+_FRAGMENTS = ["<answer>", "</answer>", "<think>", "</think>", "A", "B", "b", " ", "\n", "\t", ".", "<", ">", "/"]
+_texts = st.one_of(
+    st.text(),
+    st.lists(st.one_of(st.sampled_from(_FRAGMENTS), st.text(max_size=3)), max_size=12).map("".join),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(completion=_texts, gt=st.one_of(_texts, st.sampled_from(["B", GT, "<answer>A.</answer>"])))
+def test_rewards_never_raise_and_are_binary(completion, gt):
+    for name, fn in rewards.REWARD_FNS.items():
+        assert fn(completion, gt) in (0.0, 1.0), name
+    total, values = rewards.compute_rewards([completion], [gt], {"accuracy": 1.0, "exact": 1.0, "format": 1.0})
+    assert set(values) == set(rewards.REWARD_FNS) and total.shape == (1,)
+    # exact match implies accuracy: the stripped answer equal to the letter starts with it.
+    assert values["exact"][0] <= values["accuracy"][0]
