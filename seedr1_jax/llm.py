@@ -9,6 +9,7 @@ from flax import nnx
 
 from .config import ModelConfig
 from .layers import Embed, Linear, RMSNorm, activation, apply_rope, attention, remat
+from .sharding import BATCH, constrain
 
 
 class DecoderLayer(nnx.Module):
@@ -93,6 +94,7 @@ class TextModel(nnx.Module):
 
         def body(h, xs):
             layer_state, kv = xs
+            h = constrain(h, BATCH, None, None)
             h, kv = nnx.merge(graphdef, layer_state)(h, cos, sin, mask, kv, write_index)
             return h, kv
 

@@ -15,6 +15,7 @@ from flax import nnx
 
 from .config import ModelConfig
 from .layers import LayerNorm, Linear, activation, apply_rope, attention, remat
+from .sharding import BATCH, constrain
 
 
 class VisionBlock(nnx.Module):
@@ -93,6 +94,7 @@ class VisionTower(nnx.Module):
         graphdef, state = nnx.split(self.blocks)
 
         def body(h, layer_state):
+            h = constrain(h, BATCH, None, None)
             return nnx.merge(graphdef, layer_state)(h, cos, sin, mask), None
 
         x, _ = jax.lax.scan(remat(body, self.cfg.remat_policy), x, state)

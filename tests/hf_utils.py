@@ -153,3 +153,29 @@ def hf_logits(model, inputs: dict) -> np.ndarray:
     mm[ids == cfg.video_token_id] = 2
     with torch.no_grad():
         return model(**tt, mm_token_type_ids=mm).logits.float().numpy()
+
+
+def per_sample_batch(ours_cfg, prompts: list[Prompt]) -> dict:
+    """The training-batch layout (`Qwen2VL.embed` per-sample branch) for prompts with identical vision grids:
+    pixels [B, S, L, P], hw_pos [B, S, L, 2], vision_index local to each sample; left-padded ids."""
+    from seedr1_jax.qwen2_vl import get_rope_index, vision_placement
+
+    flat = batch(prompts[0].cfg, prompts)
+    ids, am = flat["input_ids"].astype(np.int32), flat["attention_mask"].astype(np.int32)
+    positions, _ = get_rope_index(ours_cfg, ids, am, flat.get("image_grid_thw"), flat.get("video_grid_thw"))
+    pix, hw, vi = [], [], []
+    for b, p in enumerate(prompts):
+        place = vision_placement(ours_cfg, ids[b : b + 1], p.image_grids or None, p.video_grids or None)
+        assert place["valid"].all(), "per_sample_batch needs equal-size segments"
+        rows = np.concatenate(p.images + p.videos)
+        pix.append(rows[place["gather"]])
+        hw.append(place["hw_pos"])
+        vi.append(place["vision_index"][0])
+    return dict(
+        input_ids=ids,
+        attention_mask=am,
+        positions=positions,
+        pixels=np.stack(pix),
+        hw_pos=np.stack(hw),
+        vision_index=np.stack(vi),
+    )
