@@ -70,6 +70,18 @@ def _config_from_argv(path: str, extra: list[str]):
     return fv.config
 
 
+def _quiet_libtpu_off_tpu():
+    """With libtpu installed (the `aot` extra) on a machine without TPUs, keep jax off the TPU backend:
+    otherwise it probes for TPU hosts and takes libtpu's process lock at every start."""
+    import glob
+
+    if "JAX_PLATFORMS" in os.environ or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/*"):
+        return
+    if not glob.glob("/dev/nvidia[0-9]*"):
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     ap = build_parser()
@@ -77,6 +89,7 @@ def main(argv=None) -> int:
     if extra and args.cmd not in ("train", "eval", "aot"):
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    _quiet_libtpu_off_tpu()
     from .config import ConfigError
 
     try:

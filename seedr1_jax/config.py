@@ -126,7 +126,25 @@ def qwen2_vl_72b() -> ModelConfig:
     )
 
 
-PRESETS = {"qwen2_vl_2b": qwen2_vl_2b, "qwen2_vl_7b": qwen2_vl_7b, "qwen2_vl_72b": qwen2_vl_72b}
+def tiny() -> ModelConfig:
+    """A 20M-parameter Qwen2-VL with the real vocabulary and special tokens (demo, CPU smoke runs)."""
+    return ModelConfig(
+        vision=VisionConfig(depth=2, embed_dim=64, num_heads=2, mlp_ratio=2, out_dim=128),
+        text=TextConfig(
+            vocab_size=151936,
+            hidden_size=128,
+            intermediate_size=256,
+            num_layers=2,
+            num_heads=4,
+            num_kv_heads=2,
+            mrope_section=(4, 6, 6),
+            tie_word_embeddings=True,
+        ),
+        hf_dtype="float32",
+    )
+
+
+PRESETS = {"qwen2_vl_2b": qwen2_vl_2b, "qwen2_vl_7b": qwen2_vl_7b, "qwen2_vl_72b": qwen2_vl_72b, "tiny": tiny}
 
 
 def preset(name: str) -> ModelConfig:

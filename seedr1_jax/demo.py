@@ -8,25 +8,13 @@ import time
 import numpy as np
 from flax import nnx
 
-from .config import ModelConfig, TextConfig, VisionConfig
+from .config import ModelConfig
 
 
 def tiny_config() -> ModelConfig:
-    """A small Qwen2-VL with the real vocabulary and special tokens (so the real tokenizer applies)."""
-    return ModelConfig(
-        vision=VisionConfig(depth=2, embed_dim=64, num_heads=2, mlp_ratio=2, out_dim=128),
-        text=TextConfig(
-            vocab_size=151936,
-            hidden_size=128,
-            intermediate_size=256,
-            num_layers=2,
-            num_heads=4,
-            num_kv_heads=2,
-            mrope_section=(4, 6, 6),
-            tie_word_embeddings=True,
-        ),
-        hf_dtype="float32",
-    )
+    from .config import tiny
+
+    return tiny()
 
 
 def _check_roundtrip(a_dir: str, b_dir: str) -> int:

@@ -1,0 +1,61 @@
+"""Defaults shared by every experiment config: the SEED-Bench-R1 reference recipe (SPEC.md), as ConfigDicts."""
+
+from ml_collections import ConfigDict
+
+
+def base_config() -> ConfigDict:
+    c = ConfigDict()
+    c.algo = "grpo"  # "grpo" or "sft"
+
+    c.model = ConfigDict()
+    c.model.init = "preset:qwen2_vl_7b"  # HF folder, `seedr1 import-hf` folder, or preset:<name> (random init)
+    c.model.dtype = "bfloat16"  # compute dtype
+    c.model.param_dtype = "float32"  # master weights (and Adam state)
+    c.model.remat_policy = "full"  # gradient checkpointing per layer: none, full, or a jax.checkpoint_policies name
+    c.model.freeze_vision = False  # the reference trains the vision tower too
+
+    c.mesh = ConfigDict()
+    c.mesh.shape = (1, -1, 1)  # (data, fsdp, tensor); -1 takes the remaining devices
+    c.mesh.rules = ()  # logical->mesh axis rules; empty = seedr1_jax.sharding.TRAIN_RULES
+
+    c.grpo = ConfigDict()
+    c.grpo.group_size = 8  # G completions per prompt
+    c.grpo.max_new_tokens = 256
+    c.grpo.temperature = 1.0
+    c.grpo.top_k = 50
+    c.grpo.top_p = 1.0
+    c.grpo.beta = 0.1  # KL weight; 0 skips the reference model entirely
+    c.grpo.kl_clamp = 11.0
+    c.grpo.mu = 1  # optimizer steps per rollout batch (>1 enables PPO clipping)
+    c.grpo.epsilon_low = 0.2
+    c.grpo.epsilon_high = 0.2
+    c.grpo.reduction = "sequence"  # sequence (reference), token (DAPO/bnpo), dr_grpo
+    c.grpo.rewards = {"accuracy": 1.0}  # name -> weight; GRPO-CARE: {"exact": 1.0, "format": 1.0}
+    c.grpo.ref_dtype = "bfloat16"  # frozen reference weights
+
+    c.optim = ConfigDict()
+    c.optim.lr = 1e-6
+    c.optim.schedule = "linear"  # linear decay to 0 (GRPO), cosine (SFT), constant
+    c.optim.warmup_ratio = 0.0
+    c.optim.b1 = 0.9
+    c.optim.b2 = 0.999
+    c.optim.eps = 1e-8
+    c.optim.weight_decay = 0.0
+    c.optim.grad_clip = 1.0  # global norm; 0 disables
+
+    c.train = ConfigDict()
+    c.train.num_steps = 750  # 1 epoch of ~6k prompts at 8 prompts per step
+    c.train.seed = 0
+    c.train.checkpoint_every = 50
+    c.train.keep_checkpoints = 3
+    c.train.sample_every = 10  # log sampled completions every N steps
+    c.train.num_samples_logged = 4
+    c.train.on_nonfinite = "stop"  # stop (keep the last good checkpoint) or skip the step
+
+    c.data = ConfigDict()
+    c.data.tfrecord_dir = ""  # output of `seedr1 prep` for the training split
+    c.data.batch_size = 8  # prompts per step (global)
+    c.data.max_prompt_len = 1024
+    c.data.max_frames = 16
+    c.data.seed = 0
+    return c
