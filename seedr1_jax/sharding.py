@@ -97,14 +97,12 @@ def shard_model(model, mesh: Mesh, rules=None):
     return model
 
 
-def batch_spec(ndim: int, batch_dim: int = 0) -> P:
-    spec = [None] * ndim
-    spec[batch_dim] = BATCH
-    return P(*spec)
-
-
-def batch_sharding(mesh: Mesh, ndim: int, batch_dim: int = 0) -> NamedSharding:
-    return NamedSharding(mesh, batch_spec(ndim, batch_dim))
+def batch_sharding(mesh: Mesh, shape, batch_dim: int = 0) -> NamedSharding:
+    """Batch dimension over (data, fsdp), keeping only the axes that divide it (8 prompts on a 32-way fsdp
+    mesh stay replicated; their 64 completions are split)."""
+    axes = [None] * len(shape)
+    axes[batch_dim] = "batch"
+    return NamedSharding(mesh, logical_to_spec(axes, shape, mesh, (("batch", BATCH),)))
 
 
 def shard_batch(batch: dict, mesh: Mesh) -> dict:
@@ -120,8 +118,14 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
             out[k] = v
             continue
         bd = 1 if k == "positions" else 0
-        out[k] = jax.make_array_from_process_local_data(batch_sharding(mesh, v.ndim, bd), v)
+        out[k] = jax.make_array_from_process_local_data(batch_sharding(mesh, _global_shape(v.shape, bd), bd), v)
     return out
+
+
+def _global_shape(local_shape, batch_dim):
+    shape = list(local_shape)
+    shape[batch_dim] *= jax.process_count()
+    return tuple(shape)
 
 
 def constrain(x, *axes):

@@ -1,0 +1,202 @@
+"""`seedr1 aot`: compile the GRPO/SFT update and the sampler for a TPU topology on any machine (libtpu), and
+report per-device memory against the chip's HBM and compiled FLOPs against the analytic 6*N*tokens."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+from jax.sharding import Mesh
+
+from . import sharding
+from .config import ConfigError
+
+# HBM per chip in bytes, by `device_kind` prefix (longest match wins)
+HBM = {
+    "TPU v4": 32 * 2**30,
+    "TPU v5 lite": 16 * 2**30,
+    "TPU v5": 95 * 2**30,
+    "TPU v5p": 95 * 2**30,
+    "TPU v6 lite": 32 * 2**30,
+}
+
+
+def topology_devices(topology: str):
+    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    try:
+        from jax.experimental import topologies
+
+        return topologies.get_topology_desc(topology_name=topology, platform="tpu").devices
+    except Exception as e:  # noqa: BLE001 - libtpu missing or a bad topology name; both are user errors
+        raise ConfigError(
+            f"cannot build TPU topology {topology!r} ({type(e).__name__}: {str(e)[:200]}). Install the aot extra "
+            "(pip install -e '.[aot]') and use names like v5p:4x4x4, v4:4x4x4, v5e:2x2."
+        ) from None
+
+
+def topology_mesh(devices, shape) -> Mesh:
+    shape = [int(s) for s in shape]
+    if -1 in shape:
+        shape[shape.index(-1)] = len(devices) // int(np.prod([s for s in shape if s != -1]))
+    if int(np.prod(shape)) != len(devices):
+        raise ConfigError(f"mesh.shape {tuple(shape)} does not cover the topology's {len(devices)} chips")
+    return Mesh(np.asarray(devices).reshape(shape), sharding.MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3)
+
+
+def model_config(config):
+    """The architecture named by config.model.init (read from config.json / model.json / preset; no weights)."""
+    from .checkpoint import read_model_json
+    from .config import from_hf_config, preset, read_hf_config
+    from .train import model_config_overrides
+
+    init = config.model.init
+    if init.startswith("preset:"):
+        cfg = preset(init.split(":", 1)[1])
+    elif os.path.isfile(os.path.join(init, "config.json")):
+        cfg = from_hf_config(read_hf_config(init))
+    else:
+        cfg = read_model_json(init)[0]
+    return cfg.replace(**model_config_overrides(config)).validate()
+
+
+def abstract_params(cfg, mesh, rules, dtype=None):
+    from .qwen2_vl import abstract_model
+
+    graphdef, state = nnx.split(abstract_model(cfg))
+
+    def one(v):
+        axes = v.get_metadata().get("axes")
+        dt = dtype or v.value.dtype
+        return v.replace(
+            jax.ShapeDtypeStruct(v.value.shape, dt, sharding=sharding.param_sharding(axes, v.value.shape, mesh, rules))
+        )
+
+    st = jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return graphdef, st.to_pure_dict()
+
+
+def abstract_batch(config, cfg, mesh, algo):
+    """ShapeDtypeStructs of one global update batch at the config's sizes (SPEC: 8 prompts x G=8)."""
+    d, g = config.data, config.grpo
+    b, t = d.batch_size, d.max_prompt_len
+    v = cfg.vision
+    side = 252 // v.patch_size
+    seg, l, p = d.max_frames // 2 + 1, side * side, v.patch_dim
+    sds = lambda shape, dt, bd=0: jax.ShapeDtypeStruct(  # noqa: E731
+        shape, dt, sharding=sharding.batch_sharding(mesh, shape, bd)
+    )
+    prompt = dict(
+        input_ids=sds((b, t), jnp.int32),
+        attention_mask=sds((b, t), jnp.int32),
+        positions=sds((3, b, t), jnp.int32, 1),
+        pixels=sds((b, seg, l, p), jnp.float32),
+        hw_pos=sds((b, seg, l, 2), jnp.int32),
+        vision_index=sds((b, t), jnp.int32),
+    )
+    if algo == "sft":
+        return prompt | dict(loss_mask=sds((b, t), jnp.int32)), prompt
+    n, c = b * g.group_size, g.max_new_tokens
+    upd = prompt | dict(tokens=sds((n, c), jnp.int32), mask=sds((n, c), jnp.int32), advantages=sds((n,), jnp.float32))
+    if g.mu > 1:
+        upd["old_logp"] = sds((n, c), jnp.float32)
+    return upd, prompt
+
+
+def _mem_row(name, compiled, hbm):
+    m = compiled.memory_analysis()
+    total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    gb = lambda x: x / 2**30  # noqa: E731
+    return (
+        name,
+        gb(m.argument_size_in_bytes),
+        gb(m.output_size_in_bytes),
+        gb(m.temp_size_in_bytes),
+        gb(total),
+        gb(hbm) if hbm else float("nan"),
+        total,
+    )
+
+
+def main(config, topology: str) -> int:
+    from .train import grpo_loss, make_optimizer, make_update, optimizer_shardings, sft_batch_loss
+
+    devices = topology_devices(topology)
+    kind = devices[0].device_kind
+    hbm = next((v for k, v in sorted(HBM.items(), key=lambda kv: -len(kv[0])) if kind.startswith(k)), None)
+    mesh = topology_mesh(devices, config.mesh.shape)
+    rules = tuple(tuple(r) for r in config.mesh.rules) if config.mesh.get("rules") else sharding.TRAIN_RULES
+    cfg = model_config(config)
+    algo = config.algo
+    print(
+        f"AOT for {topology}: {len(devices)} x {kind}, mesh {dict(mesh.shape)}, algo {algo}, "
+        f"model {cfg.text.num_layers}L/{cfg.text.hidden_size}d, compute {cfg.dtype}, params {cfg.param_dtype}"
+    )
+
+    graphdef, params = abstract_params(cfg, mesh, rules)
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    tx, _ = make_optimizer(config, params, max(int(config.train.num_steps), 1))
+    t0 = time.time()
+    opt_state = jax.tree.map(
+        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
+        jax.eval_shape(tx.init, params),
+        optimizer_shardings(tx, params, mesh),
+    )
+    batch, prompt = abstract_batch(config, cfg, mesh, algo)
+    ref = None
+    if algo == "grpo" and config.grpo.beta > 0:
+        _, ref = abstract_params(cfg, mesh, rules, dtype=jnp.dtype(config.grpo.ref_dtype))
+    loss_fn = grpo_loss if algo == "grpo" else sft_batch_loss
+    update = jax.jit(make_update(graphdef, tx, loss_fn, ref_graphdef=graphdef, config=config), donate_argnums=(0, 1))
+    with jax.set_mesh(mesh):
+        step_c = update.lower(params, opt_state, ref, batch).compile()
+    rows = [_mem_row("train step (policy fwd/bwd + ref fwd + AdamW)", step_c, hbm)]
+    compile_s = time.time() - t0
+    flops = float((step_c.cost_analysis() or {}).get("flops", float("nan")))
+
+    if algo == "grpo":
+        from . import sampler
+
+        rollout_rules = tuple((k, None if v == "fsdp" else v) for k, v in rules)
+        rgd, rparams = abstract_params(cfg, mesh, rollout_rules, dtype=jnp.dtype(cfg.dtype))
+        g = config.grpo
+        with jax.set_mesh(mesh):
+            for name, compiled in sampler.aot_compile(
+                rgd, rparams, prompt, group_size=g.group_size, max_new_tokens=g.max_new_tokens
+            ):
+                rows.append(_mem_row(name, compiled, hbm))
+
+    tokens = config.data.batch_size * config.data.max_prompt_len
+    if algo == "grpo":
+        tokens = (
+            config.data.batch_size * config.grpo.group_size * (config.data.max_prompt_len + config.grpo.max_new_tokens)
+        )
+    analytic = 6.0 * n_params * tokens / len(devices)
+    if algo == "grpo" and config.grpo.beta > 0:
+        analytic += 2.0 * n_params * tokens / len(devices)
+    print(f"\n{'program':<48} {'args':>8} {'outputs':>8} {'temps':>8} {'total':>8} {'HBM':>8}  (GiB per chip)")
+    ok = True
+    for name, a, o, t, tot, h, raw in rows:
+        fits = hbm is None or raw <= hbm
+        ok &= fits
+        print(
+            f"{name:<48} {a:8.2f} {o:8.2f} {t:8.2f} {tot:8.2f} {h:8.2f}  {'fits' if fits else 'DOES NOT FIT'}"
+            + (f", headroom {(hbm - raw) / 2**30:.1f} GiB" if hbm and fits else "")
+        )
+    print(f"\nparameters {n_params / 1e9:.3f} B; tokens per step {tokens}; compile {compile_s:.0f}s")
+    print(
+        f"compiled FLOPs per chip per step {flops:.3e}; analytic (6N + 2N ref) x tokens / chips {analytic:.3e}; "
+        f"ratio {flops / analytic:.2f}"
+    )
+    if not ok:
+        print(
+            "does not fit: raise the fsdp/tensor sharding (mesh.shape), use remat_policy=full, lower "
+            "data.batch_size, or choose a larger slice",
+            file=sys.stderr,
+        )
+        return 1
+    return 0
