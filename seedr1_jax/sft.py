@@ -26,3 +26,19 @@ def sft_loss(model, batch):
     h = model.forward(batch["input_ids"], batch["positions"], batch["attention_mask"], **vision)
     logits = model.logits(h[:, :-1])
     return token_cross_entropy(logits, batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:])
+
+
+def sft_example(tokenizer, prompt_ids, response: str):
+    """Token ids and loss mask of one SFT sample (SPEC.md section 6).
+
+    prompt_ids: int32[Tp], the rendered prompt ending with `<|im_start|>assistant\\n` (vision pads expanded).
+    Trained: the response, `<|im_end|>` and the newline after it. Returns (ids int32[T], loss_mask int32[T]).
+    """
+    import numpy as np
+
+    from .processor import encode
+
+    target = encode(tokenizer, response + "<|im_end|>\n")
+    ids = np.concatenate([np.asarray(prompt_ids, np.int32), np.asarray(target, np.int32)])
+    mask = np.concatenate([np.zeros(len(prompt_ids), np.int32), np.ones(len(target), np.int32)])
+    return ids, mask
