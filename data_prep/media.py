@@ -1,0 +1,85 @@
+"""Decode one sample's media (decord for video, PIL for images), sample frames, resize to 252x252, JPEG-encode.
+
+Runs in the prep worker processes; imports neither TensorFlow nor JAX.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+
+from data_prep.annotations import BadSample
+from seedr1_jax.processor import SIZE, frame_indices, resize
+
+JPEG_QUALITY = 95
+
+
+def jpeg(img: np.ndarray) -> bytes:
+    """uint8[H, W, 3] -> JPEG bytes (quality 95, 4:4:4 so colours survive)."""
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(img).save(buf, format="JPEG", quality=JPEG_QUALITY, subsampling=0)
+    return buf.getvalue()
+
+
+def read_video(path: str, max_frames: int = 16):
+    """Sampled, resized frames of a clip: (uint8[n, 252, 252, 3], int64[n] indices, total_frames, fps)."""
+    import decord
+
+    try:
+        vr = decord.VideoReader(path, num_threads=1)
+        total, fps = len(vr), float(vr.get_avg_fps())
+    except Exception as e:  # decord raises its own error types for corrupt containers
+        raise BadSample(f"unreadable video: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if total == 0:
+        raise BadSample("video has zero frames")
+    try:
+        idx = frame_indices(total, fps, max_frames=max_frames)
+    except ValueError as e:
+        raise BadSample(f"video cannot be sampled: {e}") from None
+    try:
+        raw = vr.get_batch(idx.tolist()).asnumpy()
+    except Exception as e:
+        raise BadSample(f"corrupt or truncated video: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+    if raw.ndim != 4 or raw.shape[0] != len(idx):
+        raise BadSample(f"corrupt or truncated video: decoded {raw.shape} for {len(idx)} frames")
+    return np.stack([resize(f, SIZE) for f in raw]), idx, total, fps
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8[252, 252, 3] observation image."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:
+            im.load()
+            arr = np.asarray(im.convert("RGB"))
+    except Exception as e:
+        raise BadSample(f"unreadable image: {type(e).__name__}: {e}") from None
+    return resize(arr, SIZE)
+
+
+def decode_item(item: dict, max_frames: int = 16) -> dict:
+    """Work item -> example dict with JPEG bytes (`frames`, `image`) and frame metadata; raises BadSample."""
+    out = {k: v for k, v in item.items() if k not in ("video", "image", "line", "file")}
+    out.update(frames=[], frame_indices=np.zeros((0,), np.int32), num_video_frames=0, video_fps=0.0, image=[])
+    if item.get("video"):
+        frames, idx, total, fps = read_video(item["video"], max_frames)
+        out.update(frames=[jpeg(f) for f in frames], frame_indices=idx.astype(np.int32))
+        out.update(num_video_frames=int(total), video_fps=float(fps))
+    if item.get("image"):
+        out["image"] = [jpeg(read_image(item["image"]))]
+    return out
+
+
+def decode_or_reason(args):
+    """Pool entry point: (index, item, max_frames) -> (index, example or None, reason or None)."""
+    i, item, max_frames = args
+    try:
+        return i, decode_item(item, max_frames), None
+    except BadSample as e:
+        return i, None, str(e)
+    except Exception as e:  # anything else in one sample must not kill the run
+        return i, None, f"unexpected error: {type(e).__name__}: {e}"
