@@ -1,0 +1,329 @@
+"""The input pipeline: prepared TFRecords -> fixed-shape training/eval batches in the model's per-sample layout.
+
+tf.data reads this process's share of the split (`tfds.even_splits` by process), shuffles with a seed, decodes
+the JPEG frames and patchifies them on its worker threads; the host then builds the options, renders and
+tokenizes the prompt and assembles the batch. Static shapes (one jit for the whole run):
+
+  input_ids      int32[B, T]        prompt, LEFT-padded with 151643 to T = max_prompt_len
+  attention_mask int32[B, T]        1 on real tokens
+  positions      int32[3, B, T]     M-RoPE ids (`qwen2_vl.get_rope_index`, padding skipped)
+  pixels         float32[B, S, L, P] S = max_frames/2 video segments (a clip of n frames fills the first n/2,
+                                    the rest are zeros) + 1 observation-image segment; L = 324, P = 1176
+  hw_pos         int32[B, S, L, 2]  (row, col) of each patch in its 18x18 grid
+  vision_index   int32[B, T]        row of the sample's merged vision output (S * 81 rows) for each vision
+                                    pad token, -1 for text; video pads -> rows 0.., image pads -> (S-1)*81..
+  host fields (numpy): sample_id, answer (letter), prompt (rendered text), num_options, options, answer_text,
+  domain, valid (False on eval padding rows); SFT records add loss_mask int32[B, T] (1 on response tokens).
+B is the per-process batch (`batch_size / process_count`); `to_global` makes global jax.Arrays.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import os
+import zlib
+
+import ml_collections
+import numpy as np
+
+from . import processor as P
+from .config import ConfigError, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.tfrecord_dir = ""  # `seedr1 prep --out` folder (or the prepared split's version folder itself)
+    c.split = "train"  # prepared split to read: train, train_cot, L1, L2, L3 or lvb
+    c.batch_size = 8  # prompts per step, global; each JAX process reads batch_size / process_count
+    c.max_prompt_len = 1024  # T: every prompt is left-padded to this; longer prompts are skipped (or raise)
+    c.max_frames = 16  # video frames per sample at most (the prep setting); S = max_frames / 2 + 1 segments
+    c.seed = 0  # shuffling of files/examples and the training-set option order
+    c.shuffle = True  # shuffle examples (training); eval reads in file order
+    c.shuffle_buffer = 256  # examples held for shuffling (each ~14 MB once patchified; shuffled before decoding)
+    c.num_epochs = 0  # passes over the data; 0 repeats forever
+    c.num_negatives = 3  # training split: negatives sampled per pass, plus the answer, shuffled
+    c.tokenizer = ""  # folder with a Qwen2-VL tokenizer.json; empty uses the bundled Qwen2 BPE
+    c.strict = False  # a prompt longer than max_prompt_len raises instead of being skipped and logged
+    return c
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+def find_split_dir(tfrecord_dir: str, split: str) -> str:
+    """The prepared split's folder (holding dataset_info.json) under `seedr1 prep --out` or the folder itself."""
+    if os.path.exists(os.path.join(tfrecord_dir, "dataset_info.json")):
+        return tfrecord_dir
+    hits = sorted(glob.glob(os.path.join(tfrecord_dir, "seed_bench_r1", split, "*", "dataset_info.json")))
+    if not hits:
+        raise ConfigError(
+            f"data.tfrecord_dir={tfrecord_dir!r} holds no prepared split {split!r}; run "
+            f"`seedr1 prep --data-root DATA_ROOT --split {split} --out {tfrecord_dir or 'DIR'}` first"
+        )
+    return os.path.dirname(hits[-1])
+
+
+def open_split(cfg, process_index: int, process_count: int):
+    """This process's share of the split as raw examples (JPEGs undecoded) and its example count."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(find_split_dir(cfg.tfrecord_dir, cfg.split))
+    name = next(iter(builder.info.splits))
+    part = tfds.even_splits(name, n=process_count, drop_remainder=False)[process_index]
+    n_local = builder.info.splits[part].num_examples
+    skip = {"frames": tfds.decode.SkipDecoding(), "image": tfds.decode.SkipDecoding()}
+    ds = builder.as_dataset(
+        split=part,
+        shuffle_files=bool(cfg.shuffle),
+        decoders=skip,
+        read_config=tfds.ReadConfig(shuffle_seed=int(cfg.seed), skip_prefetch=True),
+    )
+    return ds, n_local
+
+
+def _patchify_tf(frames, tf):
+    """float32[N, 252, 252, 3] normalized (N even) -> float32[N/2, 324, 1176] in the processor's order."""
+    n = tf.shape(frames)[0]
+    g, m, p = P.GRID // P.MERGE, P.MERGE, P.PATCH
+    x = tf.reshape(frames, [n // 2, 2, g, m, p, g, m, p, 3])
+    x = tf.transpose(x, [0, 2, 5, 3, 6, 8, 1, 4, 7])  # (t, bh, bw, mh, mw, C, tp, ph, pw)
+    return tf.reshape(x, [n // 2, P.PATCHES_PER_SEGMENT, P.PATCH_DIM])
+
+
+def vision_fn(max_frames: int):
+    """tf.data map: JPEG frames/image -> `pixels` float32[S, 324, 1176] and `num_frames` int32."""
+    import tensorflow as tf
+
+    mean, std = tf.constant(P.CLIP_MEAN), tf.constant(P.CLIP_STD)
+    spec = tf.TensorSpec([P.SIZE, P.SIZE, 3], tf.uint8)
+
+    def decode(jpegs):
+        imgs = tf.map_fn(lambda b: tf.io.decode_jpeg(b, channels=3), jpegs, fn_output_signature=spec)
+        return (tf.cast(imgs, tf.float32) * tf.constant(1 / 255, tf.float32) - mean) / std
+
+    def fn(ex):
+        frames = decode(ex["frames"])[:max_frames]
+        n = tf.shape(frames)[0]
+        frames = tf.pad(frames, [[0, max_frames - n], [0, 0], [0, 0], [0, 0]])
+        video = _patchify_tf(frames, tf)
+        img = decode(ex["image"][:1])
+        img = tf.cond(
+            tf.shape(img)[0] > 0,
+            lambda: _patchify_tf(tf.concat([img[:1], img[:1]], 0), tf),
+            lambda: tf.zeros([1, P.PATCHES_PER_SEGMENT, P.PATCH_DIM], tf.float32),
+        )
+        out = {k: v for k, v in ex.items() if k not in ("frames", "image")}
+        out.update(pixels=tf.concat([video, img], 0), num_frames=n, has_image=tf.shape(ex["image"])[0] > 0)
+        return out
+
+    return fn
+
+
+# ---- host-side sample assembly ----------------------------------------------------------------------
+def _str(x) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def training_options(answer: str, negatives, seed: int, epoch: int, sample_id: str, k: int = 3):
+    """The reference's option construction, seeded: k negatives sampled + the answer, shuffled.
+
+    Returns (options list[str], ground-truth letter). Depends only on (seed, epoch, sample_id), not on the
+    order or the process that reads the sample.
+    """
+    rng = np.random.default_rng([int(seed), int(epoch), zlib.crc32(sample_id.encode("utf-8"))])
+    negs = [negatives[i] for i in rng.choice(len(negatives), size=min(k, len(negatives)), replace=False)]
+    opts = [*negs, answer]
+    opts = [opts[i] for i in rng.permutation(len(opts))]
+    return opts, P.LETTERS[opts.index(answer)]
+
+
+def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 0) -> dict:
+    """One decoded example (numpy) -> one batch row; raises ValueError when the prompt exceeds max_prompt_len.
+
+    Row fields: input_ids/attention_mask/vision_index int32[T], positions int32[3, T], pixels float32[S, L, P],
+    loss_mask int32[T] (SFT), plus the host fields of the module docstring.
+    """
+    t_max, n = int(cfg.max_prompt_len), int(ex["num_frames"])
+    sid = _str(ex["sample_id"])
+    has_img = bool(ex["has_image"])
+    vgrid = (n // 2, P.GRID, P.GRID) if n else None
+    igrid = (1, P.GRID, P.GRID) if has_img else None
+    options = [_str(o) for o in ex["options"]]
+    letter, answer = _str(ex["golden_letter"]), _str(ex["answer"])
+    user_text = _str(ex["user_text"])
+    if user_text:  # SFT: the stored user text verbatim
+        text = P.render(P.messages(user_text, n > 0, has_img))
+        ids = P.expand_vision_pads(P.encode(tokenizer, text), n // 2 * P.TOKENS_PER_SEGMENT, P.TOKENS_PER_SEGMENT)
+    else:
+        if not options:
+            negs = [_str(o) for o in ex["negative_answers"]]
+            options, letter = training_options(answer, negs, cfg.seed, epoch, sid, int(cfg.num_negatives))
+        ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid)
+    loss = np.zeros_like(ids)
+    response = _str(ex["response"])
+    if response:
+        resp = np.asarray(P.encode(tokenizer, response + "<|im_end|>\n"), np.int32)
+        ids, loss = np.concatenate([ids, resp]), np.concatenate([loss, np.ones_like(resp)])
+    if len(ids) > t_max:
+        raise ValueError(f"sample {sid}: prompt has {len(ids)} tokens, data.max_prompt_len is {t_max}")
+    pad = t_max - len(ids)
+    ids = np.concatenate([np.full(pad, P.PAD_ID, np.int32), ids]).astype(np.int32)
+    mask = np.concatenate([np.zeros(pad, np.int32), np.ones(t_max - pad, np.int32)])
+    s = int(cfg.max_frames) // 2 + 1
+    vi = np.full(t_max, -1, np.int32)
+    vid_pos = np.nonzero(ids == model_cfg.video_token_id)[0]
+    img_pos = np.nonzero(ids == model_cfg.image_token_id)[0]
+    vi[vid_pos] = np.arange(len(vid_pos))
+    vi[img_pos] = (s - 1) * P.TOKENS_PER_SEGMENT + np.arange(len(img_pos))
+    positions = _rope_row(model_cfg, ids, mask, igrid, vgrid)
+    return dict(
+        input_ids=ids,
+        attention_mask=mask,
+        positions=positions,
+        pixels=ex["pixels"],
+        vision_index=vi,
+        loss_mask=np.concatenate([np.zeros(pad, np.int32), loss]).astype(np.int32),
+        sample_id=sid,
+        answer=letter,
+        prompt=text,
+        num_options=len(options),
+        options="\n".join(options),
+        answer_text=answer,
+        domain=_str(ex["domain"]),
+        valid=True,
+    )
+
+
+def _rope_row(model_cfg, ids, mask, igrid, vgrid):
+    """M-RoPE ids int32[3, T] for one row: ids/mask int32[T]; grids (t, h, w) or None."""
+    from .qwen2_vl import get_rope_index
+
+    pos, _ = get_rope_index(
+        model_cfg,
+        ids[None],
+        mask[None],
+        None if igrid is None else np.asarray([igrid]),
+        None if vgrid is None else np.asarray([vgrid]),
+    )
+    return pos[:, 0]
+
+
+def stack(rows: list[dict], cfg) -> dict:
+    """Rows -> a batch dict (module docstring); hw_pos is the same 18x18 layout for every segment."""
+    from .vision import hw_positions
+
+    b, s = len(rows), int(cfg.max_frames) // 2 + 1
+    out = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "positions"}
+    out["positions"] = np.stack([r["positions"] for r in rows], axis=1)
+    hw = hw_positions(P.GRID, P.GRID, P.MERGE).astype(np.int32)
+    out["hw_pos"] = np.ascontiguousarray(np.broadcast_to(hw, (b, s, *hw.shape)))
+    if not any(r["loss_mask"].any() for r in rows):
+        out.pop("loss_mask")
+    return out
+
+
+# ---- iterators -------------------------------------------------------------------------------------
+def _processes(process_index, process_count):
+    import jax
+
+    pi = jax.process_index() if process_index is None else int(process_index)
+    pc = jax.process_count() if process_count is None else int(process_count)
+    return pi, pc
+
+
+def local_batch_size(cfg, process_count: int) -> int:
+    if cfg.batch_size % process_count:
+        raise ConfigError(f"data.batch_size={cfg.batch_size} is not divisible by the {process_count} JAX processes")
+    return int(cfg.batch_size) // process_count
+
+
+def examples(cfg, process_index: int, process_count: int, start: int = 0, epochs=None, shuffle=None):
+    """Yields (epoch, example) for this process: numpy dicts with `pixels` float32[S, 324, 1176], `num_frames`,
+    `has_image` and the text fields (bytes). `start` examples are skipped before decoding (resumption)."""
+    import tensorflow as tf
+
+    ds, n_local = open_split(cfg, process_index, process_count)
+    if n_local == 0:
+        raise ConfigError(f"process {process_index} of {process_count} got no examples of split {cfg.split!r}")
+    shuffle = cfg.shuffle if shuffle is None else shuffle
+    if shuffle:
+        ds = ds.shuffle(int(cfg.shuffle_buffer), seed=int(cfg.seed), reshuffle_each_iteration=True)
+    ds = ds.repeat(None if not epochs else int(epochs)).skip(int(start))
+    ds = ds.map(vision_fn(int(cfg.max_frames)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    for i, ex in enumerate(ds.prefetch(2).as_numpy_iterator(), int(start)):
+        yield i // n_local, ex
+
+
+def train_batches(
+    cfg,
+    model_cfg: ModelConfig | None = None,
+    start_step: int = 0,
+    *,
+    process_index=None,
+    process_count=None,
+    tokenizer=None,
+):
+    """Endless (or `cfg.num_epochs`) stream of this process's batches (module docstring), from step `start_step`.
+
+    A prompt longer than max_prompt_len is skipped with a warning (raises with cfg.strict); resumption skips
+    start_step * local batch examples, exact when no sample was skipped.
+    """
+    model_cfg = ModelConfig() if model_cfg is None else model_cfg
+    pi, pc = _processes(process_index, process_count)
+    b = local_batch_size(cfg, pc)
+    tokenizer = tokenizer or P.load_tokenizer(cfg.tokenizer or None)
+    rows, skipped = [], 0
+    for epoch, ex in examples(cfg, pi, pc, start=start_step * b, epochs=cfg.num_epochs or None):
+        try:
+            rows.append(build_sample(ex, cfg, model_cfg, tokenizer, epoch))
+        except ValueError as e:
+            if cfg.strict:
+                raise ConfigError(f"{e} (data.strict); raise data.max_prompt_len") from None
+            skipped += 1
+            log.warning("skipping %s (%d skipped so far)", e, skipped)
+            continue
+        if len(rows) == b:
+            yield stack(rows, cfg)
+            rows = []
+
+
+def eval_batches(cfg, model_cfg: ModelConfig | None = None, *, process_index=None, process_count=None, tokenizer=None):
+    """One pass in file order; every process yields the same number of batches, the last ones padded with
+    rows whose `valid` is False (copies of a real row, to be ignored)."""
+    import tensorflow_datasets as tfds
+
+    model_cfg = ModelConfig() if model_cfg is None else model_cfg
+    pi, pc = _processes(process_index, process_count)
+    b = local_batch_size(cfg, pc)
+    tokenizer = tokenizer or P.load_tokenizer(cfg.tokenizer or None)
+    info = tfds.builder_from_directory(find_split_dir(cfg.tfrecord_dir, cfg.split)).info
+    name = next(iter(info.splits))
+    most = max(info.splits[s].num_examples for s in tfds.even_splits(name, n=pc, drop_remainder=False))
+    n_batches, rows, done = -(-most // b), [], 0
+    for _, ex in examples(cfg, pi, pc, epochs=1, shuffle=False):
+        try:
+            rows.append(build_sample(ex, cfg, model_cfg, tokenizer))
+        except ValueError as e:
+            if cfg.strict:
+                raise ConfigError(f"{e} (data.strict); raise data.max_prompt_len") from None
+            log.warning("skipping %s", e)
+            continue
+        if len(rows) == b:
+            yield stack(rows, cfg)
+            rows, done = [], done + 1
+    filler = None
+    while done < n_batches:
+        if filler is None and not rows:
+            return  # nothing at all to pad with
+        filler = filler or dict(rows[-1], valid=False)
+        rows += [filler] * (b - len(rows))
+        yield stack(rows, cfg)
+        rows, done = [], done + 1
+
+
+def to_global(batch: dict, mesh) -> dict:
+    """Process-local numpy batch -> global jax.Arrays on `mesh`, batch axis over (data, fsdp); strings stay numpy."""
+    from .sharding import shard_batch
+
+    return shard_batch(batch, mesh)
