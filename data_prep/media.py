@@ -32,7 +32,9 @@ def read_video(path: str, max_frames: int = 16):
         vr = decord.VideoReader(path, num_threads=1)
         total, fps = len(vr), float(vr.get_avg_fps())
     except Exception as e:  # decord raises its own error types for corrupt containers
-        raise BadSample(f"unreadable video: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
+        if _frame_count(path) == 0:
+            raise BadSample("video has zero frames") from None
+        raise BadSample(f"corrupt or truncated video (unreadable): {type(e).__name__}: {str(e)[:200]}") from None
     if total == 0:
         raise BadSample("video has zero frames")
     try:
@@ -46,6 +48,20 @@ def read_video(path: str, max_frames: int = 16):
     if raw.ndim != 4 or raw.shape[0] != len(idx):
         raise BadSample(f"corrupt or truncated video: decoded {raw.shape} for {len(idx)} frames")
     return np.stack([resize(f, SIZE) for f in raw]), idx, total, fps
+
+
+def _frame_count(path: str):
+    """Frames PyAV can decode from a container decord refused (0 for a valid container without any video
+    frames), or None when PyAV cannot read it either."""
+    import av
+
+    try:
+        with av.open(path) as c:
+            if not c.streams.video:
+                return 0
+            return sum(1 for _ in c.decode(video=0))
+    except Exception:
+        return None
 
 
 def read_image(path: str) -> np.ndarray:
