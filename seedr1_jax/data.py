@@ -56,6 +56,9 @@ def find_split_dir(tfrecord_dir: str, split: str) -> str:
     if os.path.exists(os.path.join(tfrecord_dir, "dataset_info.json")):
         return tfrecord_dir
     hits = sorted(glob.glob(os.path.join(tfrecord_dir, "seed_bench_r1", split, "*", "dataset_info.json")))
+    if not hits:  # a folder prepared for a single split (`seedr1 prep --split L1 --out data/L1`)
+        found = sorted(glob.glob(os.path.join(tfrecord_dir, "seed_bench_r1", "*", "*", "dataset_info.json")))
+        hits = found if len({os.path.dirname(os.path.dirname(h)) for h in found}) == 1 else []
     if not hits:
         raise ConfigError(
             f"data.tfrecord_dir={tfrecord_dir!r} holds no prepared split {split!r}; run "
@@ -163,8 +166,9 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     loss = np.zeros_like(ids)
     response = _str(ex["response"])
     if response:
-        resp = np.asarray(P.encode(tokenizer, response + "<|im_end|>\n"), np.int32)
-        ids, loss = np.concatenate([ids, resp]), np.concatenate([loss, np.ones_like(resp)])
+        from .sft import sft_example
+
+        ids, loss = sft_example(tokenizer, ids, response)
     if len(ids) > t_max:
         raise ValueError(f"sample {sid}: prompt has {len(ids)} tokens, data.max_prompt_len is {t_max}")
     pad = t_max - len(ids)
@@ -288,10 +292,28 @@ def train_batches(
             rows = []
 
 
-def eval_batches(cfg, model_cfg: ModelConfig | None = None, *, process_index=None, process_count=None, tokenizer=None):
+def eval_batches(
+    cfg,
+    model_cfg: ModelConfig | None = None,
+    tfrecord_dir: str | None = None,
+    *,
+    split: str | None = None,
+    process_index=None,
+    process_count=None,
+    tokenizer=None,
+):
     """One pass in file order; every process yields the same number of batches, the last ones padded with
-    rows whose `valid` is False (copies of a real row, to be ignored)."""
+    rows whose `valid` is False (copies of a real row, to be ignored).
+
+    tfrecord_dir / split override cfg's (eval reads other prepared splits with the training data config).
+    """
     import tensorflow_datasets as tfds
+
+    cfg = ml_collections.ConfigDict(cfg.to_dict()) if hasattr(cfg, "to_dict") else cfg  # never edit the caller's
+    if tfrecord_dir:
+        cfg.tfrecord_dir = tfrecord_dir
+    if split:
+        cfg.split = split
 
     model_cfg = ModelConfig() if model_cfg is None else model_cfg
     pi, pc = _processes(process_index, process_count)

@@ -131,7 +131,7 @@ def test_options_seeded_and_reshuffled_per_epoch(prepared):
 def test_lvb_and_sft_batches(prepared):
     root, out = prepared
     lvb = {r["id"]: r for r in _annotations(root, "longvideobench_val.jsonl")}
-    batches = list(data.eval_batches(_cfg(out, "lvb"), process_index=0, process_count=1))
+    batches = list(data.eval_batches(_cfg(out, "train"), None, out, split="lvb", process_index=0, process_count=1))
     assert len(batches) == 2 and batches[-1]["valid"].tolist() == [True, False]
     for b in batches:
         for i in range(2):
