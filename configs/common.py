@@ -2,6 +2,8 @@
 
 from ml_collections import ConfigDict
 
+from seedr1_jax import data
+
 
 def base_config() -> ConfigDict:
     c = ConfigDict()
@@ -52,10 +54,13 @@ def base_config() -> ConfigDict:
     c.train.num_samples_logged = 4
     c.train.on_nonfinite = "stop"  # stop (keep the last good checkpoint) or skip the step
 
-    c.data = ConfigDict()
-    c.data.tfrecord_dir = ""  # output of `seedr1 prep` for the training split
-    c.data.batch_size = 8  # prompts per step (global)
-    c.data.max_prompt_len = 1024
-    c.data.max_frames = 16
-    c.data.seed = 0
+    c.data = data.default_config()  # tfrecord_dir, split, batch_size (prompts/step), max_prompt_len, ...
+
+    c.eval = ConfigDict()
+    c.eval.max_new_tokens = 256
+    c.eval.repetition_penalty = 1.05  # greedy decoding (SPEC.md section 7)
+    c.eval.L1 = ""  # prepared split folders; empty = <dirname(data.tfrecord_dir)>/<split>
+    c.eval.L2 = ""
+    c.eval.L3 = ""
+    c.eval.lvb = ""
     return c
