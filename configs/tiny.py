@@ -1,0 +1,37 @@
+"""Toy scale for CPU: the 20M-parameter `tiny` preset on synthetic data (tests, `seedr1 demo`).
+
+    seedr1 synth --out /tmp/data && seedr1 prep --data-root /tmp/data --split train --out /tmp/tfr
+    seedr1 train --config configs/tiny.py:grpo --workdir /tmp/run --config.data.tfrecord_dir=/tmp/tfr
+
+Argument: "grpo" (default) or "sft" (the warm-up the demo runs first: it teaches the answer format, which a
+random 20M model would never emit, so that GRPO has a reward signal to climb).
+"""
+
+from configs.common import base_config
+
+
+def get_config(arg: str | None = None):
+    c = base_config()
+    c.algo = arg or "grpo"
+    c.model.init = "preset:tiny"
+    c.model.dtype = "float32"
+    c.model.param_dtype = "float32"
+    c.model.remat_policy = "none"
+    c.mesh.shape = (1, -1, 1)
+    c.data.batch_size = 4
+    c.data.max_prompt_len = 1024
+    c.data.shuffle_buffer = 16
+    c.train.num_steps = 20
+    c.train.checkpoint_every = 10
+    c.train.sample_every = 5
+    c.grpo.group_size = 4
+    c.grpo.max_new_tokens = 48
+    c.grpo.beta = 0.04
+    c.optim.lr = 2e-4
+    c.optim.schedule = "constant"
+    if c.algo == "sft":
+        c.data.split = "train_cot"
+        c.optim.lr = 1e-3
+        c.optim.schedule = "cosine"
+        c.optim.warmup_ratio = 0.1
+    return c
