@@ -35,6 +35,9 @@ def base_config() -> ConfigDict:
     c.grpo.rewards = {"accuracy": 1.0}  # name -> weight; GRPO-CARE: {"exact": 1.0, "format": 1.0}
     c.grpo.ref_dtype = "bfloat16"  # frozen reference weights
 
+    c.sft = ConfigDict()
+    c.sft.max_response_len = 512  # trained tokens sit at the end of each (left-padded) row; logits only there
+
     c.optim = ConfigDict()
     c.optim.lr = 1e-6
     c.optim.schedule = "linear"  # linear decay to 0 (GRPO), cosine (SFT), constant

@@ -31,6 +31,7 @@ def get_config(arg: str | None = None):
     c.optim.schedule = "constant"
     if c.algo == "sft":
         c.data.split = "train_cot"
+        c.sft.max_response_len = 64  # the synthetic CoT answers are ~40 tokens
         c.optim.lr = 1e-3
         c.optim.schedule = "cosine"
         c.optim.warmup_ratio = 0.1

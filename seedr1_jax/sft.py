@@ -17,15 +17,19 @@ def token_cross_entropy(logits, targets, mask):
     return jnp.sum((logz - picked) * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
-def sft_loss(model, batch):
-    """batch: the training layout plus `loss_mask` int32[B, T] (1 where token t+1 is a trained target).
+def sft_loss(model, batch, max_response_len: int | None = None):
+    """batch: the training layout plus `loss_mask` int32[B, T] (1 where token t is a trained target).
 
-    Returns f32[]: mean cross-entropy of predicting input_ids[:, 1:] where loss_mask[:, 1:] is set.
+    Sequences are left-padded, so the trained response sits at the end: only the last `max_response_len`
+    targets get logits (a [B, T, 152k] fp32 logit tensor would dominate time and memory). None scores all.
+    Returns f32[]: mean cross-entropy of predicting input_ids[:, t] from the prefix, over loss_mask.
     """
     vision = {k: batch[k] for k in ("pixels", "hw_pos", "vision_index") if k in batch}
     h = model.forward(batch["input_ids"], batch["positions"], batch["attention_mask"], **vision)
-    logits = model.logits(h[:, :-1])
-    return token_cross_entropy(logits, batch["input_ids"][:, 1:], batch["loss_mask"][:, 1:])
+    t = batch["input_ids"].shape[1]
+    k = t - 1 if max_response_len is None else min(int(max_response_len), t - 1)
+    logits = model.logits(h[:, t - 1 - k : t - 1])
+    return token_cross_entropy(logits, batch["input_ids"][:, t - k :], batch["loss_mask"][:, t - k :])
 
 
 def sft_example(tokenizer, prompt_ids, response: str):

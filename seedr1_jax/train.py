@@ -15,6 +15,9 @@ from flax import nnx
 from . import grpo, sharding
 from .config import ConfigError, ModelConfig
 
+# the batch fields that go to the device (the rest, e.g. sample_id/answer/prompt, stay on the host)
+MODEL_INPUTS = ("input_ids", "attention_mask", "positions", "pixels", "hw_pos", "vision_index")
+
 # ---- model / optimizer construction -----------------------------------------------------------------
 
 
@@ -139,7 +142,7 @@ def grpo_loss(model, batch, *, config):
 def sft_batch_loss(model, batch, *, config):
     from .sft import sft_loss
 
-    return sft_loss(model, batch), {}
+    return sft_loss(model, batch, max_response_len=config.sft.max_response_len), {}
 
 
 def make_update(graphdef, tx, loss_fn, *, ref_graphdef=None, config=None):
@@ -407,7 +410,8 @@ def main(config, workdir: str, batches=None, tokenizer=None) -> int:
             else:
                 scalars, texts, t_roll, t_rew = {}, [], 0.0, 0.0
                 t1 = time.perf_counter()
-                params, opt_state, m = update(params, opt_state, None, sharding.shard_batch(host_batch, mesh))
+                dev = {k: v for k, v in host_batch.items() if k in MODEL_INPUTS + ("loss_mask",)}
+                params, opt_state, m = update(params, opt_state, None, sharding.shard_batch(dev, mesh))
                 ntok = float(np.asarray(host_batch["attention_mask"]).sum())
             m = jax.device_get(m)
             t_upd = time.perf_counter() - t1
@@ -465,7 +469,7 @@ def _grpo_rollout(config, graphdef, params, abstract_state, mesh, rules, host_ba
     sh = _rollout_shardings(params, abstract_state, mesh, rules)
     cdt = jnp.dtype(config.model.dtype)
     roll_params = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(cdt), p), out_shardings=sh)(params)
-    batch = sharding.shard_batch({k: v for k, v in host_batch.items()}, mesh)
+    batch = sharding.shard_batch({k: v for k, v in host_batch.items() if k in MODEL_INPUTS}, mesh)
     out = generate(
         nnx.merge(graphdef, roll_params),
         batch,
