@@ -289,7 +289,7 @@ def _rollout_shardings(params, abstract_state, mesh, rules):
     return sharding.state_shardings(abstract_state, mesh, rollout_rules).to_pure_dict()
 
 
-def plot_metrics(workdir: str, keys=("reward_mean", "kl")) -> str | None:
+def plot_metrics(workdir: str, keys=("reward_mean", "kl", "loss")) -> str | None:
     """metrics.jsonl -> metrics.png (one panel per key); returns the path, or None without data."""
     path = os.path.join(workdir, "metrics.jsonl")
     if jax.process_index() != 0 or not os.path.isfile(path):
