@@ -143,10 +143,27 @@ def constrain(x, *axes):
 
 
 def maybe_initialize_distributed() -> None:
-    """`jax.distributed.initialize()` when this is one process of several (TPU pod slice, SLURM/GPU cluster
-    with JAX_COORDINATOR_ADDRESS, JAX_NUM_PROCESSES, JAX_PROCESS_ID set); no-op for a single process."""
-    multi_tpu = "," in os.environ.get("TPU_WORKER_HOSTNAMES", "")
-    if jax.distributed.is_initialized() if hasattr(jax.distributed, "is_initialized") else False:
+    """`jax.distributed.initialize()` when this is one process of several; a no-op for a single process.
+
+    Explicit: JAX_COORDINATOR_ADDRESS (host:port) with JAX_NUM_PROCESSES and JAX_PROCESS_ID (GPU clusters).
+    Auto-detected by jax: TPU pod slices (GCE metadata), SLURM, Open MPI, Kubernetes jobs.
+    """
+    if jax.distributed.is_initialized():
         return
-    if multi_tpu or os.environ.get("JAX_COORDINATOR_ADDRESS") or int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+    env = os.environ
+    if env.get("JAX_COORDINATOR_ADDRESS"):
+        kw = {}
+        if env.get("JAX_NUM_PROCESSES"):
+            kw["num_processes"] = int(env["JAX_NUM_PROCESSES"])
+        if env.get("JAX_PROCESS_ID"):
+            kw["process_id"] = int(env["JAX_PROCESS_ID"])
+        jax.distributed.initialize(env["JAX_COORDINATOR_ADDRESS"], **kw)
+        return
+    try:  # jax's own cluster detection (private, so guarded): TPU VMs, SLURM, Open MPI, k8s
+        from jax._src import clusters
+
+        detected = any(c.is_env_present() for c in clusters.ClusterEnv._cluster_types)
+    except Exception:  # noqa: BLE001
+        detected = False
+    if detected:
         jax.distributed.initialize()
