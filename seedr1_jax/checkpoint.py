@@ -12,6 +12,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
+from . import fs
 from .config import ConfigError, ModelConfig, TextConfig, VisionConfig
 
 MODEL_JSON = "model.json"
@@ -31,23 +32,22 @@ def config_from_dict(d: dict) -> ModelConfig:
 
 def write_model_json(directory: str, model) -> None:
     if jax.process_index() == 0:
-        os.makedirs(directory, exist_ok=True)
-        with open(os.path.join(directory, MODEL_JSON), "w") as f:
-            json.dump({"config": config_to_dict(model.cfg), "hf_config": model.hf_config}, f, indent=2)
+        fs.makedirs(directory)
+        text = json.dumps({"config": config_to_dict(model.cfg), "hf_config": model.hf_config}, indent=2)
+        fs.write_text(os.path.join(directory, MODEL_JSON), text)
 
 
 def read_model_json(directory: str) -> tuple[ModelConfig, dict | None]:
     path = os.path.join(directory, MODEL_JSON)
-    if not os.path.isfile(path):
+    if not fs.exists(path):
         raise ConfigError(f"{path} not found: pass a folder written by `seedr1 import-hf` or `seedr1 train`")
-    with open(path) as f:
-        d = json.load(f)
+    d = json.loads(fs.read_text(path))
     return config_from_dict(d["config"]), d.get("hf_config")
 
 
 def save_params(directory: str, model) -> None:
     """Writes `directory/params` (orbax) and `directory/model.json` (architecture + original HF config)."""
-    directory = os.path.abspath(directory)
+    directory = fs.absolute(directory)
     write_model_json(directory, model)
     state = nnx.state(model, nnx.Param).to_pure_dict()
     ckptr = ocp.StandardCheckpointer()
@@ -60,7 +60,7 @@ def load_params(directory: str, mesh=None, rules=None, dtype=None):
     from . import sharding
     from .qwen2_vl import abstract_model, with_dtypes
 
-    directory = os.path.abspath(directory)
+    directory = fs.absolute(directory)
     cfg, hf_config = read_model_json(directory)
     if dtype is not None:
         cfg = with_dtypes(cfg, dtype)
@@ -84,19 +84,17 @@ def load_params(directory: str, mesh=None, rules=None, dtype=None):
 
 
 def _params_dir(directory: str) -> str:
-    if os.path.isdir(os.path.join(directory, "params")):
+    if fs.isdir(os.path.join(directory, "params")):
         return os.path.join(directory, "params")
     steps = latest_step_dir(directory)
-    if steps is not None and os.path.isdir(os.path.join(steps, "params")):
+    if steps is not None and fs.isdir(os.path.join(steps, "params")):
         return os.path.join(steps, "params")
     raise ConfigError(f"{directory}: no params checkpoint found (expected {directory}/params or checkpoints/<step>)")
 
 
 def latest_step_dir(workdir: str) -> str | None:
     ck = os.path.join(workdir, "checkpoints")
-    if not os.path.isdir(ck):
-        return None
-    steps = sorted(int(s) for s in os.listdir(ck) if s.isdigit())
+    steps = sorted(int(s) for s in fs.listdir(ck) if s.isdigit())
     return os.path.join(ck, str(steps[-1])) if steps else None
 
 

@@ -12,7 +12,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from . import grpo, sharding
+from . import fs, grpo, sharding
 from .config import ConfigError, ModelConfig
 
 # the batch fields that go to the device (the rest, e.g. sample_id/answer/prompt, stay on the host)
@@ -38,9 +38,9 @@ def load_model(config, mesh, rules):
     if init.startswith("preset:"):
         cfg = preset(init.split(":", 1)[1]).replace(**over).validate()
         return init_random(cfg, mesh, rules, seed=config.train.seed)
-    if os.path.isfile(os.path.join(init, "config.json")):
+    if fs.exists(os.path.join(init, "config.json")):
         return Qwen2VL.from_pretrained(init, mesh=mesh, rules=rules, **over)
-    if os.path.isfile(os.path.join(init, "model.json")):
+    if fs.exists(os.path.join(init, "model.json")):
         model = load_params(init, mesh=mesh, rules=rules)
         model.cfg = model.cfg.replace(**over)
         return _rebuild(model)
@@ -185,7 +185,7 @@ def make_update(graphdef, tx, loss_fn, *, ref_graphdef=None, config=None):
 def checkpoint_manager(workdir: str, keep: int):
     import orbax.checkpoint as ocp
 
-    path = os.path.join(os.path.abspath(workdir) if "://" not in workdir else workdir, "checkpoints")
+    path = os.path.join(fs.absolute(workdir), "checkpoints")
     return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
 
 
@@ -227,11 +227,11 @@ class MetricsWriter:
 
     def __init__(self, workdir: str):
         self.enabled = jax.process_index() == 0
-        self.jsonl = None
+        self.jsonl = os.path.join(workdir, "metrics.jsonl")
+        self.pending: list[str] = []  # flushed every step locally, at checkpoints on object stores
         self.tb = None
         if self.enabled:
-            os.makedirs(workdir, exist_ok=True)
-            self.jsonl = open(os.path.join(workdir, "metrics.jsonl"), "a")
+            fs.makedirs(workdir)
             try:
                 from flax.metrics import tensorboard
 
@@ -242,8 +242,9 @@ class MetricsWriter:
     def write(self, step: int, scalars: dict[str, float]):
         if not self.enabled:
             return
-        self.jsonl.write(json.dumps({"step": step, **scalars}) + "\n")
-        self.jsonl.flush()
+        self.pending.append(json.dumps({"step": step, **scalars}))
+        if not fs.remote(self.jsonl):
+            self.flush()
         if self.tb is not None:
             for k, v in scalars.items():
                 self.tb.scalar(k, v, step)
@@ -253,9 +254,13 @@ class MetricsWriter:
         if self.enabled and self.tb is not None:
             self.tb.text(name, "\n\n---\n\n".join(texts), step)
 
+    def flush(self):
+        if self.enabled:
+            fs.append_lines(self.jsonl, self.pending)
+        self.pending = []
+
     def close(self):
-        if self.jsonl:
-            self.jsonl.close()
+        self.flush()
         if self.tb is not None:
             self.tb.close()
 
@@ -292,9 +297,9 @@ def _rollout_shardings(params, abstract_state, mesh, rules):
 def plot_metrics(workdir: str, keys=("reward_mean", "kl", "loss")) -> str | None:
     """metrics.jsonl -> metrics.png (one panel per key); returns the path, or None without data."""
     path = os.path.join(workdir, "metrics.jsonl")
-    if jax.process_index() != 0 or not os.path.isfile(path):
+    if jax.process_index() != 0 or not fs.exists(path):
         return None
-    rows = [json.loads(line) for line in open(path) if line.strip()]
+    rows = [json.loads(line) for line in fs.read_text(path).splitlines() if line.strip()]
     keys = [k for k in keys if any(k in r for r in rows)]
     if not rows or not keys:
         return None
@@ -312,8 +317,11 @@ def plot_metrics(workdir: str, keys=("reward_mean", "kl", "loss")) -> str | None
         ax.grid(alpha=0.3)
     fig.tight_layout()
     out = os.path.join(workdir, "metrics.png")
-    fig.savefig(out, dpi=100)
+    local = out if not fs.remote(out) else "/tmp/seedr1_metrics.png"
+    fig.savefig(local, dpi=100)
     plt.close(fig)
+    if local != out:
+        fs.copy(local, out)
     return out
 
 
@@ -339,7 +347,7 @@ def main(config, workdir: str, batches=None, tokenizer=None) -> int:
         f"seedr1 train ({algo}) in {workdir}\nmesh {dict(mesh.shape)} over {jax.device_count()} "
         f"{jax.devices()[0].device_kind} devices, {jax.process_count()} process(es)\nconfig:\n{config}"
     )
-    os.makedirs(workdir, exist_ok=True) if "://" not in workdir else None
+    fs.makedirs(workdir)
 
     with jax.set_mesh(mesh):
         model = load_model(config, mesh, rules)
@@ -435,9 +443,10 @@ def main(config, workdir: str, batches=None, tokenizer=None) -> int:
             if texts and t.sample_every and (step + 1) % t.sample_every == 0:
                 writer.text(step + 1, "samples", texts[: t.num_samples_logged])
                 if jax.process_index() == 0:
-                    with open(os.path.join(workdir, "samples.jsonl"), "a") as f:
-                        for txt in texts[: t.num_samples_logged]:
-                            f.write(json.dumps({"step": step + 1, "completion": txt}) + "\n")
+                    fs.append_lines(
+                        os.path.join(workdir, "samples.jsonl"),
+                        [json.dumps({"step": step + 1, "completion": x}) for x in texts[: t.num_samples_logged]],
+                    )
             bar.set_postfix({k: f"{scalars[k]:.3g}" for k in ("reward_mean", "kl", "loss") if k in scalars})
             if not scalars["finite"]:
                 if t.on_nonfinite == "skip":
@@ -453,6 +462,7 @@ def main(config, workdir: str, batches=None, tokenizer=None) -> int:
                     break
             if (step + 1) % t.checkpoint_every == 0 or step + 1 == total:
                 save_checkpoint(mngr, step + 1, params, opt_state, {"step": step + 1, "algo": algo})
+                writer.flush()
         mngr.wait_until_finished()
         writer.close()
         plot_metrics(workdir)
