@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import jax
@@ -27,7 +28,7 @@ class Qwen2VL(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs | None):
         cfg.validate()
         self.cfg = cfg
-        self.hf_config: dict[str, Any] | None = None  # the imported config.json, re-emitted on export
+        self._hf_config_json: str | None = None  # the imported config.json (a string: graphdefs must hash)
         self.visual = VisionTower(cfg, rngs=rngs)
         self.model = TextModel(cfg, rngs=rngs)
         if not cfg.text.tie_word_embeddings:
@@ -44,6 +45,15 @@ class Qwen2VL(nnx.Module):
             )
         else:
             self.lm_head = None
+
+    @property
+    def hf_config(self) -> dict[str, Any] | None:
+        """The imported config.json, re-emitted (updated) on export."""
+        return None if self._hf_config_json is None else json.loads(self._hf_config_json)
+
+    @hf_config.setter
+    def hf_config(self, value: dict[str, Any] | None) -> None:
+        self._hf_config_json = None if value is None else json.dumps(value, sort_keys=True)
 
     # ---- jittable core -------------------------------------------------------------------------
     def embed(self, input_ids, pixels=None, hw_pos=None, valid=None, vision_index=None):

@@ -1,0 +1,220 @@
+"""Rollouts: the vision tower and the prompt prefill run ONCE per prompt, the KV cache is shared by the G
+samples of its group, then a jitted decode loop samples until every row has stopped.
+
+Also the trainer's teacher-forced `completion_logprobs`, built on the same prefix sharing: the prompt (and
+its video) is encoded once per group and the G completions attend to that one cache (gradients included).
+Rows are ordered b * G + g (prompt b, sample g).
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from . import grpo
+
+IM_END, ENDOFTEXT = 151645, 151643
+VISION_KEYS = ("pixels", "hw_pos", "vision_index")
+
+
+def _cache(model, b: int, s: int):
+    t = model.cfg.text
+    shape = (t.num_layers, b, s, t.num_kv_heads, t.head_dim)
+    dt = jnp.dtype(model.cfg.dtype)
+    return jnp.zeros(shape, dt), jnp.zeros(shape, dt)
+
+
+def prefill(model, batch, max_new_tokens: int):
+    """Encodes the B prompts once. batch: input_ids int32[B, T] (left-padded), attention_mask, positions
+    int32[3, B, T], optional pixels/hw_pos/vision_index. Returns (cache (k, v) [L, B, T + C, K, H],
+    last hidden [B, D], next M-RoPE position int32[B], key_valid bool[B, T + C])."""
+    ids, am = batch["input_ids"], batch["attention_mask"].astype(bool)
+    b, t = ids.shape
+    s = t + max_new_tokens
+    x = model.embed(ids, **{k: batch[k] for k in VISION_KEYS if k in batch})
+    key_valid = jnp.concatenate([am, jnp.zeros((b, max_new_tokens), bool)], axis=1)
+    causal = jnp.arange(s)[None, :] <= jnp.arange(t)[:, None]  # [T, S]
+    mask = causal[None] & key_valid[:, None, :]
+    h, cache = model.model(x, batch["positions"], mask, cache=_cache(model, b, s), write_index=0)
+    next_pos = jnp.max(jnp.where(am[None], batch["positions"], -1), axis=(0, 2)) + 1
+    return cache, h[:, -1], next_pos.astype(jnp.int32), key_valid
+
+
+def _repeat(tree, g: int, axis: int):
+    return jax.tree.map(lambda x: jnp.repeat(x, g, axis=axis), tree)
+
+
+def completion_logprobs(model, batch, tokens, group_size: int, temperature: float = 1.0):
+    """Teacher-forced log-probs f32[B*G, C] of `tokens` int32[B*G, C] continuing the B prompts of `batch`.
+
+    One prompt pass per group (vision tower included), then one pass over all completions against the
+    shared cache; differentiable. Equals the sampler's log-probs for the tokens it sampled.
+    """
+    n, c = tokens.shape
+    cache, last_h, next_pos, key_valid = prefill(model, batch, c)
+    t = batch["input_ids"].shape[1]
+    cache = _repeat(cache, group_size, 1)
+    last_h, next_pos, key_valid = _repeat((last_h, next_pos, key_valid), group_size, 0)
+    comp_valid = key_valid.at[:, t:].set(True)
+    causal = jnp.concatenate([jnp.ones((c, t), bool), jnp.tril(jnp.ones((c, c), bool))], axis=1)  # [C, S]
+    mask = causal[None] & comp_valid[:, None, :]
+    pos = jnp.broadcast_to((next_pos[:, None] + jnp.arange(c))[None], (3, n, c))
+    x = model.model.embed_tokens(tokens)
+    h, _ = model.model(x, pos, mask, cache=cache, write_index=t)
+    hs = jnp.concatenate([last_h[:, None], h[:, :-1]], axis=1)
+    return grpo.token_logprobs(model.logits(hs) / temperature, tokens)
+
+
+def _penalize(logits, presence, penalty: float):
+    """transformers' RepetitionPenaltyLogitsProcessor over prompt + generated tokens."""
+    pen = jnp.where(logits > 0, logits / penalty, logits * penalty)
+    return jnp.where(presence, pen, logits)
+
+
+def _choose(logits, rng, *, greedy, temperature, top_k, top_p):
+    """logits f32[N, V] -> token int32[N]."""
+    if greedy:
+        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+    scaled = logits / temperature
+    if top_k and top_k > 0:
+        vals, idx = jax.lax.top_k(scaled, top_k)
+    else:
+        idx = jnp.argsort(-scaled, axis=-1)
+        vals = jnp.take_along_axis(scaled, idx, axis=-1)
+    if top_p < 1.0:
+        probs = jax.nn.softmax(vals, axis=-1)
+        cum = jnp.cumsum(probs, axis=-1)
+        vals = jnp.where(cum - probs > top_p, -jnp.inf, vals)  # keep the smallest set with mass >= top_p
+    choice = jax.random.categorical(rng, vals, axis=-1)
+    return jnp.take_along_axis(idx, choice[:, None], axis=-1)[:, 0].astype(jnp.int32)
+
+
+@functools.partial(
+    jax.jit,
+    static_argnames=(
+        "graphdef",
+        "group_size",
+        "max_new_tokens",
+        "greedy",
+        "temperature",
+        "top_k",
+        "top_p",
+        "repetition_penalty",
+        "stop_ids",
+        "pad_id",
+    ),
+)
+def _generate(
+    graphdef,
+    state,
+    batch,
+    rng,
+    *,
+    group_size,
+    max_new_tokens,
+    greedy,
+    temperature,
+    top_k,
+    top_p,
+    repetition_penalty,
+    stop_ids,
+    pad_id,
+):
+    model = nnx.merge(graphdef, state)
+    ids = batch["input_ids"]
+    b, t = ids.shape
+    c, g = max_new_tokens, group_size
+    n = b * g
+    cache, last_h, next_pos, key_valid = prefill(model, batch, c)
+    logits = model.logits(last_h)  # [B, V], once per prompt
+    cache = _repeat(cache, g, 1)
+    logits, next_pos, key_valid = _repeat((logits, next_pos, key_valid), g, 0)
+    vocab = logits.shape[-1]
+    presence = None
+    if repetition_penalty != 1.0:
+        prompt_tokens = jnp.where(batch["attention_mask"].astype(bool), ids, vocab)  # pads -> out of range
+        presence = jnp.zeros((b, vocab + 1), bool).at[jnp.arange(b)[:, None], prompt_tokens].set(True)
+        presence = jnp.repeat(presence[:, :vocab], g, axis=0)
+    stops = jnp.asarray(stop_ids, jnp.int32)
+
+    def cond(st):
+        i, done = st[0], st[3]
+        return (i < c) & ~jnp.all(done)
+
+    def body(st):
+        i, tokens, logps, done, cache, logits, key_valid, presence, rng = st
+        rng, sub = jax.random.split(rng)
+        adj = logits if presence is None else _penalize(logits, presence, repetition_penalty)
+        tok = _choose(adj, sub, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+        lp = jnp.take_along_axis(jax.nn.log_softmax(logits / temperature, axis=-1), tok[:, None], axis=-1)[:, 0]
+        tok = jnp.where(done, pad_id, tok)
+        tokens = tokens.at[:, i].set(tok)
+        logps = logps.at[:, i].set(jnp.where(done, 0.0, lp))
+        done = done | jnp.isin(tok, stops)
+        if presence is not None:
+            presence = presence.at[jnp.arange(n), tok].set(True)
+        key_valid = key_valid.at[:, t + i].set(True)
+        pos = jnp.broadcast_to((next_pos + i)[None, :, None], (3, n, 1))
+        x = model.model.embed_tokens(tok[:, None])
+        h, cache = model.model(x, pos, key_valid[:, None, :], cache=cache, write_index=t + i)
+        return i + 1, tokens, logps, done, cache, model.logits(h[:, 0]), key_valid, presence, rng
+
+    init = (
+        jnp.int32(0),
+        jnp.full((n, c), pad_id, jnp.int32),
+        jnp.zeros((n, c), jnp.float32),
+        jnp.zeros((n,), bool),
+        cache,
+        logits,
+        key_valid,
+        presence,
+        rng,
+    )
+    steps, tokens, logps, *_ = jax.lax.while_loop(cond, body, init)
+    return tokens, logps, steps
+
+
+def generate(
+    model,
+    batch,
+    *,
+    rng,
+    group_size=8,
+    max_new_tokens=256,
+    temperature=1.0,
+    top_k=50,
+    top_p=1.0,
+    greedy=False,
+    repetition_penalty=1.0,
+    stop_ids=(IM_END, ENDOFTEXT),
+    pad_id=ENDOFTEXT,
+) -> dict:
+    """Samples `group_size` completions per prompt (SPEC.md sections 5 and 7).
+
+    batch: the prompt fields of a training batch (B prompts). Returns tokens int32[B*G, C] (pad after a stop),
+    logprobs f32[B*G, C] (log_softmax(logits / temperature) at each sampled token, 0 after the stop), mask
+    int32[B*G, C] (`grpo.completion_mask`: through the first <|im_end|>), lengths int32[B*G] and `steps`
+    (decode steps run; fewer than C when every row stopped early).
+    """
+    graphdef, state = nnx.split(model)
+    fields = {k: batch[k] for k in ("input_ids", "attention_mask", "positions", *VISION_KEYS) if k in batch}
+    tokens, logps, steps = _generate(
+        graphdef,
+        state,
+        fields,
+        rng,
+        group_size=int(group_size),
+        max_new_tokens=int(max_new_tokens),
+        greedy=bool(greedy),
+        temperature=float(temperature),
+        top_k=int(top_k or 0),
+        top_p=float(top_p),
+        repetition_penalty=float(repetition_penalty),
+        stop_ids=tuple(int(s) for s in stop_ids),
+        pad_id=int(pad_id),
+    )
+    mask = grpo.completion_mask(tokens)
+    return dict(tokens=tokens, logprobs=logps, mask=mask, lengths=mask.sum(-1), steps=steps)
