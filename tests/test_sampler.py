@@ -1,0 +1,134 @@
+"""Rollout sampler: log-probs equal teacher forcing, greedy equals transformers' generate, one shared prefill
+equals G independent prefills, stop handling and early exit, sharded equals unsharded."""
+
+import jax
+import numpy as np
+import pytest
+import torch
+from hf_utils import Prompt, batch, per_sample_batch, save_hf_model
+
+from seedr1_jax import sampler, sharding
+from seedr1_jax.qwen2_vl import Qwen2VL
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("sampler")
+    hf = save_hf_model("b", d, seed=21)
+    model = Qwen2VL.from_pretrained(str(d), dtype="float32")
+    rng = np.random.default_rng(4)
+    # different text lengths -> different left padding; video temporal grid 2 <= merged spatial grid 2
+    prompts = [Prompt(hf.config, rng).text(3 + 4 * i).video(2, 4, 4).image(4, 4).text(5) for i in range(2)]
+    return hf, model, prompts, per_sample_batch(model.cfg, prompts), str(d)
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_sampler_logprobs_equal_teacher_forced(setup, temperature):
+    _, model, _, b, _ = setup
+    out = sampler.generate(
+        model, b, rng=jax.random.key(1), group_size=3, max_new_tokens=7, temperature=temperature, top_k=0
+    )
+    lp = sampler.completion_logprobs(model, b, out["tokens"], 3, temperature)
+    valid = np.asarray(out["tokens"]) != sampler.ENDOFTEXT
+    assert np.abs(np.asarray(lp) - np.asarray(out["logprobs"]))[valid].max() <= 1e-5
+
+
+def test_teacher_forced_logprobs_equal_full_forward(setup):
+    """The prefix-shared pass equals a plain full-sequence forward over prompt + completion."""
+    _, model, _, b, _ = setup
+    tokens = np.random.default_rng(0).integers(0, 1000, (4, 5)).astype(np.int32)
+    lp = np.asarray(sampler.completion_logprobs(model, b, tokens, 2))
+    for row in range(4):
+        p = row // 2
+        ids = np.concatenate([b["input_ids"][p], tokens[row]])[None]
+        am = np.concatenate([b["attention_mask"][p], np.ones(5, np.int32)])[None]
+        nxt = b["positions"][:, p][:, b["attention_mask"][p] == 1].max() + 1
+        pos = np.concatenate([b["positions"][:, p], np.broadcast_to(nxt + np.arange(5), (3, 5))], axis=1)[:, None]
+        vi = np.concatenate([b["vision_index"][p], -np.ones(5, np.int32)])[None]
+        h = model.forward(ids, pos, am, b["pixels"][p : p + 1], b["hw_pos"][p : p + 1], None, vi)
+        logits = np.asarray(model.logits(h))[0, -6:-1]
+        ref = jax.nn.log_softmax(logits)[np.arange(5), tokens[row]]
+        assert np.abs(np.asarray(ref) - lp[row]).max() <= 1e-5
+
+
+@pytest.mark.parametrize("penalty", [1.0, 1.05])
+def test_greedy_equals_transformers_generate(setup, penalty):
+    hf, model, prompts, _, _ = setup
+    hf.generation_config.eos_token_id = None  # compare all steps, no early stop
+    for p in prompts:
+        b = per_sample_batch(model.cfg, [p])
+        out = sampler.generate(
+            model,
+            b,
+            rng=jax.random.key(0),
+            group_size=1,
+            max_new_tokens=8,
+            greedy=True,
+            repetition_penalty=penalty,
+            stop_ids=(),
+        )
+        inp = {k: torch.from_numpy(np.asarray(v)) for k, v in batch(hf.config, [p]).items()}
+        mm = torch.zeros_like(inp["input_ids"])
+        mm[inp["input_ids"] == hf.config.image_token_id] = 1
+        mm[inp["input_ids"] == hf.config.video_token_id] = 2
+        ref = hf.generate(**inp, mm_token_type_ids=mm, do_sample=False, max_new_tokens=8, repetition_penalty=penalty)[
+            0, inp["input_ids"].shape[1] :
+        ]
+        assert np.asarray(out["tokens"])[0].tolist() == ref.tolist()
+
+
+def test_shared_prefill_equals_independent_prefills(setup):
+    _, model, _, b, _ = setup
+    shared = sampler.generate(model, b, rng=jax.random.key(5), group_size=4, max_new_tokens=6, greedy=True)
+    alone = sampler.generate(model, b, rng=jax.random.key(5), group_size=1, max_new_tokens=6, greedy=True)
+    tok = np.asarray(shared["tokens"]).reshape(2, 4, 6)
+    lp = np.asarray(shared["logprobs"]).reshape(2, 4, 6)
+    for p in range(2):
+        for g in range(4):
+            assert tok[p, g].tolist() == np.asarray(alone["tokens"])[p].tolist()
+            assert np.abs(lp[p, g] - np.asarray(alone["logprobs"])[p]).max() <= 1e-6
+    # sampling with a fixed rng is deterministic, and top_k=1 is greedy
+    a = sampler.generate(model, b, rng=jax.random.key(9), group_size=3, max_new_tokens=6)
+    c = sampler.generate(model, b, rng=jax.random.key(9), group_size=3, max_new_tokens=6)
+    assert np.array_equal(np.asarray(a["tokens"]), np.asarray(c["tokens"]))
+    k1 = sampler.generate(model, b, rng=jax.random.key(3), group_size=4, max_new_tokens=6, top_k=1)
+    assert np.array_equal(np.asarray(k1["tokens"]), tok.reshape(8, 6))
+
+
+def test_stop_tokens_pad_mask_and_early_exit(setup):
+    _, model, _, b, _ = setup
+    greedy = sampler.generate(model, b, rng=jax.random.key(0), group_size=1, max_new_tokens=6, greedy=True)
+    first = np.asarray(greedy["tokens"])[:, 1]  # make each row's 2nd greedy token a stop token
+    out = sampler.generate(
+        model,
+        b,
+        rng=jax.random.key(0),
+        group_size=1,
+        max_new_tokens=6,
+        greedy=True,
+        stop_ids=tuple(int(x) for x in first),
+    )
+    tok, g = np.asarray(out["tokens"]), np.asarray(greedy["tokens"])
+    stops = set(int(x) for x in first)
+    ends = [next(j for j in range(6) if g[r, j] in stops) for r in range(2)]
+    assert int(out["steps"]) == max(ends) + 1 < 6  # the loop exits once every row has stopped
+    for r, e in enumerate(ends):
+        assert tok[r, : e + 1].tolist() == g[r, : e + 1].tolist()  # up to and including the stop token
+        assert (tok[r, e + 1 :] == sampler.ENDOFTEXT).all()  # pad afterwards
+    im = np.array([[5, 7, sampler.IM_END, 151643, 151643]], np.int32)
+    from seedr1_jax.grpo import completion_mask
+
+    assert np.asarray(completion_mask(im)).tolist() == [[1, 1, 1, 0, 0]]
+
+
+def test_sharded_greedy_equals_unsharded(setup):
+    _, model, _, b, hf_dir = setup
+    ref = sampler.generate(model, b, rng=jax.random.key(0), group_size=4, max_new_tokens=5, greedy=True)
+    mesh = sharding.make_mesh((2, 2, 2))
+    sharded = sharding.shard_model(Qwen2VL.from_pretrained(hf_dir, dtype="float32"), mesh, sharding.ROLLOUT_RULES)
+    with jax.set_mesh(mesh):
+        out = sampler.generate(
+            sharded, sharding.shard_batch(b, mesh), rng=jax.random.key(0), group_size=4, max_new_tokens=5, greedy=True
+        )
+    assert np.array_equal(np.asarray(out["tokens"]), np.asarray(ref["tokens"]))
+    assert np.abs(np.asarray(out["logprobs"]) - np.asarray(ref["logprobs"])).max() <= 1e-5
