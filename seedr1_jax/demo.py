@@ -1,17 +1,20 @@
-"""`seedr1 demo`: the pipeline at toy scale on CPU, on a model and data it makes itself (no network)."""
+"""`seedr1 demo`: the whole pipeline at toy scale on CPU, on data and a model it makes itself (no network).
+
+synth -> prep -> SFT warm-up (teaches the answer format) -> GRPO -> held-out evaluation -> export-hf ->
+reload in transformers and compare logits -> summary table and a reward/KL plot in the workdir.
+"""
 
 from __future__ import annotations
 
+import json
 import os
+import shutil
 import time
 
 import numpy as np
-from flax import nnx
-
-from .config import ModelConfig
 
 
-def tiny_config() -> ModelConfig:
+def tiny_config():
     from .config import tiny
 
     return tiny()
@@ -30,71 +33,143 @@ def _check_roundtrip(a_dir: str, b_dir: str) -> int:
     return len(a)
 
 
-def _synthetic_prompt(cfg: ModelConfig, rng):
-    """A SEED-Bench-R1-shaped prompt: 16 frames at 252x252 (grid 8x18x18) + a 252x252 image + text."""
-    ids = list(rng.integers(0, 150000, 20))
-    ids += [cfg.vision_start_token_id] + [cfg.video_token_id] * 648 + [cfg.vision_end_token_id]
-    ids += [cfg.vision_start_token_id] + [cfg.image_token_id] * 81 + [cfg.vision_end_token_id]
-    ids += list(rng.integers(0, 150000, 120))
-    video = rng.standard_normal((8 * 18 * 18, cfg.vision.patch_dim)).astype(np.float32)
-    image = rng.standard_normal((18 * 18, cfg.vision.patch_dim)).astype(np.float32)
-    return dict(
-        input_ids=np.array([ids]),
-        pixel_values=image,
-        image_grid_thw=np.array([[1, 18, 18]]),
-        pixel_values_videos=video,
-        video_grid_thw=np.array([[8, 18, 18]]),
-    )
+def _metric_means(workdir: str, key: str, n: int) -> tuple[float, float]:
+    rows = [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl")) if key in x]
+    vals = [r[key] for r in rows]
+    return float(np.mean(vals[:n])), float(np.mean(vals[-n:]))
 
 
-def run(workdir: str) -> int:
-    from .checkpoint import export_hf, import_hf
-    from .qwen2_vl import Qwen2VL, param_count
-
-    os.makedirs(workdir, exist_ok=True)
-    rows, t0 = [], time.time()
-    cfg = tiny_config()
-    model = Qwen2VL(cfg, rngs=nnx.Rngs(0))
-    init_dir = os.path.join(workdir, "hf_init")
-    model.save_pretrained(init_dir)
-    rows.append(("tiny Qwen2-VL built and saved in HF format", f"{param_count(model) / 1e6:.1f}M params", init_dir))
-
-    ckpt, out = os.path.join(workdir, "ckpt"), os.path.join(workdir, "hf_export")
-    import_hf(init_dir, ckpt)
-    export_hf(ckpt, out)
-    n = _check_roundtrip(init_dir, out)
-    rows.append(("HF -> orbax -> HF round trip", f"{n} tensors bit-exact", out))
-
-    inputs = _synthetic_prompt(cfg, np.random.default_rng(0))
-    reloaded = Qwen2VL.from_pretrained(out)
-    ours = np.asarray(reloaded(**inputs))
-    rows.append(
-        (
-            "forward on video (16x252x252) + image + text",
-            f"logits {tuple(ours.shape)}",
-            "finite" if np.isfinite(ours).all() else "NON-FINITE",
-        )
-    )
+def _transformers_check(hf_dir: str, model, batch) -> float | None:
+    """Max |logits(transformers) - logits(ours)| on one prompt of the eval data, or None without torch."""
     try:
         import torch
         from transformers import Qwen2VLForConditionalGeneration
     except ImportError:
-        rows.append(("transformers comparison", "skipped", "install the test extra (torch) to run it"))
-    else:
-        hf = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
-        tin = {k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}
-        mm = torch.zeros_like(tin["input_ids"])
-        mm[tin["input_ids"] == cfg.image_token_id] = 1
-        mm[tin["input_ids"] == cfg.video_token_id] = 2
-        with torch.no_grad():
-            ref = hf(**tin, mm_token_type_ids=mm).logits.numpy()
-        err = float(np.abs(ref - ours).max())
-        rows.append(("transformers reload, same logits", f"max abs diff {err:.2e}", "OK" if err <= 1e-4 else "FAIL"))
-        if err > 1e-4:
-            raise AssertionError(f"logits differ from transformers by {err}")
+        return None
+
+    hf = Qwen2VLForConditionalGeneration.from_pretrained(hf_dir).eval()
+    keep = batch["attention_mask"][0].astype(bool)
+    ids = batch["input_ids"][0][keep][None]
+    cfg = model.cfg
+    n_vid = int((ids == cfg.video_token_id).sum()) // 81
+    pix = batch["pixels"][0]  # [S, 324, P]: video segments, then the image
+    tin = dict(input_ids=torch.from_numpy(ids.astype(np.int64)))
+    mm = torch.zeros_like(tin["input_ids"])
+    mm[tin["input_ids"] == cfg.image_token_id] = 1
+    mm[tin["input_ids"] == cfg.video_token_id] = 2
+    tin["mm_token_type_ids"] = mm
+    tin["pixel_values"] = torch.from_numpy(pix[-1])
+    tin["image_grid_thw"] = torch.tensor([[1, 18, 18]])
+    if n_vid:
+        tin["pixel_values_videos"] = torch.from_numpy(pix[:n_vid].reshape(-1, pix.shape[-1]))
+        tin["video_grid_thw"] = torch.tensor([[n_vid, 18, 18]])
+    with torch.no_grad():
+        ref = hf(**tin).logits.numpy()[0]
+    ours = np.asarray(
+        model(
+            ids,
+            pixel_values=tin["pixel_values"].numpy(),
+            image_grid_thw=tin["image_grid_thw"].numpy(),
+            pixel_values_videos=tin["pixel_values_videos"].numpy() if n_vid else None,
+            video_grid_thw=tin["video_grid_thw"].numpy() if n_vid else None,
+        )
+    )[0]
+    return float(np.abs(ref - ours).max())
+
+
+def run(workdir: str, sft_steps: int = 60, grpo_steps: int = 30) -> int:
+    from configs.tiny import get_config
+    from data_prep import prep, synth
+
+    from . import data, evaluate, train
+    from .checkpoint import export_hf, load_params
+    from .processor import load_tokenizer
+
+    t_start = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    times = {}
+
+    def stage(name):
+        times[name] = time.time()
+        print(f"\n== {name} ==", flush=True)
+
+    stage("synth")
+    data_root, tfr = os.path.join(workdir, "data"), os.path.join(workdir, "tfrecords")
+    if not os.path.isdir(os.path.join(data_root, "annotations")):
+        synth.generate(data_root, num_train=64, num_val=32, seed=0)
+    stage("prep")
+    for split in ("train", "train_cot", "L1"):
+        if not os.path.isdir(os.path.join(tfr, "seed_bench_r1", split)):
+            prep.prepare(data_root, split, tfr, progress=True)
+
+    stage("sft warm-up")
+    sft_dir, grpo_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")
+    c = get_config("sft")
+    c.data.tfrecord_dir = tfr
+    c.train.num_steps = sft_steps
+    c.train.checkpoint_every = sft_steps
+    if train.main(c, sft_dir) != 0:
+        return 1
+
+    stage("grpo")
+    c = get_config("grpo")
+    c.data.tfrecord_dir = tfr
+    c.model.init = sft_dir
+    c.train.num_steps = grpo_steps
+    c.train.checkpoint_every = 10
+    if train.main(c, grpo_dir) != 0:
+        return 1
+    r0, r1 = _metric_means(grpo_dir, "reward_mean", 5)
+
+    stage("evaluate (held-out L1)")
+    tok = load_tokenizer()
+    accs = {}
+    for name, src in (("after SFT", sft_dir), ("after GRPO", grpo_dir)):
+        model = load_params(src)
+        out = os.path.join(workdir, f"eval_L1_{name.split()[-1].lower()}.jsonl")
+        if os.path.exists(out):
+            os.remove(out)
+        rows = evaluate.evaluate(
+            model,
+            data.eval_batches(c.data, model.cfg, tfr, split="L1"),
+            out,
+            tok,
+            max_new_tokens=c.grpo.max_new_tokens,
+            repetition_penalty=1.05,
+        )
+        accs[name] = evaluate.accuracy_table(rows, "L1")["L1"]
+
+    stage("export-hf + transformers reload")
+    hf_dir = os.path.join(workdir, "hf_export")
+    export_hf(grpo_dir, hf_dir)
+    model = load_params(grpo_dir)
+    batch = next(iter(data.eval_batches(c.data, model.cfg, tfr, split="L1")))
+    err = _transformers_check(hf_dir, model, batch)
+    plot = os.path.join(grpo_dir, "metrics.png")
+    if os.path.exists(plot):
+        shutil.copy(plot, os.path.join(workdir, "grpo_metrics.png"))
+
+    names = list(times)
+    durations = {
+        n: (times[names[i + 1]] if i + 1 < len(names) else time.time()) - times[n] for i, n in enumerate(names)
+    }
+    print("\nseedr1 demo summary")
+    rows = (
+        [
+            ("GRPO train reward, first 5 steps", f"{r0:.3f}"),
+            ("GRPO train reward, last 5 steps", f"{r1:.3f}"),
+            ("held-out L1 accuracy after SFT warm-up", f"{accs['after SFT']:.1f}%"),
+            ("held-out L1 accuracy after GRPO", f"{accs['after GRPO']:.1f}%"),
+            ("export-hf -> transformers logits max diff", "torch not installed" if err is None else f"{err:.2e}"),
+            ("reward/KL plot", os.path.join(workdir, "grpo_metrics.png")),
+        ]
+        + [(f"time: {n}", f"{d:.0f}s") for n, d in durations.items()]
+        + [("time: total", f"{time.time() - t_start:.0f}s")]
+    )
     w = max(len(r[0]) for r in rows)
-    print("\nseedr1 demo (model conversion stage; GRPO training joins this demo when it lands)")
-    for r in rows:
-        print(f"  {r[0]:<{w}}  {r[1]:<28} {r[2]}")
-    print(f"  total {time.time() - t0:.1f}s, workdir {workdir}")
+    for k, v in rows:
+        print(f"  {k:<{w}}  {v}")
+    if err is not None and err > 1e-4:
+        print(f"FAIL: exported model's logits differ from ours by {err}")
+        return 1
     return 0

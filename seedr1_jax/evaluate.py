@@ -1,0 +1,194 @@
+"""Evaluation on L1/L2/L3/LongVideoBench: greedy decoding, per-sample JSONL (resumable), accuracy tables."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import jax
+import numpy as np
+
+from . import fs, rewards, sharding
+from .config import ConfigError
+
+SPLITS = ("L1", "L2", "L3", "lvb")
+# SPEC.md section 8: the paper's numbers (Qwen2-VL-7B), printed beside ours for comparison
+REFERENCE = {
+    "Vanilla": {
+        "L1": 34.79,
+        "L2": 34.02,
+        "L3": 31.57,
+        "Daily life": 31.21,
+        "Hobbies": 32.30,
+        "Recreation": 33.33,
+        "Work": 30.69,
+        "lvb": 33.1,
+    },
+    "SFT": {
+        "L1": 43.79,
+        "L2": 44.10,
+        "L3": 38.15,
+        "Daily life": 38.27,
+        "Hobbies": 41.02,
+        "Recreation": 32.24,
+        "Work": 38.61,
+        "lvb": 40.2,
+    },
+    "GRPO": {
+        "L1": 46.01,
+        "L2": 50.16,
+        "L3": 44.89,
+        "Daily life": 48.52,
+        "Hobbies": 45.08,
+        "Recreation": 43.72,
+        "Work": 41.34,
+        "lvb": 43.6,
+    },
+}
+
+
+def read_results(path: str) -> list[dict]:
+    """The per-sample JSONL; a torn last line (the process was killed mid-write) is dropped."""
+    if not fs.exists(path):
+        return []
+    out = []
+    for line in fs.read_text(path).splitlines():
+        try:
+            out.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return out
+
+
+def _repair(path: str, rows: list[dict]) -> None:
+    """Rewrites the file without a torn last line, so appends start on a clean line."""
+    if not fs.exists(path):
+        return
+    text = fs.read_text(path)
+    if text and not text.endswith("\n"):
+        fs.write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def accuracy_table(rows: list[dict], split: str) -> dict[str, float]:
+    """Accuracy in % overall (key = split) and, where rows carry a domain (L3), per domain."""
+    if not rows:
+        return {}
+    table = {split: 100.0 * float(np.mean([r["reward"] for r in rows]))}
+    domains = sorted({r["domain"] for r in rows if r.get("domain")})
+    for d in domains:
+        table[d] = 100.0 * float(np.mean([r["reward"] for r in rows if r.get("domain") == d]))
+    return table
+
+
+def format_table(table: dict[str, float], split: str, n: int, label: str = "this run") -> str:
+    cols = [split] + [k for k in table if k != split]
+    head = f"{'model':<12}" + "".join(f"{c:>12}" for c in cols)
+    lines = [
+        f"accuracy (%) on {split}, {n} samples",
+        head,
+        f"{label:<12}" + "".join(f"{table[c]:>12.2f}" for c in cols),
+    ]
+    for name, ref in REFERENCE.items():
+        if all(c in ref for c in cols):
+            lines.append(f"{'paper ' + name:<12}" + "".join(f"{ref[c]:>12.2f}" for c in cols))
+    return "\n".join(lines)
+
+
+def evaluate(
+    model, batches, out_path: str, tokenizer, *, mesh=None, max_new_tokens=256, repetition_penalty=1.05, progress=True
+) -> list[dict]:
+    """Greedy-decodes every batch whose samples are not yet in `out_path` and appends one JSON line per sample.
+
+    batches: iterable of host batches (the data pipeline's layout plus `sample_id`, `answer`, `prompt`, and
+    optionally `domain`, `valid` (bool[B], False on padding rows of the last batch)). Returns all rows.
+    """
+    from tqdm import tqdm
+
+    from .sampler import generate
+
+    done = read_results(out_path)
+    _repair(out_path, done)
+    seen = {str(r["sample_id"]) for r in done}
+    writer = jax.process_index() == 0
+    rows = list(done)
+    bar = tqdm(batches, desc=f"eval -> {os.path.basename(out_path)}", disable=not progress or not writer)
+    for hb in bar:
+        ids = [str(x) for x in hb["sample_id"]]
+        valid = np.asarray(hb.get("valid", np.ones(len(ids), bool)))
+        todo = [i for i, s in enumerate(ids) if valid[i] and s not in seen]
+        if not todo:
+            continue
+        batch = sharding.shard_batch(hb, mesh) if mesh is not None else hb
+        out = generate(
+            model,
+            batch,
+            rng=jax.random.key(0),
+            group_size=1,
+            max_new_tokens=max_new_tokens,
+            greedy=True,
+            repetition_penalty=repetition_penalty,
+        )
+        tokens, mask = np.asarray(out["tokens"]), np.asarray(out["mask"])
+        texts = tokenizer.batch_decode([t[: int(m.sum())] for t, m in zip(tokens, mask)], skip_special_tokens=True)
+        lines = []
+        for i in todo:
+            r = {
+                "sample_id": ids[i],
+                "prompt": str(hb["prompt"][i]) if "prompt" in hb else "",
+                "response": texts[i],
+                "answer": str(hb["answer"][i]),
+                "reward": rewards.accuracy_reward(texts[i], str(hb["answer"][i])),
+            }
+            if "domain" in hb and str(hb["domain"][i]):
+                r["domain"] = str(hb["domain"][i])
+            rows.append(r)
+            seen.add(ids[i])
+            lines.append(json.dumps(r))
+        if writer:
+            fs.append_lines(out_path, lines)  # a kill loses at most the batch in flight
+        bar.set_postfix(acc=f"{100 * np.mean([r['reward'] for r in rows]):.1f}%")
+    return rows
+
+
+def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
+    from . import data
+    from .checkpoint import load_params
+    from .processor import load_tokenizer
+    from .qwen2_vl import Qwen2VL
+
+    if split not in SPLITS:
+        raise ConfigError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
+    sharding.maybe_initialize_distributed()
+    mesh = sharding.make_mesh(tuple(config.mesh.shape))
+    rules = sharding.ROLLOUT_RULES
+    dtype = config.model.dtype
+    with jax.set_mesh(mesh):
+        if hf_dir:
+            model, label = Qwen2VL.from_pretrained(hf_dir, dtype=dtype, mesh=mesh, rules=rules), "base (HF)"
+        else:
+            src = ckpt or workdir
+            model, label = load_params(src, mesh=mesh, rules=rules, dtype=dtype), "checkpoint"
+        ev = config.eval
+        # one `seedr1 prep --out DIR` folder can hold every split; eval.<split> points elsewhere if set
+        tfrecord_dir = ev.get(split, "") or config.data.tfrecord_dir
+        batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split)
+        fs.makedirs(workdir)
+        out = os.path.join(workdir, f"eval_{split}.jsonl")
+        t0 = time.time()
+        rows = evaluate(
+            model,
+            batches,
+            out,
+            load_tokenizer(),
+            mesh=mesh,
+            max_new_tokens=ev.max_new_tokens,
+            repetition_penalty=ev.repetition_penalty,
+        )
+    table = accuracy_table(rows, split)
+    if jax.process_index() == 0:
+        print(format_table(table, split, len(rows), label))
+        print(f"per-sample results: {out} ({time.time() - t0:.0f}s)")
+        summary = {"split": split, "n": len(rows), "accuracy": table}
+        fs.write_text(os.path.join(workdir, f"eval_{split}_summary.json"), json.dumps(summary, indent=2))
+    return 0
