@@ -13,12 +13,13 @@ def _tiny(algo):
     return c
 
 
-@pytest.mark.parametrize("algo", ["sft"])
+@pytest.mark.parametrize("algo", ["sft", "grpo"])
 def test_tiny_config_compiles_for_v5e_2x2(algo, capsys):
     assert aot.main(_tiny(algo), "v5e:2x2") == 0
     out = capsys.readouterr().out
     assert "4 x TPU v5 lite" in out and "fits, headroom" in out
     assert "train step" in out and "compiled FLOPs per chip" in out
+    assert ("sampler (prefill once per prompt" in out) == (algo == "grpo")
 
 
 def test_reports_when_it_does_not_fit(monkeypatch, capsys):
