@@ -1,0 +1,224 @@
+"""GRPO step time: ours (shared-prefill sampler + jitted update) vs the reference design in PyTorch/transformers
+(G sequential `generate` calls per prompt, then policy and reference forwards and a backward + AdamW), on the
+same random model and the same SEED-Bench-R1-shaped prompts (16-frame 252x252 video + image + ~150 text tokens).
+Also the sampler's prefix-sharing gain: one G-way call vs G calls of G=1. Prints times and ratios.
+
+    python bench/grpo_step.py [--prompts 2 --group 8 --new-tokens 32 --width 256 --layers 4]
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from flax import nnx  # noqa: E402
+from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration  # noqa: E402
+
+from seedr1_jax import grpo, sampler  # noqa: E402
+from seedr1_jax.qwen2_vl import Qwen2VL, get_rope_index, vision_placement  # noqa: E402
+
+
+def build_prompts(cfg, n, rng):
+    """n prompts in both layouts: transformers (flat, per prompt) and ours (per-sample training batch)."""
+    flat, rows = [], []
+    for i in range(n):
+        text = lambda k: list(rng.integers(0, 150000, k))  # noqa: E731
+        ids = (
+            text(20 + i)
+            + [cfg.vision_start_token_id]
+            + [cfg.video_token_id] * 648
+            + [cfg.vision_end_token_id]
+            + [cfg.vision_start_token_id]
+            + [cfg.image_token_id] * 81
+            + [cfg.vision_end_token_id]
+            + text(150)
+        )
+        video = rng.standard_normal((8 * 18 * 18, 1176)).astype(np.float32)
+        image = rng.standard_normal((18 * 18, 1176)).astype(np.float32)
+        flat.append(
+            dict(
+                input_ids=np.array([ids]),
+                pixel_values=image,
+                image_grid_thw=np.array([[1, 18, 18]]),
+                pixel_values_videos=video,
+                video_grid_thw=np.array([[8, 18, 18]]),
+            )
+        )
+        rows.append((ids, image, video))
+    t = max(len(r[0]) for r in rows)
+    ids = np.full((n, t), 151643, np.int32)
+    am = np.zeros((n, t), np.int32)
+    for i, (r, _, _) in enumerate(rows):
+        ids[i, t - len(r) :] = r
+        am[i, t - len(r) :] = 1
+    return flat, ids, am, rows
+
+
+def ours_batch(model_cfg, ids, am, rows):
+    pos, _ = get_rope_index(model_cfg, ids, am, [[1, 18, 18]] * len(rows), [[8, 18, 18]] * len(rows))
+    pix, hw, vi = [], [], []
+    for i, (_, image, video) in enumerate(rows):
+        place = vision_placement(model_cfg, ids[i : i + 1], [[1, 18, 18]], [[8, 18, 18]])
+        pix.append(np.concatenate([image, video])[place["gather"]])
+        hw.append(place["hw_pos"])
+        vi.append(place["vision_index"][0])
+    return dict(
+        input_ids=ids,
+        attention_mask=am,
+        positions=pos,
+        pixels=np.stack(pix),
+        hw_pos=np.stack(hw),
+        vision_index=np.stack(vi),
+    )
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--prompts", type=int, default=2)
+    ap.add_argument("--group", type=int, default=8)
+    ap.add_argument("--new-tokens", type=int, default=32)
+    ap.add_argument("--width", type=int, default=256)
+    ap.add_argument("--layers", type=int, default=4)
+    args = ap.parse_args()
+    b, g, c = args.prompts, args.group, args.new_tokens
+    hcfg = Qwen2VLConfig(
+        text_config=dict(
+            vocab_size=151936,
+            hidden_size=args.width,
+            intermediate_size=4 * args.width,
+            num_hidden_layers=args.layers,
+            num_attention_heads=args.width // 64,
+            num_key_value_heads=max(1, args.width // 256),
+            rope_parameters={"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6},
+        ),
+        vision_config=dict(depth=args.layers, embed_dim=128, num_heads=2, hidden_size=args.width, mlp_ratio=4),
+    )
+    torch.manual_seed(0)
+    hf = Qwen2VLForConditionalGeneration(hcfg).eval()
+    hf.generation_config.eos_token_id = None  # fixed-length rollouts on both sides
+    with tempfile.TemporaryDirectory() as d:
+        hf.save_pretrained(d)
+        model = Qwen2VL.from_pretrained(d, dtype="float32")
+    ref_hf = Qwen2VLForConditionalGeneration(hcfg).eval()
+    ref_hf.load_state_dict(hf.state_dict())
+    rng = np.random.default_rng(0)
+    flat, ids, am, rows = build_prompts(hcfg, b, rng)
+    batch = ours_batch(model.cfg, ids, am, rows)
+    print(
+        f"model text {args.width}x{args.layers}, vision 128x{args.layers}; {b} prompts x G={g}, {c} new tokens, "
+        f"prompt {ids.shape[1]} tokens; CPU x{jax.device_count()}"
+    )
+
+    # ---- reference design: G sequential generate calls per prompt, then policy + ref forward, backward ----
+    opt = torch.optim.AdamW(hf.parameters(), lr=1e-6, weight_decay=0.0)
+
+    def torch_step():
+        t0 = time.perf_counter()
+        seqs = []
+        for p in flat:
+            tin = {k: torch.from_numpy(np.asarray(v)) for k, v in p.items()}
+            mm = torch.zeros_like(tin["input_ids"])
+            mm[tin["input_ids"] == hcfg.image_token_id] = 1
+            mm[tin["input_ids"] == hcfg.video_token_id] = 2
+            for _ in range(g):
+                with torch.no_grad():
+                    out = hf.generate(
+                        **tin,
+                        mm_token_type_ids=mm,
+                        do_sample=True,
+                        temperature=1.0,
+                        top_k=50,
+                        max_new_tokens=c,
+                        min_new_tokens=c,
+                    )
+                seqs.append((tin, mm, out))
+        t_roll = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        opt.zero_grad()
+        for tin, mm, out in seqs:
+            full = dict(tin, input_ids=out, mm_token_type_ids=torch.nn.functional.pad(mm, (0, c)))
+            with torch.no_grad():
+                ref_lp = torch.log_softmax(ref_hf(**full).logits[:, -c - 1 : -1], -1)
+            logits = hf(**full).logits[:, -c - 1 : -1]
+            lp = torch.log_softmax(logits, -1).gather(-1, out[:, -c:, None])[..., 0]
+            rl = ref_lp.gather(-1, out[:, -c:, None])[..., 0]
+            d = rl - lp
+            loss = -(torch.exp(lp - lp.detach()) * 0.5 - 0.1 * (torch.exp(d) - d - 1)).mean() / len(seqs)
+            loss.backward()
+        opt.step()
+        return t_roll, time.perf_counter() - t0
+
+    # ---- ours ----
+    from configs.common import base_config
+    from seedr1_jax.train import grpo_loss, make_optimizer, make_update
+
+    config = base_config()
+    config.grpo.group_size, config.grpo.max_new_tokens = g, c
+    gd, st = nnx.split(model)
+    params = st.to_pure_dict()
+    tx, _ = make_optimizer(config, params, 100)
+    opt_state = tx.init(params)
+    update = jax.jit(make_update(gd, tx, grpo_loss, ref_graphdef=gd, config=config), donate_argnums=(0, 1))
+    ref_params = jax.tree.map(jnp.copy, params)
+    state = {"params": params, "opt": opt_state}
+
+    def ours_step(key):
+        t0 = time.perf_counter()
+        m = nnx.merge(gd, state["params"])
+        out = sampler.generate(m, batch, rng=key, group_size=g, max_new_tokens=c, stop_ids=())
+        out["tokens"].block_until_ready()
+        t_roll = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        rewards = jnp.asarray(np.random.default_rng(0).integers(0, 2, b * g), jnp.float32)
+        upd = dict(batch, tokens=out["tokens"], mask=out["mask"], advantages=grpo.group_advantages(rewards, g))
+        state["params"], state["opt"], metrics = update(state["params"], state["opt"], ref_params, upd)
+        jax.block_until_ready(metrics)
+        return t_roll, time.perf_counter() - t0
+
+    ours_step(jax.random.key(0))  # compile
+    o_roll, o_upd = min((ours_step(jax.random.key(i)) for i in range(1, 3)), key=sum)
+    t_roll, t_upd = torch_step()
+    print(f"reference design (transformers): rollout {t_roll:.2f}s + update {t_upd:.2f}s = {t_roll + t_upd:.2f}s")
+    print(f"seedr1-jax:                      rollout {o_roll:.2f}s + update {o_upd:.2f}s = {o_roll + o_upd:.2f}s")
+    print(
+        f"GRPO step speed-up: {(t_roll + t_upd) / (o_roll + o_upd):.1f}x  (rollout {t_roll / o_roll:.1f}x, "
+        f"update {t_upd / o_upd:.1f}x)"
+    )
+
+    # ---- prefix sharing: one G-way call vs G calls of G=1 ----
+    m = nnx.merge(gd, state["params"])
+    run = lambda gg, key: sampler.generate(
+        m,
+        batch,
+        rng=key,
+        group_size=gg,
+        max_new_tokens=c,  # noqa: E731
+        stop_ids=(),
+    )["tokens"].block_until_ready()
+    run(g, jax.random.key(0))
+    run(1, jax.random.key(0))
+    t0 = time.perf_counter()
+    run(g, jax.random.key(1))
+    shared = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    for i in range(g):
+        run(1, jax.random.key(10 + i))
+    separate = time.perf_counter() - t0
+    toks = b * g * c
+    print(
+        f"sampler: G={g} shared prefill {shared:.2f}s ({toks / shared:.0f} tok/s) vs {g} x G=1 {separate:.2f}s "
+        f"({toks / separate:.0f} tok/s): prefix sharing {separate / shared:.1f}x"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
