@@ -77,7 +77,7 @@ def _transformers_check(hf_dir: str, model, batch) -> float | None:
     return float(np.abs(ref - ours).max())
 
 
-def run(workdir: str, sft_steps: int = 60, grpo_steps: int = 30) -> int:
+def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = None) -> int:
     from configs.tiny import get_config
     from data_prep import prep, synth
 
@@ -100,14 +100,14 @@ def run(workdir: str, sft_steps: int = 60, grpo_steps: int = 30) -> int:
     stage("prep")
     for split in ("train", "train_cot", "L1"):
         if not os.path.isdir(os.path.join(tfr, "seed_bench_r1", split)):
-            prep.prepare(data_root, split, tfr, progress=True)
+            prep.prepare(data_root, split, tfr, max_frames=get_config().data.max_frames, progress=True)
 
     stage("sft warm-up")
     sft_dir, grpo_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")
     c = get_config("sft")
     c.data.tfrecord_dir = tfr
-    c.train.num_steps = sft_steps
-    c.train.checkpoint_every = sft_steps
+    c.train.num_steps = sft_steps or c.train.num_steps
+    c.train.checkpoint_every = c.train.num_steps
     if train.main(c, sft_dir) != 0:
         return 1
 
@@ -115,11 +115,10 @@ def run(workdir: str, sft_steps: int = 60, grpo_steps: int = 30) -> int:
     c = get_config("grpo")
     c.data.tfrecord_dir = tfr
     c.model.init = sft_dir
-    c.train.num_steps = grpo_steps
-    c.train.checkpoint_every = 10
+    c.train.num_steps = grpo_steps or c.train.num_steps
     if train.main(c, grpo_dir) != 0:
         return 1
-    r0, r1 = _metric_means(grpo_dir, "reward_mean", 5)
+    r0, r1 = _metric_means(grpo_dir, "reward_mean", 10)
 
     stage("evaluate (held-out L1)")
     tok = load_tokenizer()
@@ -134,7 +133,7 @@ def run(workdir: str, sft_steps: int = 60, grpo_steps: int = 30) -> int:
             data.eval_batches(c.data, model.cfg, tfr, split="L1"),
             out,
             tok,
-            max_new_tokens=c.grpo.max_new_tokens,
+            max_new_tokens=c.eval.max_new_tokens,
             repetition_penalty=1.05,
         )
         accs[name] = evaluate.accuracy_table(rows, "L1")["L1"]
@@ -156,8 +155,8 @@ def run(workdir: str, sft_steps: int = 60, grpo_steps: int = 30) -> int:
     print("\nseedr1 demo summary")
     rows = (
         [
-            ("GRPO train reward, first 5 steps", f"{r0:.3f}"),
-            ("GRPO train reward, last 5 steps", f"{r1:.3f}"),
+            ("GRPO train reward, mean of the first 10 steps", f"{r0:.3f}"),
+            ("GRPO train reward, mean of the last 10 steps", f"{r1:.3f}"),
             ("held-out L1 accuracy after SFT warm-up", f"{accs['after SFT']:.1f}%"),
             ("held-out L1 accuracy after GRPO", f"{accs['after GRPO']:.1f}%"),
             ("export-hf -> transformers logits max diff", "torch not installed" if err is None else f"{err:.2e}"),
@@ -169,6 +168,16 @@ def run(workdir: str, sft_steps: int = 60, grpo_steps: int = 30) -> int:
     w = max(len(r[0]) for r in rows)
     for k, v in rows:
         print(f"  {k:<{w}}  {v}")
+    summary = dict(
+        reward_first5=r0,
+        reward_last5=r1,
+        acc_sft=accs["after SFT"],
+        acc_grpo=accs["after GRPO"],
+        transformers_max_abs_diff=err,
+        seconds=time.time() - t_start,
+    )
+    with open(os.path.join(workdir, "demo_summary.json"), "w") as f:
+        json.dump(summary, f, indent=2)
     if err is not None and err > 1e-4:
         print(f"FAIL: exported model's logits differ from ours by {err}")
         return 1
