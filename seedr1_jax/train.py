@@ -169,8 +169,8 @@ def make_update(graphdef, tx, loss_fn, *, ref_graphdef=None, config=None):
 
         (loss, metrics), grads = jax.value_and_grad(f, has_aux=True)(params)
         gnorm = optax.global_norm(grads)
-        finite = jnp.isfinite(loss) & jnp.isfinite(gnorm)
         updates, new_opt = tx.update(grads, opt_state, params)
+        finite = jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.global_norm(updates))
         new_params = optax.apply_updates(params, updates)
         keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, old)  # noqa: E731
         metrics = dict(metrics, loss=loss, grad_norm=gnorm, finite=finite.astype(jnp.int32))

@@ -112,3 +112,34 @@ def test_grpo_smoke_on_2x2x2_mesh(tfr, tmp_path):
         assert r["finite"] == 1 and r["completion_length"] > 0
     samples = [json.loads(x) for x in open(tmp_path / "samples.jsonl")]
     assert len(samples) == 2 * 4 and all(isinstance(s["completion"], str) for s in samples)
+
+
+@pytest.mark.parametrize("mode", ["stop", "skip"])
+def test_nonfinite_update_stops_or_skips(tfr, tmp_path, mode, capsys):
+    """A NaN update (here: a NaN learning rate) never reaches the parameters or a checkpoint."""
+    from configs.tiny import get_config
+    from seedr1_jax import train
+
+    c = get_config("sft")
+    c.data.tfrecord_dir = tfr
+    c.data.batch_size = 2
+    c.train.num_steps = 2
+    c.train.checkpoint_every = 1
+    c.optim.lr = float("nan")
+    c.train.on_nonfinite = mode
+    status = train.main(c, str(tmp_path))
+    rows = [json.loads(x) for x in open(tmp_path / "metrics.jsonl")]
+    assert all(r["finite"] == 0 for r in rows)
+    out = capsys.readouterr().out
+    if mode == "stop":
+        assert status == 1 and len(rows) == 1
+        assert "non-finite" in out and "Lower optim.lr or set train.on_nonfinite=skip" in out
+        assert not os.path.isdir(os.path.join(tmp_path, "checkpoints", "1"))
+    else:
+        assert status == 0 and len(rows) == 2 and "update skipped" in out
+        import jax
+        from flax import nnx
+
+        init = nnx.state(train.load_model(c, None, None)).to_pure_dict()
+        for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(_params(str(tmp_path), 2))):
+            assert np.array_equal(np.asarray(a), np.asarray(b))  # every update was skipped
