@@ -169,8 +169,8 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     for k, v in rows:
         print(f"  {k:<{w}}  {v}")
     summary = dict(
-        reward_first5=r0,
-        reward_last5=r1,
+        reward_first10=r0,
+        reward_last10=r1,
         acc_sft=accs["after SFT"],
         acc_grpo=accs["after GRPO"],
         transformers_max_abs_diff=err,
