@@ -277,6 +277,12 @@ def main(config, workdir: str, batches=None, tokenizer=None) -> int:
             params, opt_state, meta = restore_checkpoint(mngr, start, params, opt_state)
             _log(f"resumed from step {start} ({mngr.directory})")
 
+        # compiled once: compute-dtype weights with the rollout (tensor-parallel only) shardings
+        cdt = jnp.dtype(config.model.dtype)
+        to_rollout = jax.jit(
+            lambda p: jax.tree.map(lambda x: x.astype(cdt), p),
+            out_shardings=_rollout_shardings(params, abstract_state, mesh, rules),
+        )
         loss_fn = grpo_loss if algo == "grpo" else sft_batch_loss
         update = jax.jit(
             make_update(graphdef, tx, loss_fn, ref_graphdef=graphdef, config=config), donate_argnums=(0, 1)
@@ -303,9 +309,8 @@ def main(config, workdir: str, batches=None, tokenizer=None) -> int:
                     config,
                     graphdef,
                     params,
-                    abstract_state,
+                    to_rollout,
                     mesh,
-                    rules,
                     host_batch,
                     tokenizer,
                     jax.random.fold_in(key, step),
@@ -372,16 +377,14 @@ def main(config, workdir: str, batches=None, tokenizer=None) -> int:
         return status
 
 
-def _grpo_rollout(config, graphdef, params, abstract_state, mesh, rules, host_batch, tokenizer, rng):
+def _grpo_rollout(config, graphdef, params, to_rollout, mesh, host_batch, tokenizer, rng):
     """Sample G completions per prompt, score them on the host, and build the update batch."""
     from . import rewards as rw
     from .sampler import generate
 
     g = config.grpo
     t0 = time.perf_counter()
-    sh = _rollout_shardings(params, abstract_state, mesh, rules)
-    cdt = jnp.dtype(config.model.dtype)
-    roll_params = jax.jit(lambda p: jax.tree.map(lambda x: x.astype(cdt), p), out_shardings=sh)(params)
+    roll_params = to_rollout(params)
     batch = sharding.shard_batch({k: v for k, v in host_batch.items() if k in MODEL_INPUTS}, mesh)
     out = generate(
         nnx.merge(graphdef, roll_params),
