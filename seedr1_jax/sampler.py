@@ -39,12 +39,46 @@ def prefill(model, batch, max_new_tokens: int):
     causal = jnp.arange(s)[None, :] <= jnp.arange(t)[:, None]  # [T, S]
     mask = causal[None] & key_valid[:, None, :]
     h, cache = model.model(x, batch["positions"], mask, cache=_cache(model, b, s), write_index=0)
-    next_pos = jnp.max(jnp.where(am[None], batch["positions"], -1), axis=(0, 2)) + 1
-    return cache, h[:, -1], next_pos.astype(jnp.int32), key_valid
+    return cache, h[:, -1], completion_positions(batch, 1)[0, :, 0], key_valid
 
 
 def _repeat(tree, g: int, axis: int):
     return jax.tree.map(lambda x: jnp.repeat(x, g, axis=axis), tree)
+
+
+def completion_positions(batch, c: int):
+    """M-RoPE positions int32[3, B, C] of C completion tokens: all three components continue from the largest
+    position of a prompt's valid tokens + 1 (text after the last vision block, as in the original Qwen2-VL)."""
+    am = batch["attention_mask"].astype(bool)
+    nxt = jnp.max(jnp.where(am[None], batch["positions"], -1), axis=(0, 2)) + 1  # [B]
+    return jnp.broadcast_to((nxt[:, None] + jnp.arange(c))[None], (3, am.shape[0], c)).astype(jnp.int32)
+
+
+def teacher_forced_inputs(batch, tokens, group_size: int) -> dict:
+    """The plain full-sequence inputs of prompt + completion, for `Qwen2VL.forward(**inputs)`.
+
+    batch: the B prompts (input_ids int32[B, T] left-padded, attention_mask, positions int32[3, B, T], optional
+    pixels [B, S, L, P] / hw_pos / vision_index); tokens int32[B*G, C] (rows b * G + g). Returns input_ids and
+    attention_mask int32[B*G, T + C] (completion keys all attended: causality keeps pads after a stop from
+    touching earlier tokens), positions int32[3, B*G, T + C] and the vision fields repeated G times
+    (vision_index padded with -1). Logits at [:, T - 1 : T + C - 1] predict the completion. This runs the vision
+    tower G times per prompt; `completion_logprobs` is the prefix-shared equivalent the trainer uses.
+    """
+    g = group_size
+    c = tokens.shape[1]
+    rep = lambda x, axis=0: jnp.repeat(jnp.asarray(x), g, axis=axis)  # noqa: E731
+    out = dict(
+        input_ids=jnp.concatenate([rep(batch["input_ids"]), tokens.astype(jnp.int32)], axis=1),
+        attention_mask=jnp.concatenate(
+            [rep(batch["attention_mask"]).astype(jnp.int32), jnp.ones(tokens.shape, jnp.int32)], axis=1
+        ),
+        positions=jnp.concatenate([rep(batch["positions"], 1), rep(completion_positions(batch, c), 1)], axis=2),
+    )
+    if "pixels" in batch:
+        out["pixels"], out["hw_pos"] = rep(batch["pixels"]), rep(batch["hw_pos"])
+        vi = rep(batch["vision_index"])
+        out["vision_index"] = jnp.concatenate([vi, jnp.full(tokens.shape, -1, vi.dtype)], axis=1)
+    return out
 
 
 def completion_logprobs(model, batch, tokens, group_size: int, temperature: float = 1.0):
@@ -53,15 +87,15 @@ def completion_logprobs(model, batch, tokens, group_size: int, temperature: floa
     One prompt pass per group (vision tower included), then one pass over all completions against the
     shared cache; differentiable. Equals the sampler's log-probs for the tokens it sampled.
     """
-    n, c = tokens.shape
-    cache, last_h, next_pos, key_valid = prefill(model, batch, c)
+    c = tokens.shape[1]
+    cache, last_h, _, key_valid = prefill(model, batch, c)
     t = batch["input_ids"].shape[1]
     cache = _repeat(cache, group_size, 1)
-    last_h, next_pos, key_valid = _repeat((last_h, next_pos, key_valid), group_size, 0)
+    last_h, key_valid = _repeat((last_h, key_valid), group_size, 0)
     comp_valid = key_valid.at[:, t:].set(True)
     causal = jnp.concatenate([jnp.ones((c, t), bool), jnp.tril(jnp.ones((c, c), bool))], axis=1)  # [C, S]
     mask = causal[None] & comp_valid[:, None, :]
-    pos = jnp.broadcast_to((next_pos[:, None] + jnp.arange(c))[None], (3, n, c))
+    pos = _repeat(completion_positions(batch, c), group_size, 1)
     x = model.model.embed_tokens(tokens)
     h, _ = model.model(x, pos, mask, cache=cache, write_index=t)
     hs = jnp.concatenate([last_h[:, None], h[:, :-1]], axis=1)

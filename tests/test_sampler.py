@@ -34,21 +34,23 @@ def test_sampler_logprobs_equal_teacher_forced(setup, temperature):
 
 
 def test_teacher_forced_logprobs_equal_full_forward(setup):
-    """The prefix-shared pass equals a plain full-sequence forward over prompt + completion."""
+    """The prefix-shared pass equals a plain full-sequence forward over prompt + completion, whose inputs
+    (`teacher_forced_inputs`) match a hand-built row: prompt copy, completion, continued M-RoPE positions."""
     _, model, _, b, _ = setup
     tokens = np.random.default_rng(0).integers(0, 1000, (4, 5)).astype(np.int32)
     lp = np.asarray(sampler.completion_logprobs(model, b, tokens, 2))
+    full = sampler.teacher_forced_inputs(b, tokens, 2)
+    t = b["input_ids"].shape[1]
     for row in range(4):
         p = row // 2
-        ids = np.concatenate([b["input_ids"][p], tokens[row]])[None]
-        am = np.concatenate([b["attention_mask"][p], np.ones(5, np.int32)])[None]
         nxt = b["positions"][:, p][:, b["attention_mask"][p] == 1].max() + 1
-        pos = np.concatenate([b["positions"][:, p], np.broadcast_to(nxt + np.arange(5), (3, 5))], axis=1)[:, None]
-        vi = np.concatenate([b["vision_index"][p], -np.ones(5, np.int32)])[None]
-        h = model.forward(ids, pos, am, b["pixels"][p : p + 1], b["hw_pos"][p : p + 1], None, vi)
-        logits = np.asarray(model.logits(h))[0, -6:-1]
-        ref = jax.nn.log_softmax(logits)[np.arange(5), tokens[row]]
-        assert np.abs(np.asarray(ref) - lp[row]).max() <= 1e-5
+        pos = np.concatenate([b["positions"][:, p], np.broadcast_to(nxt + np.arange(5), (3, 5))], axis=1)
+        assert np.array_equal(np.asarray(full["positions"])[:, row], pos)
+        assert np.asarray(full["input_ids"])[row].tolist() == b["input_ids"][p].tolist() + tokens[row].tolist()
+        assert np.asarray(full["attention_mask"])[row].tolist() == b["attention_mask"][p].tolist() + [1] * 5
+    logits = np.asarray(model.logits(model.forward(**full)))[:, t - 1 : -1]
+    ref = np.asarray(jax.nn.log_softmax(logits))[np.arange(4)[:, None], np.arange(5), tokens]
+    assert np.abs(ref - lp).max() <= 1e-5
 
 
 @pytest.mark.parametrize("penalty", [1.0, 1.05])
