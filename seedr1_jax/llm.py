@@ -37,11 +37,13 @@ class DecoderLayer(nnx.Module):
         self.act = t.hidden_act
         self.dtype = dt
 
-    def __call__(self, x, cos, sin, mask, kv=None, write_index=None):
+    def __call__(self, x, cos, sin, mask, kv=None, write_index=None, layer_index=None):
         """x: [B, T, D]; cos/sin: f32[B, T, 1, H]; mask: bool[B, T, S].
 
         kv: optional cache (k, v) each [B, S, K, H]; the new keys/values are written at `write_index`
-        (int32 scalar) and attention runs over the whole cache. Returns (x, new kv or None).
+        (int32 scalar) and attention runs over the whole cache. With `layer_index` (int32 scalar), kv is instead
+        the whole stacked cache [L, B, S, K, H] and this layer's rows are updated in place. Returns (x, new kv
+        or None).
         """
         b, t, _ = x.shape
         h = self.input_layernorm(x)
@@ -49,7 +51,14 @@ class DecoderLayer(nnx.Module):
         q = apply_rope(a["q_proj"](h).reshape(b, t, self.n, self.hd), cos, sin)
         k = apply_rope(a["k_proj"](h).reshape(b, t, self.k, self.hd), cos, sin)
         v = a["v_proj"](h).reshape(b, t, self.k, self.hd)
-        if kv is not None:
+        if kv is not None and layer_index is not None:
+            kc, vc = kv
+            at = (layer_index, 0, write_index, 0, 0)
+            kc = jax.lax.dynamic_update_slice(kc, k.astype(kc.dtype)[None], at)
+            vc = jax.lax.dynamic_update_slice(vc, v.astype(vc.dtype)[None], at)
+            kv = (kc, vc)
+            k, v = kc[layer_index], vc[layer_index]
+        elif kv is not None:
             kc, vc = kv
             k = jax.lax.dynamic_update_slice(kc, k.astype(kc.dtype), (0, write_index, 0, 0))
             v = jax.lax.dynamic_update_slice(vc, v.astype(vc.dtype), (0, write_index, 0, 0))
@@ -84,13 +93,25 @@ class TextModel(nnx.Module):
         ang = jnp.concatenate([ang, ang], axis=-1)[:, :, None, :]
         return jnp.cos(ang), jnp.sin(ang)
 
-    def __call__(self, x, positions, mask, cache=None, write_index=None):
+    def __call__(self, x, positions, mask, cache=None, write_index=None, in_place=False):
         """x: [B, T, D] embeddings; positions: int32[3, B, T]; mask: bool[B, T, S].
 
         cache: optional (k, v) each [L, B, S, K, H]. Returns (normed hidden [B, T, D], new cache or None).
+        in_place (inference only, e.g. decoding): the cache rides in the layer scan's carry and only the new rows
+        are written; by default it is scanned as per-layer inputs/outputs, which rewrites (and copies) the whole
+        cache on every call but is what differentiation needs (a carried cache would be saved once per layer).
         """
         cos, sin = self.rotary(positions)
         graphdef, state = nnx.split(self.layers)
+        if in_place:
+
+            def step(carry, xs):
+                (h, kv), (layer_state, i) = carry, xs
+                h = constrain(h, BATCH, None, None)
+                return nnx.merge(graphdef, layer_state)(h, cos, sin, mask, kv, write_index, i), None
+
+            (x, cache), _ = jax.lax.scan(step, (x, cache), (state, jnp.arange(self.cfg.text.num_layers)))
+            return self.norm(x), cache
 
         def body(h, xs):
             layer_state, kv = xs

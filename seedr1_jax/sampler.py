@@ -193,7 +193,7 @@ def _generate(
         key_valid = key_valid.at[:, t + i].set(True)
         pos = jnp.broadcast_to((next_pos + i)[None, :, None], (3, n, 1))
         x = model.model.embed_tokens(tok[:, None])
-        h, cache = model.model(x, pos, key_valid[:, None, :], cache=cache, write_index=t + i)
+        h, cache = model.model(x, pos, key_valid[:, None, :], cache=cache, write_index=t + i, in_place=True)
         return i + 1, tokens, logps, done, cache, model.logits(h[:, 0]), key_valid, presence, rng
 
     init = (
