@@ -158,28 +158,33 @@ def main():
 
     # ---- ours ----
     from configs.common import base_config
-    from seedr1_jax.train import grpo_loss, make_optimizer, make_update
+    from seedr1_jax import update
 
     config = base_config()
     config.grpo.group_size, config.grpo.max_new_tokens = g, c
+    config.model.dtype = "float32"
     gd, st = nnx.split(model)
     params = st.to_pure_dict()
-    tx, _ = make_optimizer(config, params, 100)
-    opt_state = tx.init(params)
-    update = jax.jit(make_update(gd, tx, grpo_loss, ref_graphdef=gd, config=config), donate_argnums=(0, 1))
+    tx, _ = update.make_optimizer(config, params, 100)
+    step_fn = jax.jit(update.make_update(gd, tx, grpo.loss, config), donate_argnums=0)
+    progs = grpo.programs(config, gd, nnx.eval_shape(lambda: model), None, ())
     ref_params = jax.tree.map(jnp.copy, params)
-    state = {"params": params, "opt": opt_state}
+    state = {"train": update.TrainState(params=params, opt_state=tx.init(params))}
 
     def ours_step(key):
         t0 = time.perf_counter()
-        m = nnx.merge(gd, state["params"])
+        m = nnx.merge(gd, state["train"].params)
         out = sampler.generate(m, batch, rng=key, group_size=g, max_new_tokens=c, stop_ids=())
         out["tokens"].block_until_ready()
         t_roll = time.perf_counter() - t0
         t0 = time.perf_counter()
         rewards = jnp.asarray(np.random.default_rng(0).integers(0, 2, b * g), jnp.float32)
         upd = dict(batch, tokens=out["tokens"], mask=out["mask"], advantages=grpo.group_advantages(rewards, g))
-        state["params"], state["opt"], metrics = update(state["params"], state["opt"], ref_params, upd)
+        upd["inner_step"] = jnp.zeros((), jnp.int32)
+        # what grpo.prepare adds once per rollout: the anchor (policy) and reference log-probs
+        upd["anchor_logp"] = progs.logprobs(progs.to_compute(state["train"].params), batch, upd["tokens"])
+        upd["ref_logp"] = progs.logprobs(progs.to_compute(ref_params), batch, upd["tokens"])
+        state["train"], metrics = step_fn(state["train"], upd)
         jax.block_until_ready(metrics)
         return t_roll, time.perf_counter() - t0
 
@@ -194,7 +199,7 @@ def main():
     )
 
     # ---- prefix sharing: one G-way call vs G calls of G=1 ----
-    m = nnx.merge(gd, state["params"])
+    m = nnx.merge(gd, state["train"].params)
     run = lambda gg, key: sampler.generate(
         m,
         batch,

@@ -11,9 +11,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
-from jax.sharding import Mesh
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from . import sharding
+from . import sharding, update
+from .checkpoint import model_config
 from .config import ConfigError
 
 # HBM per chip in bytes, by `device_kind` prefix (longest match wins)
@@ -48,36 +50,17 @@ def topology_mesh(devices, shape) -> Mesh:
     return Mesh(np.asarray(devices).reshape(shape), sharding.MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3)
 
 
-def model_config(config):
-    """The architecture named by config.model.init (read from config.json / model.json / preset; no weights)."""
-    from .checkpoint import read_model_json
-    from .config import from_hf_config, preset, read_hf_config
-    from .train import model_config_overrides
-
-    init = config.model.init
-    if init.startswith("preset:"):
-        cfg = preset(init.split(":", 1)[1])
-    elif os.path.isfile(os.path.join(init, "config.json")):
-        cfg = from_hf_config(read_hf_config(init))
-    else:
-        cfg = read_model_json(init)[0]
-    return cfg.replace(**model_config_overrides(config)).validate()
-
-
 def abstract_params(cfg, mesh, rules, dtype=None):
+    """(graphdef, pure-dict ShapeDtypeStructs with shardings) of the model: no memory."""
     from .qwen2_vl import abstract_model
 
-    graphdef, state = nnx.split(abstract_model(cfg))
-
-    def one(v):
-        axes = v.get_metadata().get("axes")
-        dt = dtype or v.value.dtype
-        return v.replace(
-            jax.ShapeDtypeStruct(v.value.shape, dt, sharding=sharding.param_sharding(axes, v.value.shape, mesh, rules))
-        )
-
-    st = jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
-    return graphdef, st.to_pure_dict()
+    model = abstract_model(cfg)
+    graphdef, state = nnx.split(model)
+    sh = update.param_shardings(model, mesh, rules)
+    params = jax.tree.map(
+        lambda x, s: jax.ShapeDtypeStruct(x.shape, dtype or x.dtype, sharding=s), state.to_pure_dict(), sh
+    )
+    return graphdef, params
 
 
 def abstract_batch(config, cfg, mesh, algo):
@@ -102,8 +85,11 @@ def abstract_batch(config, cfg, mesh, algo):
         return prompt | dict(loss_mask=sds((b, t), jnp.int32)), prompt
     n, c = b * g.group_size, g.max_new_tokens
     upd = prompt | dict(tokens=sds((n, c), jnp.int32), mask=sds((n, c), jnp.int32), advantages=sds((n,), jnp.float32))
-    if g.mu > 1:
-        upd["old_logp"] = sds((n, c), jnp.float32)
+    upd["inner_step"] = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))
+    if g.beta > 0 or g.mu > 1:
+        upd["anchor_logp"] = sds((n, c), jnp.float32)
+    if g.beta > 0:
+        upd["ref_logp"] = sds((n, c), jnp.float32)
     return upd, prompt
 
 
@@ -123,26 +109,24 @@ def _mem_row(name, compiled, hbm):
 
 
 def compile_update(config, cfg, mesh, rules):
-    """Compiles the jitted update at the config's sizes. Returns (compiled, parameter count, prompt batch)."""
-    from .train import grpo_loss, make_optimizer, make_update, optimizer_shardings, sft_batch_loss
+    """Compiles the jitted update at the config's sizes, with the trainer's shardings (`update.py`).
+    Returns (compiled, parameter count, prompt batch)."""
+    from . import grpo, sft
+    from .qwen2_vl import abstract_model
 
     algo = config.algo
-    graphdef, params = abstract_params(cfg, mesh, rules)
+    model = abstract_model(cfg)
+    graphdef, state = nnx.split(model)
+    params = state.to_pure_dict()
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
-    tx, _ = make_optimizer(config, params, max(int(config.train.num_steps), 1))
-    opt_state = jax.tree.map(
-        lambda s, sh: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sh),
-        jax.eval_shape(tx.init, params),
-        optimizer_shardings(tx, params, mesh),
-    )
+    tx, _ = update.make_optimizer(config, params, max(int(config.train.num_steps), 1))
+    shardings = update.state_shardings(tx, model, mesh, rules)
+    train_state = update.abstract_state(tx, model, shardings)
     batch, prompt = abstract_batch(config, cfg, mesh, algo)
-    ref = None
-    if algo == "grpo" and config.grpo.beta > 0:
-        _, ref = abstract_params(cfg, mesh, rules, dtype=jnp.dtype(config.grpo.ref_dtype))
-    loss_fn = grpo_loss if algo == "grpo" else sft_batch_loss
-    update = jax.jit(make_update(graphdef, tx, loss_fn, ref_graphdef=graphdef, config=config), donate_argnums=(0, 1))
+    fn = update.make_update(graphdef, tx, grpo.loss if algo == "grpo" else sft.loss, config)
+    step = update.jit_update(fn, shardings, update.batch_shardings(batch, mesh), mesh)
     with jax.set_mesh(mesh):
-        return update.lower(params, opt_state, ref, batch).compile(), n_params, prompt
+        return step.lower(train_state, batch).compile(), n_params, prompt
 
 
 def compile_sampler(config, cfg, mesh, rules, prompt):
@@ -150,8 +134,7 @@ def compile_sampler(config, cfg, mesh, rules, prompt):
     rollout shardings (tensor-parallel only) and compute-dtype weights."""
     from . import sampler
 
-    rollout_rules = tuple((k, None if v == "fsdp" else v) for k, v in rules)
-    graphdef, params = abstract_params(cfg, mesh, rollout_rules, dtype=jnp.dtype(cfg.dtype))
+    graphdef, params = abstract_params(cfg, mesh, sharding.rollout_rules(rules), dtype=jnp.dtype(cfg.dtype))
     g = config.grpo
     rng = jax.eval_shape(lambda: jax.random.key(0))
     with jax.set_mesh(mesh):
@@ -170,6 +153,41 @@ def compile_sampler(config, cfg, mesh, rules, prompt):
             stop_ids=(sampler.IM_END, sampler.ENDOFTEXT),
             pad_id=sampler.ENDOFTEXT,
         ).compile()
+
+
+def compile_logprobs(config, cfg, mesh, rules, prompt):
+    """Compiles grpo.prepare's teacher-forced log-probs (reference and anchor) with compute-dtype weights in the
+    training shardings. Returns (compiled, bytes per chip resident meanwhile: fp32 state + Adam + reference)."""
+    from . import grpo
+    from .qwen2_vl import abstract_model
+
+    model = abstract_model(cfg)
+    graphdef, params = abstract_params(cfg, mesh, rules, dtype=jnp.dtype(cfg.dtype))
+    g = config.grpo
+    n, c = config.data.batch_size * g.group_size, g.max_new_tokens
+    tokens = jax.ShapeDtypeStruct((n, c), jnp.int32, sharding=sharding.batch_sharding(mesh, (n, c)))
+    progs = grpo.programs(config, graphdef, model, mesh, rules)
+    _, master = abstract_params(cfg, mesh, rules)
+    resident = 3 * _per_chip_bytes(master)  # fp32 master + two Adam moments
+    if g.beta > 0:
+        _, ref = abstract_params(cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))
+        resident += _per_chip_bytes(ref)
+    with jax.set_mesh(mesh):
+        return progs.logprobs.lower(params, prompt, tokens).compile(), resident
+
+
+def _per_chip_bytes(tree) -> int:
+    """Bytes one chip holds of a tree of sharded ShapeDtypeStructs."""
+    total = 0
+    for x in jax.tree.leaves(tree):
+        total += int(np.prod(x.sharding.shard_shape(x.shape))) * jnp.dtype(x.dtype).itemsize
+    return total
+
+
+def _plus_resident(row, suffix, resident_bytes):
+    """A memory row with arrays that live beside the program (not its arguments) added to its total."""
+    name, a, o, t, tot, h, raw = row
+    return (name + suffix, a + resident_bytes / 2**30, o, t, tot + resident_bytes / 2**30, h, raw + resident_bytes)
 
 
 def _flops(compiled) -> float:
@@ -192,9 +210,20 @@ def main(config, topology: str) -> int:
     t0 = time.time()
     step_c, n_params, prompt = compile_update(config, cfg, mesh, rules)
     compile_s = time.time() - t0
-    rows = [_mem_row("train step (policy fwd/bwd + ref fwd + AdamW)", step_c, hbm)]
+    rows = [_mem_row("train step (policy fwd/bwd + AdamW)", step_c, hbm)]
     flops = _flops(step_c)
 
+    if algo == "grpo" and config.grpo.beta > 0:
+        # the frozen reference stays resident beside the train state while the update runs
+        _, ref = abstract_params(cfg, mesh, rules, dtype=jnp.dtype(config.grpo.ref_dtype))
+        rows[0] = _plus_resident(rows[0], "+ resident reference", _per_chip_bytes(ref))
+    if algo == "grpo" and (config.grpo.beta > 0 or config.grpo.mu > 1):
+        t0 = time.time()
+        lp_c, resident = compile_logprobs(config, cfg, mesh, rules, prompt)
+        rows.append(
+            _plus_resident(_mem_row("ref/anchor log-probs (bf16 fwd, once per rollout)", lp_c, hbm), "", resident)
+        )
+        print(f"log-probs compile {time.time() - t0:.0f}s")
     if algo == "grpo":
         t0 = time.time()
         rows.append(
@@ -212,8 +241,6 @@ def main(config, topology: str) -> int:
             config.data.batch_size * config.grpo.group_size * (config.data.max_prompt_len + config.grpo.max_new_tokens)
         )
     analytic = 6.0 * n_params * tokens / len(devices)
-    if algo == "grpo" and config.grpo.beta > 0:
-        analytic += 2.0 * n_params * tokens / len(devices)
     print(f"\n{'program':<48} {'args':>8} {'outputs':>8} {'temps':>8} {'total':>8} {'HBM':>8}  (GiB per chip)")
     ok = True
     for name, a, o, t, tot, h, raw in rows:
@@ -225,7 +252,7 @@ def main(config, topology: str) -> int:
         )
     print(f"\nparameters {n_params / 1e9:.3f} B; tokens per step {tokens}; compile {compile_s:.0f}s")
     print(
-        f"compiled FLOPs per chip per step {flops:.3e}; analytic (6N + 2N ref) x tokens / chips {analytic:.3e}; "
+        f"compiled FLOPs per chip per step {flops:.3e}; analytic 6N x tokens / chips {analytic:.3e}; "
         f"ratio {flops / analytic:.2f} (XLA counts a scanned layer body once, so the compiled figure is a lower bound)"
     )
     if not ok:

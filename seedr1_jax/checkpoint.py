@@ -1,4 +1,5 @@
-"""Orbax checkpoints: model parameters (import-hf / export-hf) and, for training, the whole train state."""
+"""Weights in and out: the model named by config.model.init, orbax model parameters (import-hf / export-hf),
+and train-state checkpoints (`update.TrainState`: parameters, optimizer state, metadata)."""
 
 from __future__ import annotations
 
@@ -118,3 +119,109 @@ def export_hf(ckpt: str, out: str, dtype=None) -> int:
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     print(f"exported {ckpt} -> {out}: {n / 1e6:.1f}M parameters, {time.time() - t0:.1f}s")
     return 0
+
+
+# ---- the model named by config.model.init -----------------------------------------------------------
+def model_config_overrides(config) -> dict:
+    """The experiment's dtype/remat choices, applied over whatever architecture model.init names."""
+    m = config.model
+    return dict(dtype=m.dtype, param_dtype=m.param_dtype, remat_policy=m.remat_policy)
+
+
+def model_config(config) -> ModelConfig:
+    """The architecture named by config.model.init (config.json / model.json / preset; no weights read)."""
+    from .config import from_hf_config, preset, read_hf_config
+
+    init = config.model.init
+    if init.startswith("preset:"):
+        cfg = preset(init.split(":", 1)[1])
+    elif fs.exists(os.path.join(init, "config.json")):
+        cfg = from_hf_config(read_hf_config(init))
+    else:
+        cfg = read_model_json(init)[0]
+    return cfg.replace(**model_config_overrides(config)).validate()
+
+
+def load_model(config, mesh, rules):
+    """The policy from `config.model.init`: an HF folder, one of our checkpoints, or a preset (random init)."""
+    from .config import preset
+    from .qwen2_vl import Qwen2VL
+
+    init = config.model.init
+    over = model_config_overrides(config)
+    if init.startswith("preset:"):
+        cfg = preset(init.split(":", 1)[1]).replace(**over).validate()
+        return init_random(cfg, mesh, rules, seed=config.train.seed)
+    if fs.exists(os.path.join(init, "config.json")):
+        return Qwen2VL.from_pretrained(init, mesh=mesh, rules=rules, **over)
+    if fs.exists(os.path.join(init, MODEL_JSON)):
+        model = load_params(init, mesh=mesh, rules=rules)
+        model.cfg = model.cfg.replace(**over)
+        return _rebuild(model)
+    raise ConfigError(
+        f"model.init={init!r}: expected an HF Qwen2-VL folder (config.json), a folder from `seedr1 import-hf` "
+        "(model.json), or 'preset:qwen2_vl_7b'"
+    )
+
+
+def _rebuild(model):
+    """Re-creates a model after its config changed (dtypes/remat are read at construction)."""
+    from .qwen2_vl import Qwen2VL
+
+    params = nnx.state(model, nnx.Param).to_pure_dict()
+    new = nnx.eval_shape(lambda: Qwen2VL(model.cfg, rngs=nnx.Rngs(0)))
+    gd, st = nnx.split(new)
+    nnx.replace_by_pure_dict(st, jax.tree.map(lambda p, a: p.astype(a.dtype), params, st.to_pure_dict()))
+    out = nnx.merge(gd, st)
+    out.hf_config = model.hf_config
+    return out
+
+
+def init_random(cfg: ModelConfig, mesh, rules, seed=0):
+    """Random init straight into sharded arrays (jit with out_shardings: no host copy of the weights)."""
+    from . import sharding
+    from .qwen2_vl import Qwen2VL
+
+    abstract = nnx.eval_shape(lambda: Qwen2VL(cfg, rngs=nnx.Rngs(seed)))
+    shardings = sharding.state_shardings(nnx.state(abstract), mesh, rules) if mesh is not None else None
+
+    def make():
+        return nnx.state(Qwen2VL(cfg, rngs=nnx.Rngs(seed)))
+
+    state = jax.jit(make, out_shardings=shardings)() if mesh is not None else jax.jit(make)()
+    return nnx.merge(nnx.graphdef(abstract), state)
+
+
+# ---- train-state checkpoints (update.TrainState + JSON metadata) ------------------------------------
+def checkpoint_manager(workdir: str, keep: int):
+    path = os.path.join(fs.absolute(workdir), "checkpoints")
+    return ocp.CheckpointManager(path, options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True))
+
+
+def save_state(mngr, step: int, state, meta: dict) -> None:
+    """Saves an `update.TrainState` at `step` (async; `mngr.wait_until_finished()` before exiting)."""
+    mngr.save(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardSave(state.params),
+            opt_state=ocp.args.StandardSave(state.opt_state),
+            meta=ocp.args.JsonSave(meta),
+        ),
+    )
+
+
+def restore_state(mngr, step: int, target):
+    """The TrainState saved at `step`, restored straight into `target`'s shardings (ShapeDtypeStructs or
+    arrays); returns (state, meta)."""
+    abstract = lambda t: jax.tree.map(  # noqa: E731
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), t
+    )
+    r = mngr.restore(
+        step,
+        args=ocp.args.Composite(
+            params=ocp.args.StandardRestore(abstract(target.params)),
+            opt_state=ocp.args.StandardRestore(abstract(target.opt_state)),
+            meta=ocp.args.JsonRestore(),
+        ),
+    )
+    return target.replace(params=r["params"], opt_state=r["opt_state"]), r["meta"]

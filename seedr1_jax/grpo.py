@@ -1,16 +1,23 @@
-"""GRPO math (SPEC section 5) as small pure JAX functions: advantages, token log-probs, k3 KL, mask, loss.
+"""GRPO (docs/recipe.md section 5): the math as small pure JAX functions (advantages, token log-probs, k3 KL,
+mask, clipped surrogate), then the algorithm's two halves for the generic trainer: `prepare` (once per rollout
+batch: sample, reward, advantages, reference/anchor log-probs) and `loss` (per optimizer step).
 
 Letters: B batch (sequences), T completion length, V vocab, G group size, N = B completions in total.
-Rewards are computed elsewhere (`rewards.py`); here everything is arrays, jit-friendly and shape-static.
+Rewards are computed on the host (`rewards.py`); the math is arrays, jit-friendly and shape-static.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import time
+from typing import Any, NamedTuple
+
 import jax
 import jax.numpy as jnp
+import numpy as np
+from flax import nnx
 
-IM_END = 151645  # <|im_end|>: ends the assistant turn, the only token that closes the completion mask
-ENDOFTEXT = 151643  # <|endoftext|>: also stops sampling, and is Qwen2's pad token
+from .processor import IM_END_ID as IM_END  # <|im_end|>: ends the assistant turn; closes the completion mask
 
 REDUCTIONS = ("sequence", "token", "dr_grpo")
 
@@ -160,3 +167,158 @@ def policy_loss(
         "ratio_mean": masked_sum(ratio_sg) / count,
     }
     return loss, metrics
+
+
+# ---- the algorithm around the math: prepare once per rollout batch, loss per optimizer step -----------------
+ROLLOUT_FIELDS = ("input_ids", "attention_mask", "positions", "pixels", "hw_pos", "vision_index")
+
+
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """The jitted pieces of `prepare`, compiled once per run.
+
+    to_rollout: params -> compute-dtype copy with the rollout (tensor-parallel only) shardings.
+    to_compute: params -> compute-dtype copy with the training shardings (policy and reference alike).
+    logprobs: (compute params, prompt fields, tokens int32[N, C]) -> f32[N, C] teacher-forced log-probs, the
+      same code path as the loss (`sampler.completion_logprobs`); one executable for policy and reference.
+    """
+
+    graphdef: Any
+    mesh: Any
+    to_rollout: Any
+    to_compute: Any
+    logprobs: Any
+
+
+class Prepared(NamedTuple):
+    """One prepared optimizer batch: device arrays for `loss`, host scalars/texts for logging."""
+
+    batch: dict
+    scalars: dict
+    texts: list
+    timings: dict
+    tokens: float  # tokens the update processes (prompt + completion per sequence), for tokens/s and MFU
+
+
+def programs(config, graphdef, abstract_model, mesh, rules) -> Programs:
+    from . import sampler, sharding, update
+
+    cdt = jnp.dtype(config.model.dtype)
+    cast = lambda p: jax.tree.map(lambda x: x.astype(cdt), p)  # noqa: E731
+    roll_sh = update.param_shardings(abstract_model, mesh, sharding.rollout_rules(rules), allow_uneven=True)
+    train_sh = update.param_shardings(abstract_model, mesh, rules, allow_uneven=True)
+    g = config.grpo
+
+    def logprobs(params, prompts, tokens):
+        model = nnx.merge(graphdef, params)
+        return sampler.completion_logprobs(model, prompts, tokens, g.group_size, g.temperature)
+
+    return Programs(
+        graphdef=graphdef,
+        mesh=mesh,
+        to_rollout=jax.jit(cast, out_shardings=roll_sh),
+        to_compute=jax.jit(cast, out_shardings=train_sh),
+        logprobs=jax.jit(logprobs),
+    )
+
+
+def reference_params(config, initial_params, progs: Programs):
+    """The frozen reference: a `grpo.ref_dtype` copy of the weights `model.init` gave, or None when beta = 0.
+
+    Made from the initial weights before any checkpoint is restored: a resumed run must still measure KL
+    against model.init, not against its own trained parameters.
+    """
+    if config.grpo.beta == 0:
+        return None
+    dt = jnp.dtype(config.grpo.ref_dtype)
+    return jax.jit(lambda p: jax.tree.map(lambda x: x.astype(dt), p))(initial_params)
+
+
+def prepare(config, progs: Programs, params, ref_params, host_batch: dict, tokenizer, rng) -> Prepared:
+    """Rollout, rewards, advantages, and the reference / anchor log-probs, once per rollout batch.
+
+    host_batch: a `data.train_batches` batch (B prompts). Samples G completions per prompt with the current
+    weights, scores them on the host (`rewards.compute_rewards`), normalises advantages per group, then runs
+    `progs.logprobs` (outside the mu loop, in the update's compute dtype) for the reference (beta > 0) and for
+    the current policy ("anchor": the old log-probs of mu > 1, and what makes the reference's and the policy's
+    first-step log-probs bit-identical at identical weights).
+    """
+    from . import rewards as rw
+    from . import sharding
+    from .sampler import generate
+
+    g, mesh = config.grpo, progs.mesh
+    timings = {}
+    t0 = time.perf_counter()
+    prompts = sharding.shard_batch({k: v for k, v in host_batch.items() if k in ROLLOUT_FIELDS}, mesh)
+    out = generate(
+        nnx.merge(progs.graphdef, progs.to_rollout(params)),
+        prompts,
+        rng=rng,
+        group_size=g.group_size,
+        max_new_tokens=g.max_new_tokens,
+        temperature=g.temperature,
+        top_k=g.top_k,
+        top_p=g.top_p,
+    )
+    tokens, mask = np.asarray(out["tokens"]), np.asarray(out["mask"])
+    timings["rollout"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    texts = tokenizer.batch_decode([row[: int(m.sum())] for row, m in zip(tokens, mask)], skip_special_tokens=True)
+    answers = np.repeat(np.asarray(host_batch["answer"]), g.group_size)
+    total, per_fn = rw.compute_rewards(texts, list(answers), dict(g.rewards))
+    adv = np.asarray(group_advantages(jnp.asarray(total), g.group_size, scale_by_std=g.reduction != "dr_grpo"))
+    timings["reward"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    extra = dict(tokens=tokens.astype(np.int32), mask=mask.astype(np.int32), advantages=adv.astype(np.float32))
+    batch = dict(prompts, **sharding.shard_batch(extra, mesh))
+    batch["inner_step"] = jnp.zeros((), jnp.int32)
+    if g.beta > 0 or g.mu > 1:
+        batch["anchor_logp"] = progs.logprobs(progs.to_compute(params), prompts, batch["tokens"])
+    if g.beta > 0:
+        batch["ref_logp"] = progs.logprobs(progs.to_compute(ref_params), prompts, batch["tokens"])
+    timings["logprobs"] = time.perf_counter() - t0
+
+    lengths = mask.sum(1)
+    scalars = {
+        "reward_mean": float(total.mean()),
+        "reward_std": float(total.std()),
+        **{f"reward_{k}": float(np.mean(v)) for k, v in per_fn.items()},
+        "completion_length": float(lengths.mean()),
+        "advantage_mean": float(adv.mean()),
+        "advantage_abs_mean": float(np.abs(adv).mean()),
+    }
+    n_tok = float(mask.sum() + np.asarray(host_batch["attention_mask"]).sum() * g.group_size)
+    return Prepared(batch, scalars, texts, timings, n_tok)
+
+
+def loss(model, batch, *, config):
+    """GRPO loss of one prepared batch (`prepare`) -> (f32[], metrics).
+
+    On the first optimizer step of a rollout (`inner_step == 0`) the weights are those that produced
+    `anchor_logp` through the same code path, so its value is used exactly (gradient from the live pass):
+    the ratio is exactly 1 and, at weights equal to the reference's, the KL and its gradient are exactly 0.
+    """
+    from .sampler import completion_logprobs
+
+    g = config.grpo
+    logp = completion_logprobs(model, batch, batch["tokens"], g.group_size, g.temperature)
+    anchor = batch.get("anchor_logp")
+    if anchor is not None:
+        pinned = anchor + (logp - jax.lax.stop_gradient(logp))
+        logp = jnp.where(batch["inner_step"] == 0, pinned, logp)
+    return policy_loss(
+        logp,
+        anchor if g.mu > 1 else None,
+        batch.get("ref_logp"),
+        batch["advantages"],
+        batch["mask"],
+        beta=g.beta,
+        epsilon_low=g.epsilon_low,
+        epsilon_high=g.epsilon_high,
+        kl_clamp=g.kl_clamp,
+        reduction=g.reduction,
+        max_completion_len=g.max_new_tokens,
+    )

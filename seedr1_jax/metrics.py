@@ -13,13 +13,17 @@ from . import fs
 class MetricsWriter:
     """Per-step scalars to TensorBoard, a JSONL file and the console (process 0 only)."""
 
-    def __init__(self, workdir: str):
+    def __init__(self, workdir: str, resume_step: int | None = None):
+        """resume_step: the restored checkpoint's step; JSONL rows written after it by the interrupted run
+        (metrics.jsonl, samples.jsonl) are dropped, so the resumed run writes each step exactly once."""
         self.enabled = jax.process_index() == 0
         self.jsonl = os.path.join(workdir, "metrics.jsonl")
         self.pending: list[str] = []  # flushed every step locally, at checkpoints on object stores
         self.tb = None
         if self.enabled:
             fs.makedirs(workdir)
+            for name in ("metrics.jsonl", "samples.jsonl"):
+                truncate_after(os.path.join(workdir, name), resume_step or 0)
             try:
                 from flax.metrics import tensorboard
 
@@ -51,6 +55,22 @@ class MetricsWriter:
         self.flush()
         if self.tb is not None:
             self.tb.close()
+
+
+def truncate_after(path: str, step: int) -> None:
+    """Keeps the JSONL rows of `path` whose "step" is <= step (and drops a torn last line)."""
+    if not fs.exists(path):
+        return
+    lines = fs.read_text(path).splitlines()
+    keep = []
+    for line in lines:
+        try:
+            if json.loads(line).get("step", 0) <= step:
+                keep.append(line)
+        except json.JSONDecodeError:
+            continue
+    if len(keep) != len(lines):
+        fs.write_text(path, "".join(x + "\n" for x in keep))
 
 
 # peak dense bf16 FLOP/s per chip, for the MFU estimate

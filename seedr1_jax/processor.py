@@ -28,8 +28,9 @@ PATCH_DIM = 3 * TEMPORAL_PATCH * PATCH * PATCH  # 1176
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
 
-PAD_ID = 151643  # <|endoftext|>
-IM_END_ID = 151645
+# Qwen2 special token ids: defined here once for the whole package
+PAD_ID = 151643  # <|endoftext|>: Qwen2's pad token; also stops sampling
+IM_END_ID = 151645  # <|im_end|>: ends the assistant turn
 VISION_START_ID = 151652
 VISION_END_ID = 151653
 IMAGE_PAD_ID = 151655

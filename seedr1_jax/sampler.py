@@ -15,8 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from . import grpo
+from .processor import IM_END_ID as IM_END
+from .processor import PAD_ID as ENDOFTEXT
 
-IM_END, ENDOFTEXT = 151645, 151643
 VISION_KEYS = ("pixels", "hw_pos", "vision_index")
 
 

@@ -1,4 +1,5 @@
-"""SFT: next-token cross-entropy on the assistant turn only (SPEC.md section 6)."""
+"""SFT (docs/recipe.md section 6): next-token cross-entropy on the assistant turn only; `prepare` and `loss`
+for the generic trainer."""
 
 from __future__ import annotations
 
@@ -30,6 +31,22 @@ def sft_loss(model, batch, max_response_len: int | None = None):
     k = t - 1 if max_response_len is None else min(int(max_response_len), t - 1)
     logits = model.logits(h[:, t - 1 - k : t - 1])
     return token_cross_entropy(logits, batch["input_ids"][:, t - k :], batch["loss_mask"][:, t - k :])
+
+
+FIELDS = ("input_ids", "attention_mask", "positions", "pixels", "hw_pos", "vision_index", "loss_mask")
+
+
+def prepare(config, host_batch: dict, mesh):
+    """A `data.train_batches` SFT batch -> (device batch for `loss`, tokens it trains on for tokens/s)."""
+    from . import sharding
+
+    dev = sharding.shard_batch({k: v for k, v in host_batch.items() if k in FIELDS}, mesh)
+    return dev, float(host_batch["attention_mask"].sum())
+
+
+def loss(model, batch, *, config):
+    """The trainer's loss: (f32[] cross-entropy over `loss_mask`, no extra metrics)."""
+    return sft_loss(model, batch, max_response_len=config.sft.max_response_len), {}
 
 
 def sft_example(tokenizer, prompt_ids, response: str):

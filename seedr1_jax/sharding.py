@@ -28,7 +28,7 @@ TRAIN_RULES: tuple[tuple[str, object], ...] = (
     ("norm", None),
 )
 # Rollout: no fsdp split, so the 256 decode steps never all-gather weights; tensor parallel only.
-ROLLOUT_RULES = tuple((k, None if v == "fsdp" else v) for k, v in TRAIN_RULES)
+ROLLOUT_RULES = tuple((k, None if v == "fsdp" else v) for k, v in TRAIN_RULES)  # see rollout_rules
 DEFAULT_RULES = TRAIN_RULES
 
 
@@ -52,17 +52,41 @@ def make_mesh(shape=(1, -1, 1), devices=None) -> Mesh:
     return Mesh(np.asarray(devices).reshape(shape), MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3)
 
 
-def logical_to_spec(axes, shape, mesh: Mesh, rules=None) -> P:
-    """PartitionSpec for an array with logical `axes`; a mesh axis that does not divide its dimension,
-    has size 1, or is already used by an earlier dimension is dropped (the dimension stays replicated)."""
+class ShardingError(ValueError):
+    """A sharding rule that does not fit a parameter (unknown logical axis, mesh axis not dividing)."""
+
+
+def logical_to_spec(axes, shape, mesh: Mesh, rules=None, *, strict: bool = False, name: str = "array") -> P:
+    """PartitionSpec for an array with logical `axes` under `rules` (logical name -> mesh axis/axes/None).
+
+    A mesh axis of size 1, or one already used by an earlier dimension, is skipped. An unknown logical name
+    is always an error (a typo in `mesh.rules` would otherwise replicate the weights silently). A mesh axis
+    that does not divide its dimension is an error when `strict` (parameters), else the dimension stays
+    replicated (batches: 8 prompts on a 32-way mesh).
+    """
     table = dict(DEFAULT_RULES if rules is None else rules)
     used, spec = set(), []
-    for name, dim in zip(axes, shape):
-        target = table.get(name) if name is not None else None
+    for logical, dim in zip(axes, shape):
+        if logical is not None and logical not in table:
+            raise ShardingError(
+                f"{name}: logical axis {logical!r} has no rule in mesh.rules {sorted(table)}; add "
+                f"('{logical}', None) to replicate it or map it to a mesh axis"
+            )
+        target = table.get(logical) if logical is not None else None
         targets = () if target is None else (target if isinstance(target, tuple) else (target,))
         keep, size = [], 1
         for t in targets:
-            if t in used or mesh.shape[t] == 1 or dim % (size * mesh.shape[t]):
+            if t not in mesh.shape:
+                raise ShardingError(f"rule ({logical!r}, {target!r}): {t!r} is not a mesh axis {tuple(mesh.shape)}")
+            if t in used or mesh.shape[t] == 1:
+                continue
+            if dim % (size * mesh.shape[t]):
+                if strict:
+                    raise ShardingError(
+                        f"{name}: dimension {logical!r} of size {dim} is not divisible by mesh axis {t!r} "
+                        f"(size {mesh.shape[t]}) under rule ({logical!r}, {target!r}); change mesh.shape or the "
+                        "rule, or set mesh.allow_uneven=True to leave it replicated"
+                    )
                 continue
             keep.append(t)
             size *= mesh.shape[t]
@@ -71,23 +95,47 @@ def logical_to_spec(axes, shape, mesh: Mesh, rules=None) -> P:
     return P(*spec)
 
 
-def param_sharding(axes, shape, mesh: Mesh | None, rules=None):
+def param_sharding(axes, shape, mesh: Mesh | None, rules=None, *, strict: bool = False, name: str = "parameter"):
     if mesh is None:
         return jax.sharding.SingleDeviceSharding(jax.devices()[0])
     if axes is None:
         return NamedSharding(mesh, P())
-    return NamedSharding(mesh, logical_to_spec(axes, shape, mesh, rules))
+    return NamedSharding(mesh, logical_to_spec(axes, shape, mesh, rules, strict=strict, name=name))
 
 
-def state_shardings(state, mesh: Mesh | None, rules=None):
-    """Shardings for an nnx.State (e.g. `nnx.state(model)`), from each Param's logical `axes`."""
+def state_shardings(state, mesh: Mesh | None, rules=None, *, allow_uneven: bool = False):
+    """Shardings for an nnx.State (e.g. `nnx.state(model)`), from each Param's logical `axes`.
 
-    def one(v):
+    Strict unless `allow_uneven`: a rule whose mesh axis does not divide a parameter's dimension raises
+    `ShardingError` naming the parameter, instead of silently replicating it.
+    """
+
+    def one(path, v):
+        name = "/".join(str(getattr(p, "key", p)) for p in path)
         if isinstance(v, nnx.Variable):
-            return v.replace(param_sharding(v.get_metadata().get("axes"), v.value.shape, mesh, rules))
+            axes = v.get_metadata().get("axes")
+            return v.replace(param_sharding(axes, v.value.shape, mesh, rules, strict=not allow_uneven, name=name))
         return param_sharding(None, np.shape(v), mesh, rules)
 
-    return jax.tree.map(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+    return jax.tree_util.tree_map_with_path(one, state, is_leaf=lambda x: isinstance(x, nnx.Variable))
+
+
+def replicated_fraction(state, mesh: Mesh, rules=None) -> float:
+    """Fraction of the parameters (by element count) that `rules` leave fully replicated on `mesh`."""
+    is_var = lambda x: isinstance(x, nnx.Variable)  # noqa: E731
+    shardings = jax.tree.leaves(state_shardings(state, mesh, rules), is_leaf=is_var)
+    total = repl = 0
+    for v, sh in zip(jax.tree.leaves(state, is_leaf=is_var), shardings):
+        n = int(np.prod(v.value.shape if is_var(v) else np.shape(v)))
+        spec = (sh.value if is_var(sh) else sh).spec
+        total += n
+        repl += n if all(p is None for p in spec) else 0
+    return repl / max(total, 1)
+
+
+def rollout_rules(rules):
+    """The rollout rules of training `rules`: fsdp dropped, so decoding never all-gathers weights."""
+    return tuple((k, None if v == "fsdp" else v) for k, v in rules)
 
 
 def shard_model(model, mesh: Mesh, rules=None):
@@ -105,7 +153,7 @@ def batch_sharding(mesh: Mesh, shape, batch_dim: int = 0) -> NamedSharding:
     return NamedSharding(mesh, logical_to_spec(axes, shape, mesh, (("batch", BATCH),)))
 
 
-def shard_batch(batch: dict, mesh: Mesh) -> dict:
+def shard_batch(batch: dict, mesh: Mesh | None) -> dict:
     """Host-local numpy batch -> global jax.Arrays sharded over (data, fsdp) on the batch dimension.
 
     `positions` ([3, B, T]) is batched on dimension 1; non-numeric fields stay on the host.
@@ -116,6 +164,9 @@ def shard_batch(batch: dict, mesh: Mesh) -> dict:
         v = np.asarray(v)
         if v.dtype.kind not in "biuf":
             out[k] = v
+            continue
+        if mesh is None:  # single device, no mesh: plain device arrays
+            out[k] = jax.numpy.asarray(v)
             continue
         bd = 1 if k == "positions" else 0
         out[k] = jax.make_array_from_process_local_data(batch_sharding(mesh, _global_shape(v.shape, bd), bd), v)

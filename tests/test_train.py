@@ -81,12 +81,46 @@ def test_kill_and_resume_is_bit_identical(tfr, tmp_path, algo):
         _cmd(algo, killed, tfr, steps), cwd=ROOT, env=_env(), check=True, capture_output=True, text=True
     )
     assert f"resumed from step {done[-1]}" in out.stdout
+    _assert_same_run(full, killed, steps)
 
-    a, b = _params(full, steps), _params(killed, steps)
+
+def _assert_same_run(full, other, steps):
+    """Final parameters bit-identical; metrics.jsonl has every step exactly once with the same values."""
     import jax
 
+    a, b = _params(full, steps), _params(other, steps)
     for (path, x), (_, y) in zip(jax.tree.leaves_with_path(a), jax.tree.leaves_with_path(b)):
         assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), path
+    rows = [[json.loads(x) for x in open(os.path.join(d, "metrics.jsonl"))] for d in (full, other)]
+    assert [r["step"] for r in rows[1]] == list(range(1, steps + 1))
+    for r, q in zip(*rows):
+        assert {k: v for k, v in r.items() if not k.startswith(("time_", "tokens_per_s", "mfu"))} == {
+            k: v for k, v in q.items() if not k.startswith(("time_", "tokens_per_s", "mfu"))
+        }
+
+
+def test_sigterm_saves_and_resumes_bit_identical(tfr, tmp_path):
+    """SIGTERM (a spot TPU's preemption notice) mid-run: the last completed step is checkpointed, the exit
+    code says so (143), and rerunning the same command ends bit-identical to an uninterrupted run."""
+    steps = 4
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    cmd = lambda d: [*_cmd("sft", d, tfr, steps), "--config.train.checkpoint_every=100"]  # noqa: E731
+    subprocess.run(cmd(full), cwd=ROOT, env=_env(), check=True, capture_output=True)
+    proc = subprocess.Popen(
+        cmd(cut), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True
+    )
+    deadline = time.time() + 300
+    metrics = os.path.join(cut, "metrics.jsonl")
+    while time.time() < deadline and not (os.path.isfile(metrics) and open(metrics).read().count("\n") >= 1):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 128 + signal.SIGTERM, out
+    saved = sorted(int(s) for s in os.listdir(os.path.join(cut, "checkpoints")) if s.isdigit())
+    assert saved and 1 <= saved[-1] < steps and "stopped by SIGTERM" in out
+    res = subprocess.run(cmd(cut), cwd=ROOT, env=_env(), check=True, capture_output=True, text=True)
+    assert f"resumed from step {saved[-1]}" in res.stdout
+    _assert_same_run(full, cut, steps)
 
 
 def test_grpo_smoke_on_2x2x2_mesh(tfr, tmp_path):
@@ -140,6 +174,8 @@ def test_nonfinite_update_stops_or_skips(tfr, tmp_path, mode, capsys):
         import jax
         from flax import nnx
 
-        init = nnx.state(train.load_model(c, None, None)).to_pure_dict()
+        from seedr1_jax import checkpoint
+
+        init = nnx.state(checkpoint.load_model(c, None, None)).to_pure_dict()
         for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(_params(str(tmp_path), 2))):
             assert np.array_equal(np.asarray(a), np.asarray(b))  # every update was skipped

@@ -1,0 +1,123 @@
+"""The generic update and GRPO's prepare/loss split: reference log-probs from the policy's own code path
+(KL and gradient exactly 0 at identical weights), computed once per rollout outside the mu loop, and a first
+inner step whose ratio is exactly 1; sharding rules that fail loudly instead of replicating silently."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from hf_utils import Prompt, per_sample_batch, save_hf_model
+
+from configs.common import base_config
+from seedr1_jax import grpo, sampler, sharding, update
+from seedr1_jax.processor import load_tokenizer
+from seedr1_jax.qwen2_vl import Qwen2VL
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    d = tmp_path_factory.mktemp("update")
+    hf = save_hf_model("b", d, seed=5)
+    model = Qwen2VL.from_pretrained(str(d), dtype="float32")
+    rng = np.random.default_rng(2)
+    prompts = [Prompt(hf.config, rng).text(4 + 3 * i).video(2, 4, 4).image(4, 4).text(6) for i in range(2)]
+    host = per_sample_batch(model.cfg, prompts)
+    host["answer"] = np.asarray(["A", "C"])
+    return model, host, load_tokenizer()
+
+
+def _config(mu=1, beta=0.1, dtype="float32"):
+    c = base_config()
+    c.model.dtype = dtype
+    c.grpo.group_size, c.grpo.max_new_tokens, c.grpo.mu, c.grpo.beta = 3, 6, mu, beta
+    c.grpo.ref_dtype = dtype
+    c.optim.lr = 1e-3
+    return c
+
+
+def _wire(config, model):
+    gd, st = nnx.split(model)
+    params = jax.tree.map(lambda x: x.astype(jnp.float32), st.to_pure_dict())
+    progs = grpo.programs(config, gd, nnx.eval_shape(lambda: model), None, ())
+    tx, _ = update.make_optimizer(config, params, 10)
+    state = update.TrainState(params=params, opt_state=tx.init(params))
+    step = jax.jit(update.make_update(gd, tx, grpo.loss, config))
+    return progs, state, step, grpo.reference_params(config, params, progs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_reference_equals_policy_bit_for_bit_at_identical_weights(setup, dtype):
+    model, host, tok = setup
+    config = _config(dtype=dtype)
+    progs, state, step, ref = _wire(config, model)
+    prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(0))
+    batch = dict(prep.batch, advantages=jnp.zeros_like(prep.batch["advantages"]))  # all-zero advantages
+    assert np.asarray(batch["anchor_logp"]).tobytes() == np.asarray(batch["ref_logp"]).tobytes()
+    new, m = step(state, batch)
+    assert float(m["kl"]) == 0.0 and float(m["grad_norm"]) == 0.0 and float(m["loss"]) == 0.0
+    for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+def test_mu2_reference_once_per_rollout_and_first_ratio_exactly_one(setup, monkeypatch):
+    model, host, tok = setup
+    config = _config(mu=2)
+    progs, state, step, ref = _wire(config, model)
+    calls = []
+
+    def counting(params, prompts, tokens):
+        calls.append(params)
+        return progs.logprobs(params, prompts, tokens)
+
+    prep = grpo.prepare(
+        config, dataclasses.replace(progs, logprobs=counting), state.params, ref, host, tok, jax.random.key(1)
+    )
+    assert len(calls) == 2  # the anchor (current policy) and the reference, each once for the whole rollout
+
+    traced = []
+    real = sampler.completion_logprobs
+    monkeypatch.setattr(sampler, "completion_logprobs", lambda *a, **k: traced.append(1) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    batch = dict(prep.batch, advantages=jnp.asarray(rng.standard_normal(prep.batch["advantages"].shape), jnp.float32))
+    state1, m0 = step(state, batch)
+    assert len(traced) == 1  # the update runs the policy's forward only: no reference pass inside the mu loop
+    assert float(m0["ratio_mean"]) == 1.0 and float(m0["clip_frac"]) == 0.0
+    _, m1 = step(state1, dict(batch, inner_step=jnp.asarray(1, jnp.int32)))
+    assert len(traced) == 1 and float(m1["ratio_mean"]) != 1.0  # later inner steps see the moved policy
+
+
+def test_beta0_mu1_skips_reference_and_anchor(setup):
+    model, host, tok = setup
+    config = _config(beta=0.0)
+    progs, state, step, ref = _wire(config, model)
+    assert ref is None
+    prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(2))
+    assert "ref_logp" not in prep.batch and "anchor_logp" not in prep.batch
+    _, m = step(state, prep.batch)
+    assert float(m["kl"]) == 0.0 and np.isfinite(float(m["loss"]))
+
+
+def test_sharding_rules_fail_loudly():
+    mesh = sharding.make_mesh((1, 2, 4))
+    with pytest.raises(sharding.ShardingError, match="embedd"):
+        sharding.logical_to_spec(("embedd",), (64,), mesh, sharding.TRAIN_RULES, name="w")
+    with pytest.raises(sharding.ShardingError, match=r"model/q_proj.*'mlp'.*size 6.*'tensor'.*allow_uneven"):
+        sharding.logical_to_spec(
+            ("embed", "mlp"), (64, 6), mesh, sharding.TRAIN_RULES, strict=True, name="model/q_proj"
+        )
+    # opt-in: the dimension stays replicated
+    spec = sharding.logical_to_spec(("embed", "mlp"), (64, 6), mesh, sharding.TRAIN_RULES)
+    assert spec == jax.sharding.PartitionSpec("fsdp", None)
+
+
+@pytest.mark.parametrize("shape", [(1, 32, 1), (1, 8, 4)])
+def test_7b_preset_is_almost_fully_sharded(shape):
+    from seedr1_jax.config import preset
+    from seedr1_jax.qwen2_vl import abstract_model
+
+    mesh = jax.sharding.AbstractMesh(shape, sharding.MESH_AXES)
+    frac = sharding.replicated_fraction(nnx.state(abstract_model(preset("qwen2_vl_7b"))), mesh)
+    assert frac < 0.01, frac
