@@ -23,7 +23,7 @@ from flax import nnx  # noqa: E402
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration  # noqa: E402
 
 from seedr1_jax import grpo, sampler  # noqa: E402
-from seedr1_jax.qwen2_vl import Qwen2VL, get_rope_index, vision_placement  # noqa: E402
+from seedr1_jax.qwen2_vl import Qwen2VL, per_sample_inputs  # noqa: E402
 
 
 def build_prompts(cfg, n, rng):
@@ -63,20 +63,13 @@ def build_prompts(cfg, n, rng):
 
 
 def ours_batch(model_cfg, ids, am, rows):
-    pos, _ = get_rope_index(model_cfg, ids, am, [[1, 18, 18]] * len(rows), [[8, 18, 18]] * len(rows))
-    pix, hw, vi = [], [], []
-    for i, (_, image, video) in enumerate(rows):
-        place = vision_placement(model_cfg, ids[i : i + 1], [[1, 18, 18]], [[8, 18, 18]])
-        pix.append(np.concatenate([image, video])[place["gather"]])
-        hw.append(place["hw_pos"])
-        vi.append(place["vision_index"][0])
-    return dict(
-        input_ids=ids,
-        attention_mask=am,
-        positions=pos,
-        pixels=np.stack(pix),
-        hw_pos=np.stack(hw),
-        vision_index=np.stack(vi),
+    return per_sample_inputs(
+        model_cfg,
+        ids,
+        am,
+        [np.concatenate([image, video]) for _, image, video in rows],
+        [[[1, 18, 18]]] * len(rows),
+        [[[8, 18, 18]]] * len(rows),
     )
 
 

@@ -19,7 +19,7 @@ from flax import nnx  # noqa: E402
 
 from seedr1_jax import sampler  # noqa: E402
 from seedr1_jax.config import ModelConfig, TextConfig, VisionConfig  # noqa: E402
-from seedr1_jax.qwen2_vl import Qwen2VL, get_rope_index, vision_placement  # noqa: E402
+from seedr1_jax.qwen2_vl import Qwen2VL, per_sample_inputs  # noqa: E402
 
 VIDEO, IMAGE = (8, 18, 18), (1, 18, 18)  # grid_thw: 16 frames / temporal patch 2, 252 / 14 = 18
 
@@ -41,22 +41,11 @@ def prompt_batch(cfg: ModelConfig, n: int, rng) -> dict:
     ids, am = np.full((n, t), sampler.ENDOFTEXT, np.int32), np.zeros((n, t), np.int32)
     for i, r in enumerate(rows):
         ids[i, t - len(r) :], am[i, t - len(r) :] = r, 1
-    pos, _ = get_rope_index(cfg, ids, am, [IMAGE] * n, [VIDEO] * n)
-    pix, hw, vi = [], [], []
-    for i in range(n):
-        place = vision_placement(cfg, ids[i : i + 1], [IMAGE], [VIDEO])
-        rows_px = rng.standard_normal((np.prod(IMAGE) + np.prod(VIDEO), cfg.vision.patch_dim)).astype(np.float32)
-        pix.append(rows_px[place["gather"]])
-        hw.append(place["hw_pos"])
-        vi.append(place["vision_index"][0])
-    return dict(
-        input_ids=ids,
-        attention_mask=am,
-        positions=pos,
-        pixels=np.stack(pix),
-        hw_pos=np.stack(hw),
-        vision_index=np.stack(vi),
-    )
+    pixel_rows = [
+        rng.standard_normal((np.prod(IMAGE) + np.prod(VIDEO), cfg.vision.patch_dim)).astype(np.float32)
+        for _ in range(n)
+    ]
+    return per_sample_inputs(cfg, ids, am, pixel_rows, [[IMAGE]] * n, [[VIDEO]] * n)
 
 
 def main():

@@ -19,6 +19,7 @@ def base_config() -> ConfigDict:
     c.mesh = ConfigDict()
     c.mesh.shape = (1, -1, 1)  # (data, fsdp, tensor); -1 takes the remaining devices
     c.mesh.rules = ()  # logical->mesh axis rules; empty = seedr1_jax.sharding.TRAIN_RULES
+    c.mesh.allow_uneven = False  # a rule whose mesh axis does not divide a weight is an error; True replicates it
 
     c.grpo = ConfigDict()
     c.grpo.group_size = 8  # G completions per prompt
@@ -62,7 +63,7 @@ def base_config() -> ConfigDict:
     c.eval = ConfigDict()
     c.eval.max_new_tokens = 256
     c.eval.repetition_penalty = 1.05  # greedy decoding (SPEC.md section 7)
-    c.eval.L1 = ""  # prepared split folders; empty = <dirname(data.tfrecord_dir)>/<split>
+    c.eval.L1 = ""  # a `seedr1 prep --out` folder holding this split; empty = data.tfrecord_dir
     c.eval.L2 = ""
     c.eval.L3 = ""
     c.eval.lvb = ""

@@ -7,11 +7,12 @@ tokenizes the prompt and assembles the batch. Static shapes (one jit for the who
   input_ids      int32[B, T]        prompt, LEFT-padded with 151643 to T = max_prompt_len
   attention_mask int32[B, T]        1 on real tokens
   positions      int32[3, B, T]     M-RoPE ids (`qwen2_vl.get_rope_index`, padding skipped)
-  pixels         float32[B, S, L, P] S = max_frames/2 video segments (a clip of n frames fills the first n/2,
-                                    the rest are zeros) + 1 observation-image segment; L = 324, P = 1176
+  pixels         float32[B, S, L, P] S = 1 observation-image segment + max_frames/2 video segments (a clip of
+                                    n frames fills n/2, the rest are zeros; a sample without an image starts
+                                    with its video); L = 324, P = 1176. A batch of image-only prompts has S = 1.
   hw_pos         int32[B, S, L, 2]  (row, col) of each patch in its 18x18 grid
   vision_index   int32[B, T]        row of the sample's merged vision output (S * 81 rows) for each vision
-                                    pad token, -1 for text; video pads -> rows 0.., image pads -> (S-1)*81..
+                                    pad token, -1 for text (`qwen2_vl.per_sample_inputs` builds it)
   host fields (numpy): sample_id, answer (letter), prompt (rendered text), num_options, options, answer_text,
   domain, valid (False on eval padding rows); SFT records add loss_mask int32[B, T] (1 on response tokens).
 B is the per-process batch (`batch_size / process_count`); `to_global` makes global jax.Arrays.
@@ -117,7 +118,7 @@ def vision_fn(max_frames: int):
             lambda: tf.zeros([1, P.PATCHES_PER_SEGMENT, P.PATCH_DIM], tf.float32),
         )
         out = {k: v for k, v in ex.items() if k not in ("frames", "image")}
-        out.update(pixels=tf.concat([video, img], 0), num_frames=n, has_image=tf.shape(ex["image"])[0] > 0)
+        out.update(pixels=tf.concat([img, video], 0), num_frames=n, has_image=tf.shape(ex["image"])[0] > 0)
         return out
 
     return fn
@@ -169,24 +170,31 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
         from .sft import sft_example
 
         ids, loss = sft_example(tokenizer, ids, response)
+    t_max = t_max or len(ids)  # max_prompt_len 0: no padding (one prompt, `make_batch`)
     if len(ids) > t_max:
         raise ValueError(f"sample {sid}: prompt has {len(ids)} tokens, data.max_prompt_len is {t_max}")
     pad = t_max - len(ids)
     ids = np.concatenate([np.full(pad, P.PAD_ID, np.int32), ids]).astype(np.int32)
     mask = np.concatenate([np.zeros(pad, np.int32), np.ones(t_max - pad, np.int32)])
+    from .qwen2_vl import per_sample_inputs
+
     s = int(cfg.max_frames) // 2 + 1
-    vi = np.full(t_max, -1, np.int32)
-    vid_pos = np.nonzero(ids == model_cfg.video_token_id)[0]
-    img_pos = np.nonzero(ids == model_cfg.image_token_id)[0]
-    vi[vid_pos] = np.arange(len(vid_pos))
-    vi[img_pos] = (s - 1) * P.TOKENS_PER_SEGMENT + np.arange(len(img_pos))
-    positions = _rope_row(model_cfg, ids, mask, igrid, vgrid)
+    pix = np.asarray(ex["pixels"])  # [S, L, P]: the image segment, then the video's (zeros past the clip)
+    row = per_sample_inputs(
+        model_cfg,
+        ids[None],
+        mask[None],
+        [pix[(0 if has_img else 1) : 1 + n // 2].reshape(-1, pix.shape[-1])],
+        [[igrid] if igrid else []],
+        [[vgrid] if vgrid else []],
+        num_segments=s,
+    )
     return dict(
         input_ids=ids,
         attention_mask=mask,
-        positions=positions,
-        pixels=ex["pixels"],
-        vision_index=vi,
+        positions=row["positions"][:, 0],
+        pixels=row["pixels"][0] if "pixels" in row else np.zeros_like(pix),
+        vision_index=row["vision_index"][0] if "vision_index" in row else np.full(t_max, -1, np.int32),
         loss_mask=np.concatenate([np.zeros(pad, np.int32), loss]).astype(np.int32),
         sample_id=sid,
         answer=letter,
@@ -199,32 +207,74 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     )
 
 
-def _rope_row(model_cfg, ids, mask, igrid, vgrid):
-    """M-RoPE ids int32[3, T] for one row: ids/mask int32[T]; grids (t, h, w) or None."""
-    from .qwen2_vl import get_rope_index
-
-    pos, _ = get_rope_index(
-        model_cfg,
-        ids[None],
-        mask[None],
-        None if igrid is None else np.asarray([igrid]),
-        None if vgrid is None else np.asarray([vgrid]),
-    )
-    return pos[:, 0]
-
-
 def stack(rows: list[dict], cfg) -> dict:
-    """Rows -> a batch dict (module docstring); hw_pos is the same 18x18 layout for every segment."""
+    """Rows -> a batch dict (module docstring); hw_pos is the same 18x18 layout for every segment.
+
+    A batch whose rows use only their first vision segment (image-only prompts) keeps just that segment, so
+    the vision tower never encodes empty video padding; other batches keep all S (two shapes, two compiles).
+    """
     from .vision import hw_positions
 
     b, s = len(rows), int(cfg.max_frames) // 2 + 1
     out = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "positions"}
     out["positions"] = np.stack([r["positions"] for r in rows], axis=1)
+    if out["vision_index"].max() < P.TOKENS_PER_SEGMENT:
+        s = 1
+        out["pixels"] = np.ascontiguousarray(out["pixels"][:, :1])
     hw = hw_positions(P.GRID, P.GRID, P.MERGE).astype(np.int32)
     out["hw_pos"] = np.ascontiguousarray(np.broadcast_to(hw, (b, s, *hw.shape)))
     if not any(r["loss_mask"].any() for r in rows):
         out.pop("loss_mask")
     return out
+
+
+# ---- the public builder ------------------------------------------------------------------------------
+def make_batch(
+    question: str,
+    options,
+    *,
+    video=None,
+    image=None,
+    model_cfg: ModelConfig | None = None,
+    tokenizer=None,
+    max_frames: int = 16,
+    max_prompt_len: int | None = None,
+) -> dict:
+    """One prompt (B = 1) as a model batch, built exactly as training and evaluation build theirs.
+
+    video: a clip's path (decord; 2 fps, 4..max_frames frames, docs/recipe.md section 2) or already-sampled
+      frames uint8[N, H, W, 3] (an odd last frame is dropped); image: a path or uint8[H, W, 3 or 4]. Both are
+      resized to 252x252. options: up to five strings (lettered A..E).
+    Returns the batch dict of the module docstring (prompt fields + `prompt`, `options`, `answer` = ""), ready
+    for `sampler.generate(model, batch, ...)` or `Qwen2VL.forward`.
+    """
+    from data_prep import media
+
+    model_cfg = ModelConfig() if model_cfg is None else model_cfg
+    tokenizer = tokenizer or P.load_tokenizer()
+    if isinstance(video, str | os.PathLike):
+        frames = media.read_video(os.fspath(video), max_frames)[0]
+    elif video is not None:
+        frames = np.stack([P.resize(f) for f in np.asarray(video)[: max_frames - max_frames % 2]])
+        frames = frames[: len(frames) - len(frames) % 2]
+    else:
+        frames = np.zeros((0, P.SIZE, P.SIZE, 3), np.uint8)
+    if isinstance(image, str | os.PathLike):
+        img = media.read_image(os.fspath(image))
+    else:
+        img = None if image is None else P.resize(np.asarray(image))
+    s = max_frames // 2 + 1
+    pixels = np.zeros((s, P.PATCHES_PER_SEGMENT, P.PATCH_DIM), np.float32)
+    if img is not None:
+        pixels[0] = P.image_patches(img)[0]
+    if len(frames):
+        pixels[1 : 1 + len(frames) // 2] = P.video_patches(frames)[0].reshape(-1, *pixels.shape[1:])
+    ex = dict.fromkeys(("golden_letter", "answer", "user_text", "response", "domain"), "")  # no label, no SFT
+    ex.update(pixels=pixels, num_frames=len(frames), has_image=img is not None, sample_id="0")
+    ex.update(question=question, options=list(options), negative_answers=[])
+    cfg = ml_collections.ConfigDict(dict(default_config().to_dict(), max_frames=max_frames))
+    cfg.max_prompt_len = int(max_prompt_len or 0)
+    return stack([build_sample(ex, cfg, model_cfg, tokenizer)], cfg)
 
 
 # ---- iterators -------------------------------------------------------------------------------------

@@ -52,16 +52,16 @@ def _transformers_check(hf_dir: str, model, batch) -> float | None:
     ids = batch["input_ids"][0][keep][None]
     cfg = model.cfg
     n_vid = int((ids == cfg.video_token_id).sum()) // 81
-    pix = batch["pixels"][0]  # [S, 324, P]: video segments, then the image
+    pix = batch["pixels"][0]  # [S, 324, P]: the image, then the video segments
     tin = dict(input_ids=torch.from_numpy(ids.astype(np.int64)))
     mm = torch.zeros_like(tin["input_ids"])
     mm[tin["input_ids"] == cfg.image_token_id] = 1
     mm[tin["input_ids"] == cfg.video_token_id] = 2
     tin["mm_token_type_ids"] = mm
-    tin["pixel_values"] = torch.from_numpy(pix[-1])
+    tin["pixel_values"] = torch.from_numpy(pix[0])
     tin["image_grid_thw"] = torch.tensor([[1, 18, 18]])
     if n_vid:
-        tin["pixel_values_videos"] = torch.from_numpy(pix[:n_vid].reshape(-1, pix.shape[-1]))
+        tin["pixel_values_videos"] = torch.from_numpy(pix[1 : 1 + n_vid].reshape(-1, pix.shape[-1]))
         tin["video_grid_thw"] = torch.tensor([[n_vid, 18, 18]])
     with torch.no_grad():
         ref = hf(**tin).logits.numpy()[0]

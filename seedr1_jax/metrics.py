@@ -14,8 +14,9 @@ class MetricsWriter:
     """Per-step scalars to TensorBoard, a JSONL file and the console (process 0 only)."""
 
     def __init__(self, workdir: str, resume_step: int | None = None):
-        """resume_step: the restored checkpoint's step; JSONL rows written after it by the interrupted run
-        (metrics.jsonl, samples.jsonl) are dropped, so the resumed run writes each step exactly once."""
+        """resume_step: the restored checkpoint's step. Rows the interrupted run wrote after it are dropped
+        (metrics.jsonl, samples.jsonl) or marked stale for TensorBoard (a SessionLog START at resume_step + 1
+        makes TensorBoard's reader discard them), so every step appears exactly once."""
         self.enabled = jax.process_index() == 0
         self.jsonl = os.path.join(workdir, "metrics.jsonl")
         self.pending: list[str] = []  # flushed every step locally, at checkpoints on object stores
@@ -25,11 +26,23 @@ class MetricsWriter:
             for name in ("metrics.jsonl", "samples.jsonl"):
                 truncate_after(os.path.join(workdir, name), resume_step or 0)
             try:
-                from flax.metrics import tensorboard
+                from tensorboard.summary.writer.event_file_writer import EventFileWriter
 
-                self.tb = tensorboard.SummaryWriter(os.path.join(workdir, "tb"))
-            except Exception as e:  # noqa: BLE001 - TensorBoard is optional (tensorflow import can fail)
+                self.tb = EventFileWriter(os.path.join(workdir, "tb"))
+                if resume_step:
+                    from tensorboard.compat.proto import event_pb2
+
+                    start = event_pb2.SessionLog(status=event_pb2.SessionLog.START)
+                    self._event(resume_step + 1, session_log=start)
+            except Exception as e:  # noqa: BLE001 - TensorBoard is optional
                 print(f"TensorBoard disabled: {e}")
+
+    def _event(self, step: int, **fields):
+        import time
+
+        from tensorboard.compat.proto import event_pb2
+
+        self.tb.add_event(event_pb2.Event(wall_time=time.time(), step=int(step), **fields))
 
     def write(self, step: int, scalars: dict[str, float]):
         if not self.enabled:
@@ -38,13 +51,17 @@ class MetricsWriter:
         if not fs.remote(self.jsonl):
             self.flush()
         if self.tb is not None:
-            for k, v in scalars.items():
-                self.tb.scalar(k, v, step)
+            from tensorboard.compat.proto import summary_pb2
+
+            values = [summary_pb2.Summary.Value(tag=k, simple_value=float(v)) for k, v in scalars.items()]
+            self._event(step, summary=summary_pb2.Summary(value=values))
             self.tb.flush()
 
     def text(self, step: int, name: str, texts: list[str]):
         if self.enabled and self.tb is not None:
-            self.tb.text(name, "\n\n---\n\n".join(texts), step)
+            from tensorboard.plugins.text import summary as text_summary
+
+            self._event(step, summary=text_summary.pb(name, "\n\n---\n\n".join(texts)))
 
     def flush(self):
         if self.enabled:

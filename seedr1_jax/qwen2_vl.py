@@ -217,6 +217,56 @@ def vision_placement(cfg: ModelConfig, input_ids, image_grid_thw, video_grid_thw
     return dict(gather=gather, hw_pos=hw_pos, valid=valid, vision_index=vision_index)
 
 
+def per_sample_inputs(
+    cfg: ModelConfig, input_ids, attention_mask, pixel_rows, image_grids, video_grids, num_segments=None
+) -> dict:
+    """The per-sample (training-batch) layout of B prompts, shardable over B: the one builder of it.
+
+    input_ids/attention_mask: int[B, T] (left padding expected by the sampler). Per row b: pixel_rows[b]
+    float32[N_b, P] (that row's images then videos, transformers' row order; may be empty), image_grids[b] /
+    video_grids[b]: lists of (t, h, w) (may be empty). Every temporal slice must have the same h * w (one
+    segment length L). num_segments: pad each row to this many segments (default: the most any row has);
+    padding segments are zeros and cost one vision-tower slot each.
+    Returns input_ids/attention_mask int32[B, T], positions int32[3, B, T], pixels float32[B, S, L, P],
+    hw_pos int32[B, S, L, 2], vision_index int32[B, T] (row of the sample's merged output, -1 for text); no
+    vision fields when no row has any image or video.
+    """
+    ids = np.asarray(input_ids, np.int32)
+    am = np.asarray(attention_mask, np.int32)
+    b = ids.shape[0]
+    grids = [[*(image_grids[i] or []), *(video_grids[i] or [])] for i in range(b)]
+    flat_img = [g for i in range(b) for g in (image_grids[i] or [])]
+    flat_vid = [g for i in range(b) for g in (video_grids[i] or [])]
+    positions, _ = get_rope_index(cfg, ids, am, flat_img or None, flat_vid or None)
+    out = dict(input_ids=ids, attention_mask=am, positions=positions)
+    if not any(grids):
+        return out
+    places = [
+        vision_placement(cfg, ids[i : i + 1], image_grids[i] or None, video_grids[i] or None) if grids[i] else None
+        for i in range(b)
+    ]
+    real = [p for p in places if p is not None]
+    lens = {int(p["gather"].shape[1]) for p in real}
+    if len(lens) != 1 or not all(p["valid"].all() for p in real):
+        raise ConfigError(f"per-sample layout needs one segment length for every image/video slice; got {sorted(lens)}")
+    seg_len = lens.pop()
+    s = max(int(p["gather"].shape[0]) for p in real) if num_segments is None else int(num_segments)
+    dim = cfg.vision.patch_dim
+    pixels = np.zeros((b, s, seg_len, dim), np.float32)
+    hw_pos = np.broadcast_to(real[0]["hw_pos"][:1], (b, s, seg_len, 2)).copy()
+    vision_index = np.full(ids.shape, -1, np.int32)
+    for i, p in enumerate(places):
+        if p is None:
+            continue
+        n = p["gather"].shape[0]
+        if n > s:
+            raise ConfigError(f"row {i} has {n} vision segments, more than num_segments={s}")
+        pixels[i, :n] = np.asarray(pixel_rows[i], np.float32)[p["gather"]]
+        hw_pos[i, :n] = p["hw_pos"]
+        vision_index[i] = p["vision_index"][0]
+    return dict(out, pixels=pixels, hw_pos=hw_pos, vision_index=vision_index)
+
+
 def prepare_inputs(
     cfg,
     input_ids,

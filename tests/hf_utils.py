@@ -158,24 +158,26 @@ def hf_logits(model, inputs: dict) -> np.ndarray:
 def per_sample_batch(ours_cfg, prompts: list[Prompt]) -> dict:
     """The training-batch layout (`Qwen2VL.embed` per-sample branch) for prompts with identical vision grids:
     pixels [B, S, L, P], hw_pos [B, S, L, 2], vision_index local to each sample; left-padded ids."""
-    from seedr1_jax.qwen2_vl import get_rope_index, vision_placement
+    from seedr1_jax.qwen2_vl import per_sample_inputs
 
     flat = batch(prompts[0].cfg, prompts)
-    ids, am = flat["input_ids"].astype(np.int32), flat["attention_mask"].astype(np.int32)
-    positions, _ = get_rope_index(ours_cfg, ids, am, flat.get("image_grid_thw"), flat.get("video_grid_thw"))
-    pix, hw, vi = [], [], []
-    for b, p in enumerate(prompts):
-        place = vision_placement(ours_cfg, ids[b : b + 1], p.image_grids or None, p.video_grids or None)
-        assert place["valid"].all(), "per_sample_batch needs equal-size segments"
-        rows = np.concatenate(p.images + p.videos)
-        pix.append(rows[place["gather"]])
-        hw.append(place["hw_pos"])
-        vi.append(place["vision_index"][0])
-    return dict(
-        input_ids=ids,
-        attention_mask=am,
-        positions=positions,
-        pixels=np.stack(pix),
-        hw_pos=np.stack(hw),
-        vision_index=np.stack(vi),
+    return per_sample_inputs(
+        ours_cfg,
+        flat["input_ids"],
+        flat["attention_mask"],
+        [np.concatenate(p.images + p.videos) if p.images or p.videos else None for p in prompts],
+        [p.image_grids for p in prompts],
+        [p.video_grids for p in prompts],
     )
+
+
+def tiny_video_prompts(path, *, seed: int, prompt_seed: int, n: int = 2, name: str = "b"):
+    """A random tiny HF model saved at `path`, loaded as ours (fp32), and n left-padded prompts of text + a
+    2x4x4 video + a 4x4 image + text. Returns (hf model, our model, prompts, per-sample batch)."""
+    from seedr1_jax.qwen2_vl import Qwen2VL
+
+    hf = save_hf_model(name, path, seed=seed)
+    model = Qwen2VL.from_pretrained(str(path), dtype="float32")
+    rng = np.random.default_rng(prompt_seed)
+    prompts = [Prompt(hf.config, rng).text(3 + 4 * i).video(2, 4, 4).image(4, 4).text(5) for i in range(n)]
+    return hf, model, prompts, per_sample_batch(model.cfg, prompts)

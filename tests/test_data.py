@@ -40,11 +40,13 @@ def _annotations(root, name):
 def test_train_batch_layout(prepared):
     root, out = prepared
     b = next(data.train_batches(_cfg(out), process_index=0, process_count=1))
+    s_b = b["pixels"].shape[1]  # S, or 1 for a batch of image-only prompts (no empty video segments encoded)
+    assert s_b == (S if (b["input_ids"] == P.VIDEO_PAD_ID).any() else 1)
     assert b["input_ids"].shape == (2, 1024) and b["input_ids"].dtype == np.int32
     assert b["attention_mask"].shape == (2, 1024) and b["attention_mask"].dtype == np.int32
     assert b["positions"].shape == (3, 2, 1024) and b["positions"].dtype == np.int32
-    assert b["pixels"].shape == (2, S, L, PD) and b["pixels"].dtype == np.float32
-    assert b["hw_pos"].shape == (2, S, L, 2) and b["hw_pos"].dtype == np.int32
+    assert b["pixels"].shape == (2, s_b, L, PD) and b["pixels"].dtype == np.float32
+    assert b["hw_pos"].shape == (2, s_b, L, 2) and b["hw_pos"].dtype == np.int32
     assert b["vision_index"].shape == (2, 1024) and b["vision_index"].dtype == np.int32
     assert "loss_mask" not in b
     recs = {str(r["sample_id"]): r for r in _annotations(root, "training_6k.jsonl")}
@@ -58,13 +60,13 @@ def test_train_batch_layout(prepared):
         assert set(opts) - {b["answer_text"][i]} <= set(recs[b["sample_id"][i]]["negative_answers"])
         nv, ni = (ids == P.VIDEO_PAD_ID).sum(), (ids == P.IMAGE_PAD_ID).sum()
         assert ni == 81 and nv % 81 == 0
-        assert vi[ids == P.VIDEO_PAD_ID].tolist() == list(range(nv))
-        assert vi[ids == P.IMAGE_PAD_ID].tolist() == list(range((S - 1) * 81, S * 81))
+        assert vi[ids == P.IMAGE_PAD_ID].tolist() == list(range(81))
+        assert vi[ids == P.VIDEO_PAD_ID].tolist() == list(range(81, 81 + nv))
         assert (vi[(ids != P.VIDEO_PAD_ID) & (ids != P.IMAGE_PAD_ID)] == -1).all()
-        # video segments past the clip are zeros; the used ones and the image segment are not
+        # the image segment first, then the used video segments; those past the clip are zeros
         used = nv // 81
-        assert not b["pixels"][i, used : S - 1].any() and b["pixels"][i, S - 1].any()
-        assert all(b["pixels"][i, s].any() for s in range(used))
+        assert b["pixels"][i, 0].any() and not b["pixels"][i, 1 + used :].any()
+        assert all(b["pixels"][i, s].any() for s in range(1, 1 + used))
         # the model-side M-RoPE computed on the whole padded row equals ours
         from seedr1_jax.qwen2_vl import get_rope_index
 
@@ -88,9 +90,9 @@ def test_pixels_equal_processor_on_stored_frames(prepared):
         if n:
             vid, grid = P.video_patches(e["frames"])
             assert grid.tolist() == [n // 2, 18, 18]
-            assert np.abs(ex["pixels"][: n // 2].reshape(-1, PD) - vid).max() <= 1e-5
+            assert np.abs(ex["pixels"][1 : 1 + n // 2].reshape(-1, PD) - vid).max() <= 1e-5
         img, _ = P.image_patches(e["image"][0])
-        assert np.abs(ex["pixels"][S - 1] - img).max() <= 1e-5
+        assert np.abs(ex["pixels"][0] - img).max() <= 1e-5
 
 
 def test_each_sample_once_per_epoch_across_two_processes(prepared):
@@ -138,7 +140,9 @@ def test_lvb_and_sft_batches(prepared):
             r = lvb[b["sample_id"][i]]
             assert b["options"][i].split("\n") == r["candidates"]
             assert b["answer"][i] == "ABCDE"[r["correct_choice"]]
-            assert (b["input_ids"][i] == P.IMAGE_PAD_ID).sum() == 0 and not b["pixels"][i, S - 1].any()
+            used = int((b["input_ids"][i] == P.VIDEO_PAD_ID).sum()) // 81  # video only: it starts at segment 0
+            assert (b["input_ids"][i] == P.IMAGE_PAD_ID).sum() == 0 and not b["pixels"][i, used:].any()
+            assert b["vision_index"][i].max() == used * 81 - 1
     sft = next(data.train_batches(_cfg(out, "train_cot"), process_index=0, process_count=1))
     tok = P.load_tokenizer()
     for i in range(2):
@@ -159,19 +163,19 @@ def test_global_arrays_and_model_forward(prepared, tmp_path):
     b = next(data.train_batches(_cfg(out, max_prompt_len=900), model.cfg, process_index=0, process_count=1))
     mesh = make_mesh((2, 4, 1))
     g = data.to_global(b, mesh)
-    assert isinstance(g["pixels"], jax.Array) and g["pixels"].shape == (2, S, L, PD)
+    assert isinstance(g["pixels"], jax.Array) and g["pixels"].shape == (2, b["pixels"].shape[1], L, PD)
     assert g["positions"].sharding.spec[1] is not None and isinstance(g["sample_id"], np.ndarray)
     keys = ("input_ids", "positions", "attention_mask", "pixels", "hw_pos", "vision_index")
     h = np.asarray(jax.jit(lambda x: model.forward(**x))({k: g[k] for k in keys}))
     assert np.isfinite(h).all()
     for i in range(2):
         used = int((b["input_ids"][i] == P.VIDEO_PAD_ID).sum()) // 81
-        vid = b["pixels"][i, :used].reshape(-1, PD) if used else None
+        vid = b["pixels"][i, 1 : 1 + used].reshape(-1, PD) if used else None
         flat = prepare_inputs(
             model.cfg,
             b["input_ids"][i : i + 1],
             b["attention_mask"][i : i + 1],
-            b["pixels"][i, S - 1],
+            b["pixels"][i, 0],
             [[1, 18, 18]],
             vid,
             [[used, 18, 18]] if used else None,

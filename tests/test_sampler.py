@@ -5,7 +5,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from hf_utils import Prompt, batch, per_sample_batch, save_hf_model
+from hf_utils import batch, per_sample_batch, tiny_video_prompts
 
 from seedr1_jax import sampler, sharding
 from seedr1_jax.qwen2_vl import Qwen2VL
@@ -14,12 +14,9 @@ from seedr1_jax.qwen2_vl import Qwen2VL
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
     d = tmp_path_factory.mktemp("sampler")
-    hf = save_hf_model("b", d, seed=21)
-    model = Qwen2VL.from_pretrained(str(d), dtype="float32")
-    rng = np.random.default_rng(4)
     # different text lengths -> different left padding; video temporal grid 2 <= merged spatial grid 2
-    prompts = [Prompt(hf.config, rng).text(3 + 4 * i).video(2, 4, 4).image(4, 4).text(5) for i in range(2)]
-    return hf, model, prompts, per_sample_batch(model.cfg, prompts), str(d)
+    hf, model, prompts, b = tiny_video_prompts(d, seed=21, prompt_seed=4)
+    return hf, model, prompts, b, str(d)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])

@@ -9,22 +9,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 from flax import nnx
-from hf_utils import Prompt, per_sample_batch, save_hf_model
+from hf_utils import tiny_video_prompts
 
 from configs.common import base_config
 from seedr1_jax import grpo, sampler, sharding, update
 from seedr1_jax.processor import load_tokenizer
-from seedr1_jax.qwen2_vl import Qwen2VL
 
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    d = tmp_path_factory.mktemp("update")
-    hf = save_hf_model("b", d, seed=5)
-    model = Qwen2VL.from_pretrained(str(d), dtype="float32")
-    rng = np.random.default_rng(2)
-    prompts = [Prompt(hf.config, rng).text(4 + 3 * i).video(2, 4, 4).image(4, 4).text(6) for i in range(2)]
-    host = per_sample_batch(model.cfg, prompts)
+    _, model, _, host = tiny_video_prompts(tmp_path_factory.mktemp("update"), seed=5, prompt_seed=2)
     host["answer"] = np.asarray(["A", "C"])
     return model, host, load_tokenizer()
 
