@@ -15,7 +15,7 @@ SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 
 DEFAULT_NAME=seedr1
 DEFAULT_ACCELERATOR=v5p-64
-DEFAULT_CONFIG=configs/grpo_qwen2vl_7b.py:tpu
+DEFAULT_CONFIG=configs/grpo_qwen2vl_7b.py
 DEFAULT_BRANCH=main
 DEFAULT_REMOTE_DIR=seedr1-jax
 DEFAULT_PYTHON=python3.11

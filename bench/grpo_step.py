@@ -152,6 +152,7 @@ def main():
     # ---- ours ----
     from configs.common import base_config
     from seedr1_jax import update
+    from seedr1_jax.batch import GRPOBatch, Prompts
 
     config = base_config()
     config.grpo.group_size, config.grpo.max_new_tokens = g, c
@@ -172,11 +173,17 @@ def main():
         t_roll = time.perf_counter() - t0
         t0 = time.perf_counter()
         rewards = jnp.asarray(np.random.default_rng(0).integers(0, 2, b * g), jnp.float32)
-        upd = dict(batch, tokens=out["tokens"], mask=out["mask"], advantages=grpo.group_advantages(rewards, g))
-        upd["inner_step"] = jnp.zeros((), jnp.int32)
+        prompts = Prompts.of(batch)
         # what grpo.prepare adds once per rollout: the anchor (policy) and reference log-probs
-        upd["anchor_logp"] = progs.logprobs(progs.to_compute(state["train"].params), batch, upd["tokens"])
-        upd["ref_logp"] = progs.logprobs(progs.to_compute(ref_params), batch, upd["tokens"])
+        upd = GRPOBatch(
+            prompts=prompts,
+            tokens=out["tokens"],
+            mask=out["mask"],
+            advantages=grpo.group_advantages(rewards, g),
+            inner_step=jnp.zeros((), jnp.int32),
+            anchor_logp=progs.logprobs(progs.to_compute(state["train"].params), prompts, out["tokens"]),
+            ref_logp=progs.logprobs(progs.to_compute(ref_params), prompts, out["tokens"]),
+        )
         state["train"], metrics = step_fn(state["train"], upd)
         jax.block_until_ready(metrics)
         return t_roll, time.perf_counter() - t0

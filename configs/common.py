@@ -1,4 +1,4 @@
-"""Defaults shared by every experiment config: the SEED-Bench-R1 reference recipe (SPEC.md), as ConfigDicts."""
+"""Defaults shared by every experiment config: the SEED-Bench-R1 reference recipe (docs/recipe.md), as ConfigDicts."""
 
 from ml_collections import ConfigDict
 
@@ -62,7 +62,7 @@ def base_config() -> ConfigDict:
 
     c.eval = ConfigDict()
     c.eval.max_new_tokens = 256
-    c.eval.repetition_penalty = 1.05  # greedy decoding (SPEC.md section 7)
+    c.eval.repetition_penalty = 1.05  # greedy decoding (docs/recipe.md section 7)
     c.eval.L1 = ""  # a `seedr1 prep --out` folder holding this split; empty = data.tfrecord_dir
     c.eval.L2 = ""
     c.eval.L3 = ""

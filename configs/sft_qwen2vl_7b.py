@@ -1,10 +1,11 @@
-"""SFT baseline on SEED-Bench-R1's chain-of-thought set with Qwen2-VL-7B-Instruct (SPEC.md section 6).
+"""SFT baseline on SEED-Bench-R1's chain-of-thought set with Qwen2-VL-7B-Instruct (docs/recipe.md section 6).
 
     seedr1 prep --data-root DATA_ROOT --split train_cot --out data/tfr
-    seedr1 train --config configs/sft_qwen2vl_7b.py:tpu --workdir gs://BUCKET/runs/sft7b \
+    seedr1 train --config configs/sft_qwen2vl_7b.py --workdir gs://BUCKET/runs/sft7b \
         --config.model.init=ckpt/qwen2vl7b --config.data.tfrecord_dir=data/tfr
 
-Argument: "tpu" (default), "gpu" (one 8-GPU host) or "cpu" (tiny random model, smoke run).
+The default shards over every device (fsdp): a TPU slice or an 8-GPU host. Argument "cpu": tiny random model,
+smoke run.
 """
 
 from configs.common import base_config
@@ -23,16 +24,13 @@ def get_config(arg: str | None = None):
     c.optim.weight_decay = 0.0
     c.train.num_steps = 47  # 1 epoch of ~6k CoT samples at 128
     c.train.checkpoint_every = 10
-    variant = arg or "tpu"
-    if variant in ("tpu", "gpu"):
-        c.mesh.shape = (1, -1, 1)
-    elif variant == "cpu":
+    if arg == "cpu":
         c.model.init = "preset:tiny"
         c.model.dtype = "float32"
         c.data.batch_size = 2
         c.data.max_prompt_len = 1024
         c.sft.max_response_len = 64
         c.train.num_steps = 4
-    else:
-        raise ValueError(f"unknown variant {variant!r}: use tpu, gpu or cpu")
+    elif arg:
+        raise ValueError(f"unknown variant {arg!r}: use no argument (any TPU slice or GPU host) or cpu")
     return c

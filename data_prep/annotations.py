@@ -1,7 +1,7 @@
 """Annotation files of SEED-Bench-R1 splits -> validated work items (text fields + media paths), or skip reasons.
 
 Pure Python, no TensorFlow: the decode workers import this module. Each split has its own schema
-(SPEC.md section 1); unknown extra fields are ignored.
+(docs/recipe.md section 1); unknown extra fields are ignored.
 """
 
 from __future__ import annotations

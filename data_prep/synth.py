@@ -1,4 +1,4 @@
-"""`seedr1 synth`: a small synthetic dataset in the exact SEED-Bench-R1 on-disk layout (SPEC.md section 1).
+"""`seedr1 synth`: a small synthetic dataset in the exact SEED-Bench-R1 on-disk layout (docs/recipe.md section 1).
 
 The visual rule a tiny model can learn: every sample has one target colour. The current-observation image
 shows a large square of that colour on a grey background and the task-progress clip shows a square of the

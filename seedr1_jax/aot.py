@@ -15,6 +15,7 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from . import sharding, update
+from .batch import GRPOBatch, Prompts, SFTBatch
 from .checkpoint import model_config
 from .config import ConfigError
 
@@ -64,7 +65,7 @@ def abstract_params(cfg, mesh, rules, dtype=None):
 
 
 def abstract_batch(config, cfg, mesh, algo):
-    """ShapeDtypeStructs of one global update batch at the config's sizes (SPEC: 8 prompts x G=8)."""
+    """ShapeDtypeStructs of one global update batch and its prompts at the config's sizes (8 prompts x G=8)."""
     d, g = config.data, config.grpo
     b, t = d.batch_size, d.max_prompt_len
     v = cfg.vision
@@ -73,7 +74,7 @@ def abstract_batch(config, cfg, mesh, algo):
     sds = lambda shape, dt, bd=0: jax.ShapeDtypeStruct(  # noqa: E731
         shape, dt, sharding=sharding.batch_sharding(mesh, shape, bd)
     )
-    prompt = dict(
+    prompt = Prompts(
         input_ids=sds((b, t), jnp.int32),
         attention_mask=sds((b, t), jnp.int32),
         positions=sds((3, b, t), jnp.int32, 1),
@@ -82,14 +83,18 @@ def abstract_batch(config, cfg, mesh, algo):
         vision_index=sds((b, t), jnp.int32),
     )
     if algo == "sft":
-        return prompt | dict(loss_mask=sds((b, t), jnp.int32)), prompt
+        return SFTBatch(prompts=prompt, loss_mask=sds((b, t), jnp.int32)), prompt
     n, c = b * g.group_size, g.max_new_tokens
-    upd = prompt | dict(tokens=sds((n, c), jnp.int32), mask=sds((n, c), jnp.int32), advantages=sds((n,), jnp.float32))
-    upd["inner_step"] = jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P()))
-    if g.beta > 0 or g.mu > 1:
-        upd["anchor_logp"] = sds((n, c), jnp.float32)
-    if g.beta > 0:
-        upd["ref_logp"] = sds((n, c), jnp.float32)
+    logp = sds((n, c), jnp.float32)
+    upd = GRPOBatch(
+        prompts=prompt,
+        tokens=sds((n, c), jnp.int32),
+        mask=sds((n, c), jnp.int32),
+        advantages=sds((n,), jnp.float32),
+        inner_step=jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P())),
+        anchor_logp=logp if g.beta > 0 or g.mu > 1 else None,
+        ref_logp=logp if g.beta > 0 else None,
+    )
     return upd, prompt
 
 

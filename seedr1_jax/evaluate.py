@@ -13,7 +13,7 @@ from . import fs, rewards, sharding
 from .config import ConfigError
 
 SPLITS = ("L1", "L2", "L3", "lvb")
-# SPEC.md section 8: the paper's numbers (Qwen2-VL-7B), printed beside ours for comparison
+# docs/recipe.md section 8: the paper's numbers (Qwen2-VL-7B), printed beside ours for comparison
 REFERENCE = {
     "Vanilla": {
         "L1": 34.79,

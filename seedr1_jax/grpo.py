@@ -17,6 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from .batch import GRPOBatch, Prompts
 from .processor import IM_END_ID as IM_END  # <|im_end|>: ends the assistant turn; closes the completion mask
 
 REDUCTIONS = ("sequence", "token", "dr_grpo")
@@ -76,9 +77,9 @@ def kl_k3(logp: jax.Array, ref_logp: jax.Array, *, clamp: float | None = 11.0) -
 
 
 def completion_mask(tokens: jax.Array, eos_ids: tuple[int, ...] = (IM_END,)) -> jax.Array:
-    """1 for tokens up to and INCLUDING the first eos; all ones for a row without one (SPEC 5).
+    """1 for tokens up to and INCLUDING the first eos; all ones for a row without one (docs/recipe.md 5).
 
-    The default closes the mask only at <|im_end|>, as SPEC 5 states and the reference does (its
+    The default closes the mask only at <|im_end|>, as docs/recipe.md section 5 states and the reference does (its
     `eos_token_id`). A completion that stopped on <|endoftext|> therefore keeps every token, padding
     included, exactly like the reference; pass `eos_ids=(IM_END, ENDOFTEXT)` to also close on it.
 
@@ -170,9 +171,6 @@ def policy_loss(
 
 
 # ---- the algorithm around the math: prepare once per rollout batch, loss per optimizer step -----------------
-ROLLOUT_FIELDS = ("input_ids", "attention_mask", "positions", "pixels", "hw_pos", "vision_index")
-
-
 @dataclasses.dataclass(frozen=True)
 class Programs:
     """The jitted pieces of `prepare`, compiled once per run.
@@ -193,7 +191,7 @@ class Programs:
 class Prepared(NamedTuple):
     """One prepared optimizer batch: device arrays for `loss`, host scalars/texts for logging."""
 
-    batch: dict
+    batch: GRPOBatch
     scalars: dict
     texts: list
     timings: dict
@@ -250,7 +248,7 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     g, mesh = config.grpo, progs.mesh
     timings = {}
     t0 = time.perf_counter()
-    prompts = sharding.shard_batch({k: v for k, v in host_batch.items() if k in ROLLOUT_FIELDS}, mesh)
+    prompts = Prompts.of(sharding.shard_batch({k: v for k, v in host_batch.items() if k in Prompts.FIELDS}, mesh))
     out = generate(
         nnx.merge(progs.graphdef, progs.to_rollout(params)),
         prompts,
@@ -273,12 +271,11 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
 
     t0 = time.perf_counter()
     extra = dict(tokens=tokens.astype(np.int32), mask=mask.astype(np.int32), advantages=adv.astype(np.float32))
-    batch = dict(prompts, **sharding.shard_batch(extra, mesh))
-    batch["inner_step"] = jnp.zeros((), jnp.int32)
+    batch = GRPOBatch(prompts=prompts, inner_step=jnp.zeros((), jnp.int32), **sharding.shard_batch(extra, mesh))
     if g.beta > 0 or g.mu > 1:
-        batch["anchor_logp"] = progs.logprobs(progs.to_compute(params), prompts, batch["tokens"])
+        batch = batch.replace(anchor_logp=progs.logprobs(progs.to_compute(params), prompts, batch.tokens))
     if g.beta > 0:
-        batch["ref_logp"] = progs.logprobs(progs.to_compute(ref_params), prompts, batch["tokens"])
+        batch = batch.replace(ref_logp=progs.logprobs(progs.to_compute(ref_params), prompts, batch.tokens))
     timings["logprobs"] = time.perf_counter() - t0
 
     lengths = mask.sum(1)
@@ -294,7 +291,7 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     return Prepared(batch, scalars, texts, timings, n_tok)
 
 
-def loss(model, batch, *, config):
+def loss(model, batch: GRPOBatch, *, config):
     """GRPO loss of one prepared batch (`prepare`) -> (f32[], metrics).
 
     On the first optimizer step of a rollout (`inner_step == 0`) the weights are those that produced
@@ -304,17 +301,17 @@ def loss(model, batch, *, config):
     from .sampler import completion_logprobs
 
     g = config.grpo
-    logp = completion_logprobs(model, batch, batch["tokens"], g.group_size, g.temperature)
-    anchor = batch.get("anchor_logp")
+    logp = completion_logprobs(model, batch.prompts, batch.tokens, g.group_size, g.temperature)
+    anchor = batch.anchor_logp
     if anchor is not None:
         pinned = anchor + (logp - jax.lax.stop_gradient(logp))
-        logp = jnp.where(batch["inner_step"] == 0, pinned, logp)
+        logp = jnp.where(batch.inner_step == 0, pinned, logp)
     return policy_loss(
         logp,
         anchor if g.mu > 1 else None,
-        batch.get("ref_logp"),
-        batch["advantages"],
-        batch["mask"],
+        batch.ref_logp,
+        batch.advantages,
+        batch.mask,
         beta=g.beta,
         epsilon_low=g.epsilon_low,
         epsilon_high=g.epsilon_high,

@@ -1,6 +1,6 @@
 """Qwen2-VL input processing: frame sampling, 252x252 resize, patchify, chat-template prompt and tokenizer.
 
-Everything here is host-side numpy and reproduces transformers' Qwen2-VL processors (SPEC.md sections 2-3):
+Everything here is host-side numpy and reproduces transformers' Qwen2-VL processors (docs/recipe.md sections 2-3):
 patches in the processor's order (temporal-patch-major, then 2x2 merge blocks, each patch flattened as
 (C, temporal, 14, 14)), CLIP mean/std, and prompts rendered with the Qwen2-VL chat template, each vision pad
 repeated once per merged vision token.
@@ -45,7 +45,7 @@ INSTRUCTION = (
 
 # ---- frames ---------------------------------------------------------------------------------------
 def frame_indices(total_frames: int, fps: float, *, target_fps=2.0, min_frames=4, max_frames=16) -> np.ndarray:
-    """Frame indices to sample from a clip (SPEC.md section 2): int64[n], n even, 2 <= n <= max_frames.
+    """Frame indices to sample from a clip (docs/recipe.md section 2): int64[n], n even, 2 <= n <= max_frames.
 
     n = total_frames / fps * target_fps, clamped to [min_frames, max_frames] and to total_frames, rounded
     down to even; indices = round(linspace(0, total_frames - 1, n)) (round half to even, like torch.round).
@@ -108,7 +108,7 @@ def video_patches(frames: np.ndarray):
 
 # ---- prompt ---------------------------------------------------------------------------------------
 def question_text(question: str, options) -> str:
-    """The user text of SPEC.md section 3: question, lettered options, then the think/answer instruction."""
+    """The user text of docs/recipe.md section 3: question, lettered options, then the think/answer instruction."""
     lines = "".join(f"{LETTERS[i]}. {opt}\n" for i, opt in enumerate(options))
     return f"{question}\n{lines}{INSTRUCTION}"
 

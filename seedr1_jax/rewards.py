@@ -1,4 +1,4 @@
-"""SEED-Bench-R1 rewards (SPEC section 4): decoded completion text -> float, on the host, in pure Python.
+"""SEED-Bench-R1 rewards (docs/recipe.md section 4): decoded completion text -> float, on the host, in pure Python.
 
 Every reward takes `(completion, ground_truth)` and returns 0.0 or 1.0; none raises on any text, because a
 single malformed sample must never kill a rollout. `ground_truth` may be a bare letter ("B") or the stored

@@ -15,10 +15,9 @@ import jax.numpy as jnp
 from flax import nnx
 
 from . import grpo
+from .batch import Prompts
 from .processor import IM_END_ID as IM_END
 from .processor import PAD_ID as ENDOFTEXT
-
-VISION_KEYS = ("pixels", "hw_pos", "vision_index")
 
 
 def _cache(model, b: int, s: int):
@@ -28,75 +27,76 @@ def _cache(model, b: int, s: int):
     return jnp.zeros(shape, dt), jnp.zeros(shape, dt)
 
 
-def prefill(model, batch, max_new_tokens: int):
-    """Encodes the B prompts once. batch: input_ids int32[B, T] (left-padded), attention_mask, positions
-    int32[3, B, T], optional pixels/hw_pos/vision_index. Returns (cache (k, v) [L, B, T + C, K, H],
+def prefill(model, prompts: Prompts, max_new_tokens: int):
+    """Encodes the B prompts once (`batch.Prompts`, left-padded). Returns (cache (k, v) [L, B, T + C, K, H],
     last hidden [B, D], next M-RoPE position int32[B], key_valid bool[B, T + C])."""
-    ids, am = batch["input_ids"], batch["attention_mask"].astype(bool)
+    p = Prompts.of(prompts)
+    ids, am = p.input_ids, p.attention_mask.astype(bool)
     b, t = ids.shape
     s = t + max_new_tokens
-    x = model.embed(ids, **{k: batch[k] for k in VISION_KEYS if k in batch})
+    x = model.embed(ids, **p.vision())
     key_valid = jnp.concatenate([am, jnp.zeros((b, max_new_tokens), bool)], axis=1)
     causal = jnp.arange(s)[None, :] <= jnp.arange(t)[:, None]  # [T, S]
     mask = causal[None] & key_valid[:, None, :]
-    h, cache = model.model(x, batch["positions"], mask, cache=_cache(model, b, s), write_index=0)
-    return cache, h[:, -1], completion_positions(batch, 1)[0, :, 0], key_valid
+    h, cache = model.model(x, p.positions, mask, cache=_cache(model, b, s), write_index=0)
+    return cache, h[:, -1], completion_positions(p, 1)[0, :, 0], key_valid
 
 
 def _repeat(tree, g: int, axis: int):
     return jax.tree.map(lambda x: jnp.repeat(x, g, axis=axis), tree)
 
 
-def completion_positions(batch, c: int):
+def completion_positions(prompts: Prompts, c: int):
     """M-RoPE positions int32[3, B, C] of C completion tokens: all three components continue from the largest
     position of a prompt's valid tokens + 1 (text after the last vision block, as in the original Qwen2-VL)."""
-    am = batch["attention_mask"].astype(bool)
-    nxt = jnp.max(jnp.where(am[None], batch["positions"], -1), axis=(0, 2)) + 1  # [B]
+    p = Prompts.of(prompts)
+    am = p.attention_mask.astype(bool)
+    nxt = jnp.max(jnp.where(am[None], p.positions, -1), axis=(0, 2)) + 1  # [B]
     return jnp.broadcast_to((nxt[:, None] + jnp.arange(c))[None], (3, am.shape[0], c)).astype(jnp.int32)
 
 
-def teacher_forced_inputs(batch, tokens, group_size: int) -> dict:
+def teacher_forced_inputs(prompts: Prompts, tokens, group_size: int) -> dict:
     """The plain full-sequence inputs of prompt + completion, for `Qwen2VL.forward(**inputs)`.
 
-    batch: the B prompts (input_ids int32[B, T] left-padded, attention_mask, positions int32[3, B, T], optional
-    pixels [B, S, L, P] / hw_pos / vision_index); tokens int32[B*G, C] (rows b * G + g). Returns input_ids and
+    prompts: the B prompts (`batch.Prompts` or a dict of its fields); tokens int32[B*G, C] (rows b * G + g).
+    Returns input_ids and
     attention_mask int32[B*G, T + C] (completion keys all attended: causality keeps pads after a stop from
     touching earlier tokens), positions int32[3, B*G, T + C] and the vision fields repeated G times
     (vision_index padded with -1). Logits at [:, T - 1 : T + C - 1] predict the completion. This runs the vision
     tower G times per prompt; `completion_logprobs` is the prefix-shared equivalent the trainer uses.
     """
-    g = group_size
+    g, p = group_size, Prompts.of(prompts)
     c = tokens.shape[1]
     rep = lambda x, axis=0: jnp.repeat(jnp.asarray(x), g, axis=axis)  # noqa: E731
     out = dict(
-        input_ids=jnp.concatenate([rep(batch["input_ids"]), tokens.astype(jnp.int32)], axis=1),
+        input_ids=jnp.concatenate([rep(p.input_ids), tokens.astype(jnp.int32)], axis=1),
         attention_mask=jnp.concatenate(
-            [rep(batch["attention_mask"]).astype(jnp.int32), jnp.ones(tokens.shape, jnp.int32)], axis=1
+            [rep(p.attention_mask).astype(jnp.int32), jnp.ones(tokens.shape, jnp.int32)], axis=1
         ),
-        positions=jnp.concatenate([rep(batch["positions"], 1), rep(completion_positions(batch, c), 1)], axis=2),
+        positions=jnp.concatenate([rep(p.positions, 1), rep(completion_positions(p, c), 1)], axis=2),
     )
-    if "pixels" in batch:
-        out["pixels"], out["hw_pos"] = rep(batch["pixels"]), rep(batch["hw_pos"])
-        vi = rep(batch["vision_index"])
+    if p.pixels is not None:
+        out["pixels"], out["hw_pos"] = rep(p.pixels), rep(p.hw_pos)
+        vi = rep(p.vision_index)
         out["vision_index"] = jnp.concatenate([vi, jnp.full(tokens.shape, -1, vi.dtype)], axis=1)
     return out
 
 
-def completion_logprobs(model, batch, tokens, group_size: int, temperature: float = 1.0):
-    """Teacher-forced log-probs f32[B*G, C] of `tokens` int32[B*G, C] continuing the B prompts of `batch`.
+def completion_logprobs(model, prompts: Prompts, tokens, group_size: int, temperature: float = 1.0):
+    """Teacher-forced log-probs f32[B*G, C] of `tokens` int32[B*G, C] continuing the B `prompts`.
 
     One prompt pass per group (vision tower included), then one pass over all completions against the
     shared cache; differentiable. Equals the sampler's log-probs for the tokens it sampled.
     """
-    c = tokens.shape[1]
-    cache, last_h, _, key_valid = prefill(model, batch, c)
-    t = batch["input_ids"].shape[1]
+    c, p = tokens.shape[1], Prompts.of(prompts)
+    cache, last_h, _, key_valid = prefill(model, p, c)
+    t = p.input_ids.shape[1]
     cache = _repeat(cache, group_size, 1)
     last_h, key_valid = _repeat((last_h, key_valid), group_size, 0)
     comp_valid = key_valid.at[:, t:].set(True)
     causal = jnp.concatenate([jnp.ones((c, t), bool), jnp.tril(jnp.ones((c, c), bool))], axis=1)  # [C, S]
     mask = causal[None] & comp_valid[:, None, :]
-    pos = _repeat(completion_positions(batch, c), group_size, 1)
+    pos = _repeat(completion_positions(p, c), group_size, 1)
     x = model.model.embed_tokens(tokens)
     h, _ = model.model(x, pos, mask, cache=cache, write_index=t)
     hs = jnp.concatenate([last_h[:, None], h[:, :-1]], axis=1)
@@ -159,7 +159,7 @@ def _generate(
     pad_id,
 ):
     model = nnx.merge(graphdef, state)
-    ids = batch["input_ids"]
+    ids = batch.input_ids
     b, t = ids.shape
     c, g = max_new_tokens, group_size
     n = b * g
@@ -170,7 +170,7 @@ def _generate(
     vocab = logits.shape[-1]
     presence = None
     if repetition_penalty != 1.0:
-        prompt_tokens = jnp.where(batch["attention_mask"].astype(bool), ids, vocab)  # pads -> out of range
+        prompt_tokens = jnp.where(batch.attention_mask.astype(bool), ids, vocab)  # pads -> out of range
         presence = jnp.zeros((b, vocab + 1), bool).at[jnp.arange(b)[:, None], prompt_tokens].set(True)
         presence = jnp.repeat(presence[:, :vocab], g, axis=0)
     stops = jnp.asarray(stop_ids, jnp.int32)
@@ -227,19 +227,18 @@ def generate(
     stop_ids=(IM_END, ENDOFTEXT),
     pad_id=ENDOFTEXT,
 ) -> dict:
-    """Samples `group_size` completions per prompt (SPEC.md sections 5 and 7).
+    """Samples `group_size` completions per prompt (docs/recipe.md sections 5 and 7).
 
-    batch: the prompt fields of a training batch (B prompts). Returns tokens int32[B*G, C] (pad after a stop),
-    logprobs f32[B*G, C] (log_softmax(logits / temperature) at each sampled token, 0 after the stop), mask
-    int32[B*G, C] (`grpo.completion_mask`: through the first <|im_end|>), lengths int32[B*G] and `steps`
-    (decode steps run; fewer than C when every row stopped early).
+    batch: `batch.Prompts` or a host/device batch dict holding its fields (B prompts). Returns tokens
+    int32[B*G, C] (pad after a stop), logprobs f32[B*G, C] (log_softmax(logits / temperature) at each sampled
+    token, 0 after the stop), mask int32[B*G, C] (`grpo.completion_mask`: through the first <|im_end|>),
+    lengths int32[B*G] and `steps` (decode steps run; fewer than C when every row stopped early).
     """
     graphdef, state = nnx.split(model)
-    fields = {k: batch[k] for k in ("input_ids", "attention_mask", "positions", *VISION_KEYS) if k in batch}
     tokens, logps, steps = _generate(
         graphdef,
         state,
-        fields,
+        Prompts.of(batch),
         rng,
         group_size=int(group_size),
         max_new_tokens=int(max_new_tokens),

@@ -6,6 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from .batch import Prompts, SFTBatch
+
 
 def token_cross_entropy(logits, targets, mask):
     """Masked mean next-token cross-entropy.
@@ -18,30 +20,30 @@ def token_cross_entropy(logits, targets, mask):
     return jnp.sum((logz - picked) * m) / jnp.maximum(jnp.sum(m), 1.0)
 
 
-def sft_loss(model, batch, max_response_len: int | None = None):
-    """batch: the training layout plus `loss_mask` int32[B, T] (1 where token t is a trained target).
+def sft_loss(model, batch: SFTBatch, max_response_len: int | None = None):
+    """batch: the prompts (prompt + response, left-padded) and `loss_mask` int32[B, T] (1 on trained targets);
+    a dict holding those fields is accepted too.
 
     Sequences are left-padded, so the trained response sits at the end: only the last `max_response_len`
     targets get logits (a [B, T, 152k] fp32 logit tensor would dominate time and memory). None scores all.
     Returns f32[]: mean cross-entropy of predicting input_ids[:, t] from the prefix, over loss_mask.
     """
-    vision = {k: batch[k] for k in ("pixels", "hw_pos", "vision_index") if k in batch}
-    h = model.forward(batch["input_ids"], batch["positions"], batch["attention_mask"], **vision)
-    t = batch["input_ids"].shape[1]
+    if not isinstance(batch, SFTBatch):
+        batch = SFTBatch(prompts=Prompts.of(batch), loss_mask=batch["loss_mask"])
+    p = batch.prompts
+    h = model.forward(p.input_ids, p.positions, p.attention_mask, **p.vision())
+    t = p.input_ids.shape[1]
     k = t - 1 if max_response_len is None else min(int(max_response_len), t - 1)
     logits = model.logits(h[:, t - 1 - k : t - 1])
-    return token_cross_entropy(logits, batch["input_ids"][:, t - k :], batch["loss_mask"][:, t - k :])
+    return token_cross_entropy(logits, p.input_ids[:, t - k :], batch.loss_mask[:, t - k :])
 
 
-FIELDS = ("input_ids", "attention_mask", "positions", "pixels", "hw_pos", "vision_index", "loss_mask")
-
-
-def prepare(config, host_batch: dict, mesh):
+def prepare(config, host_batch: dict, mesh) -> tuple[SFTBatch, float]:
     """A `data.train_batches` SFT batch -> (device batch for `loss`, tokens it trains on for tokens/s)."""
     from . import sharding
 
-    dev = sharding.shard_batch({k: v for k, v in host_batch.items() if k in FIELDS}, mesh)
-    return dev, float(host_batch["attention_mask"].sum())
+    dev = sharding.shard_batch({k: v for k, v in host_batch.items() if k in (*Prompts.FIELDS, "loss_mask")}, mesh)
+    return SFTBatch(prompts=Prompts.of(dev), loss_mask=dev["loss_mask"]), float(host_batch["attention_mask"].sum())
 
 
 def loss(model, batch, *, config):
@@ -50,7 +52,7 @@ def loss(model, batch, *, config):
 
 
 def sft_example(tokenizer, prompt_ids, response: str):
-    """Token ids and loss mask of one SFT sample (SPEC.md section 6).
+    """Token ids and loss mask of one SFT sample (docs/recipe.md section 6).
 
     prompt_ids: int32[Tp], the rendered prompt ending with `<|im_start|>assistant\\n` (vision pads expanded).
     Trained: the response, `<|im_end|>` and the newline after it. Returns (ids int32[T], loss_mask int32[T]).

@@ -168,14 +168,19 @@ def shard_batch(batch: dict, mesh: Mesh | None) -> dict:
         if mesh is None:  # single device, no mesh: plain device arrays
             out[k] = jax.numpy.asarray(v)
             continue
-        bd = 1 if k == "positions" else 0
+        bd = batch_dim(k)
         out[k] = jax.make_array_from_process_local_data(batch_sharding(mesh, _global_shape(v.shape, bd), bd), v)
     return out
 
 
-def _global_shape(local_shape, batch_dim):
+def batch_dim(field: str) -> int:
+    """The batch dimension of a batch field: 1 for `positions` ([3, B, T], the model's M-RoPE layout), else 0."""
+    return 1 if field == "positions" else 0
+
+
+def _global_shape(local_shape, dim):
     shape = list(local_shape)
-    shape[batch_dim] *= jax.process_count()
+    shape[dim] *= jax.process_count()
     return tuple(shape)
 
 

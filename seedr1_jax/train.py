@@ -147,7 +147,7 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
             t1 = time.perf_counter()
             for i in range(passes):
                 if i:
-                    batch = dict(batch, inner_step=jax.numpy.asarray(i, jax.numpy.int32))
+                    batch = batch.replace(inner_step=jax.numpy.asarray(i, jax.numpy.int32))
                 state, m = step_fn(state, batch)
             m = jax.device_get(m)
             timings["update"] = time.perf_counter() - t1

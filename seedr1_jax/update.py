@@ -102,16 +102,17 @@ def abstract_state(tx, abstract_model, shardings: TrainState | None) -> TrainSta
 
 
 def batch_shardings(batch, mesh):
-    """NamedShardings of a device batch: the leading (batch) dimension over (data, fsdp) where it divides,
-    `positions` [3, B, T] on its second dimension, scalars replicated."""
+    """NamedShardings of a device batch (`batch.GRPOBatch`, `batch.SFTBatch`, or a dict): the leading (batch)
+    dimension over (data, fsdp) where it divides, `Prompts.positions` [3, B, T] on its second, scalars
+    replicated."""
     if mesh is None:
         return None
 
     def one(path, x):
-        name = getattr(path[-1], "key", None)
+        name = getattr(path[-1], "name", getattr(path[-1], "key", None))
         if len(x.shape) == 0:
             return NamedSharding(mesh, P())
-        return sharding.batch_sharding(mesh, x.shape, 1 if name == "positions" else 0)
+        return sharding.batch_sharding(mesh, x.shape, sharding.batch_dim(name))
 
     return jax.tree_util.tree_map_with_path(one, batch)
 

@@ -1,4 +1,4 @@
-"""GRPO math vs an independent PyTorch implementation of SPEC section 5, plus hand-computed cases."""
+"""GRPO math vs an independent PyTorch implementation of docs/recipe.md section 5, plus hand-computed cases."""
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +13,7 @@ TOL = 1e-5
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Independent reference: written from SPEC 5 in the style of the PyTorch (TRL / open-r1) trainer.
+# Independent reference: written from docs/recipe.md section 5 in the style of the PyTorch (TRL / open-r1) trainer.
 # ---------------------------------------------------------------------------------------------------------------
 
 
@@ -240,7 +240,7 @@ def test_completion_mask_hand_computed():
             [5, 6, E, P, P],  # stops at im_end: mask includes it, not the padding
             [E, 7, E, P, P],  # the FIRST im_end closes the mask
             [5, 6, 7, 8, 9],  # no eos: everything counts
-            [5, P, P, P, P],  # stopped on endoftext: no im_end, so everything counts (SPEC 5)
+            [5, P, P, P, P],  # stopped on endoftext: no im_end, so everything counts (docs/recipe.md 5)
             [5, 6, 7, 8, E],
         ],
         jnp.int32,

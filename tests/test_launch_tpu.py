@@ -150,7 +150,7 @@ def run_line(train: str, dir_="seedr1-jax", shown_dir=None, **kw):
 
 def test_run_same_train_command_on_every_worker():
     assert lines("run", *Z, "--workdir", "gs://bkt/runs/grpo7b") == [
-        run_line("--config configs/grpo_qwen2vl_7b.py:tpu --workdir gs://bkt/runs/grpo7b")
+        run_line("--config configs/grpo_qwen2vl_7b.py --workdir gs://bkt/runs/grpo7b")
     ]
     extra = ["--config.model.init=gs://bkt/ckpt/qwen2vl7b", "--config.grpo.rewards={'exact': 1.0}", "it's"]
     (line,) = lines(
@@ -189,9 +189,9 @@ def test_run_settings_from_env_and_flags_override_env():
         )
     ]
     flags = ("--zone", "us-central2-b", "--name", "flagtpu", "--project", "fp", "--workdir", "gs://flag/w")
-    assert lines("run", *flags, "--config", "configs/grpo_qwen2vl_7b.py:gpu", env=env) == [
+    assert lines("run", *flags, "--config", "configs/grpo_qwen2vl_7b.py", env=env) == [
         run_line(
-            "--config configs/grpo_qwen2vl_7b.py:gpu --workdir gs://flag/w",
+            "--config configs/grpo_qwen2vl_7b.py --workdir gs://flag/w",
             name="flagtpu",
             zone="us-central2-b",
             project="fp",
@@ -206,7 +206,7 @@ def test_stop_and_exec():
             'else echo "$(hostname): not running"; fi; rm -f logs/train.pid'
         )
     ]
-    ev = ["seedr1", "eval", "--config", "configs/grpo_qwen2vl_7b.py:tpu", "--workdir", "gs://b/w", "--split", "L1"]
+    ev = ["seedr1", "eval", "--config", "configs/grpo_qwen2vl_7b.py", "--workdir", "gs://b/w", "--split", "L1"]
     assert lines("exec", *Z, "--", *ev) == [ssh(f"cd seedr1-jax && . .venv/bin/activate && {shlex.join(ev)}")]
     assert lines("exec", *Z, "--worker", "0", "--", "ls") == [
         ssh("cd seedr1-jax && . .venv/bin/activate && ls", worker="0")
@@ -268,13 +268,13 @@ def test_missing_or_bad_settings_fail_with_a_clear_message(args, env, words):
 def test_single_host_local_workdir_warns_but_runs():
     r = launch("run", *Z, "--accelerator-type", "v5p-8", "--workdir", "/home/me/run")
     assert r.returncode == 0 and "warning" in r.stderr and "preempted" in r.stderr
-    assert r.stdout.splitlines() == [run_line("--config configs/grpo_qwen2vl_7b.py:tpu --workdir /home/me/run")]
+    assert r.stdout.splitlines() == [run_line("--config configs/grpo_qwen2vl_7b.py --workdir /home/me/run")]
 
 
 def test_help_lists_settings_and_defaults():
     r = launch("--help", dry=False)
     assert r.returncode == 0
-    for word in SETTINGS[:-1] + ["v5p-64", "configs/grpo_qwen2vl_7b.py:tpu", "seedr1-jax", "python3.11", "--dry-run"]:
+    for word in SETTINGS[:-1] + ["v5p-64", "configs/grpo_qwen2vl_7b.py", "seedr1-jax", "python3.11", "--dry-run"]:
         assert word in r.stdout, word
     for sub in ("create", "setup", "run", "stop", "exec", "status", "logs", "delete"):
         assert f"\n  {sub} " in r.stdout, sub
@@ -329,7 +329,7 @@ def test_run_stop_status_on_a_fake_worker(tmp_path):
             break
         time.sleep(0.05)
     args = (home / "argv.txt").read_text().splitlines()
-    assert args == ["train", "--config", "configs/grpo_qwen2vl_7b.py:tpu", "--workdir", "gs://b/w"] + [
+    assert args == ["train", "--config", "configs/grpo_qwen2vl_7b.py", "--workdir", "gs://b/w"] + [
         "--config.train.num_steps=3",
         "a b",
     ]

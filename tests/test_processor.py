@@ -1,4 +1,4 @@
-"""Parity of seedr1_jax.processor with transformers' Qwen2-VL processors and the SPEC frame-sampling formula."""
+"""Parity of seedr1_jax.processor with transformers' Qwen2-VL processors and the docs/recipe.md frame sampling."""
 
 import importlib
 import importlib.machinery
@@ -118,7 +118,7 @@ def test_resize_is_pil_bicubic_to_252():
     assert np.array_equal(out, np.asarray(Image.fromarray(img).resize((252, 252), Image.Resampling.BICUBIC)))
 
 
-# (total_frames, fps) -> expected indices by the SPEC formula, computed by hand
+# (total_frames, fps) -> expected indices by the docs/recipe.md formula, computed by hand
 FRAME_CASES = [
     (3, 30.0, [0, 2]),  # shorter than 4 frames: clamped to total, rounded down to even
     (2, 30.0, [0, 1]),

@@ -1,4 +1,4 @@
-"""Rewards: one table row per rule of SPEC section 4, and a property test that no text makes a reward raise."""
+"""Rewards: a table row per rule of docs/recipe.md section 4, and a property test that no text makes a reward raise."""
 
 import numpy as np
 import pytest

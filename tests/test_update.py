@@ -48,8 +48,8 @@ def test_reference_equals_policy_bit_for_bit_at_identical_weights(setup, dtype):
     config = _config(dtype=dtype)
     progs, state, step, ref = _wire(config, model)
     prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(0))
-    batch = dict(prep.batch, advantages=jnp.zeros_like(prep.batch["advantages"]))  # all-zero advantages
-    assert np.asarray(batch["anchor_logp"]).tobytes() == np.asarray(batch["ref_logp"]).tobytes()
+    batch = prep.batch.replace(advantages=jnp.zeros_like(prep.batch.advantages))  # all-zero advantages
+    assert np.asarray(batch.anchor_logp).tobytes() == np.asarray(batch.ref_logp).tobytes()
     new, m = step(state, batch)
     assert float(m["kl"]) == 0.0 and float(m["grad_norm"]) == 0.0 and float(m["loss"]) == 0.0
     for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)):
@@ -75,11 +75,11 @@ def test_mu2_reference_once_per_rollout_and_first_ratio_exactly_one(setup, monke
     real = sampler.completion_logprobs
     monkeypatch.setattr(sampler, "completion_logprobs", lambda *a, **k: traced.append(1) or real(*a, **k))
     rng = np.random.default_rng(0)
-    batch = dict(prep.batch, advantages=jnp.asarray(rng.standard_normal(prep.batch["advantages"].shape), jnp.float32))
+    batch = prep.batch.replace(advantages=jnp.asarray(rng.standard_normal(prep.batch.advantages.shape), jnp.float32))
     state1, m0 = step(state, batch)
     assert len(traced) == 1  # the update runs the policy's forward only: no reference pass inside the mu loop
     assert float(m0["ratio_mean"]) == 1.0 and float(m0["clip_frac"]) == 0.0
-    _, m1 = step(state1, dict(batch, inner_step=jnp.asarray(1, jnp.int32)))
+    _, m1 = step(state1, batch.replace(inner_step=jnp.asarray(1, jnp.int32)))
     assert len(traced) == 1 and float(m1["ratio_mean"]) != 1.0  # later inner steps see the moved policy
 
 
@@ -89,7 +89,7 @@ def test_beta0_mu1_skips_reference_and_anchor(setup):
     progs, state, step, ref = _wire(config, model)
     assert ref is None
     prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(2))
-    assert "ref_logp" not in prep.batch and "anchor_logp" not in prep.batch
+    assert prep.batch.ref_logp is None and prep.batch.anchor_logp is None
     _, m = step(state, prep.batch)
     assert float(m["kl"]) == 0.0 and np.isfinite(float(m["loss"]))
 
