@@ -159,6 +159,11 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
 
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
+    ev = config.eval
+    # one `seedr1 prep --out DIR` folder can hold every split; eval.<split> points elsewhere if set. The
+    # prepared data must hold exactly this split (checked before the model loads).
+    tfrecord_dir = ev.get(split, "") or config.data.tfrecord_dir
+    data.find_split_dir(tfrecord_dir, split, f"eval.{split}" if ev.get(split, "") else "data.tfrecord_dir")
     sharding.maybe_initialize_distributed()
     mesh = sharding.make_mesh(tuple(config.mesh.shape))
     rules = sharding.ROLLOUT_RULES
@@ -169,12 +174,9 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
         else:
             src = ckpt or workdir
             model, label = load_params(src, mesh=mesh, rules=rules, dtype=dtype), "checkpoint"
-        ev = config.eval
-        # one `seedr1 prep --out DIR` folder can hold every split; eval.<split> points elsewhere if set
-        tfrecord_dir = ev.get(split, "") or config.data.tfrecord_dir
         batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split)
         fs.makedirs(workdir)
-        out = os.path.join(workdir, f"eval_{split}.jsonl")
+        out = fs.join(workdir, f"eval_{split}.jsonl")
         t0 = time.time()
         rows = evaluate(
             model,
@@ -190,5 +192,5 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
         print(format_table(table, split, len(rows), label))
         print(f"per-sample results: {out} ({time.time() - t0:.0f}s)")
         summary = {"split": split, "n": len(rows), "accuracy": table}
-        fs.write_text(os.path.join(workdir, f"eval_{split}_summary.json"), json.dumps(summary, indent=2))
+        fs.write_text(fs.join(workdir, f"eval_{split}_summary.json"), json.dumps(summary, indent=2))
     return 0
