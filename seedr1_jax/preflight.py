@@ -149,13 +149,15 @@ def check_writable(path: str, flag: str = "--workdir") -> None:
                 pass
 
 
-def validate_train(config, workdir: str) -> None:
-    """Everything `seedr1 train` can check before loading a model; raises ConfigError naming what to fix."""
+def validate_train(config, workdir: str, data: bool = True) -> None:
+    """Everything `seedr1 train` can check before loading a model; raises ConfigError naming what to fix.
+    `data=False` skips the prepared-data check (batches supplied by the caller, as the demo and tests do)."""
     from .data import find_split_dir
 
     check_values(config)
     check_model_init(str(config.model.init))
-    find_split_dir(str(config.data.tfrecord_dir), str(config.data.split))
+    if data:
+        find_split_dir(str(config.data.tfrecord_dir), str(config.data.split))
     check_writable(workdir)
 
 

@@ -205,3 +205,15 @@ def test_import_is_quiet_without_a_tpu():
         assert res.stdout.strip() != "tpu"
         for word in ("libtpu", "TPU", "E0000", "INVALID_ARGUMENT"):
             assert word not in res.stderr, res.stderr
+
+
+def test_write_config_round_trips(tmp_path):
+    cfg = cli._config_from_argv("configs/tiny.py:sft", ["--config.optim.lr=0.25"])
+    for where in (str(tmp_path / "run"), "ram://write_config_test/run"):
+        path = preflight.write_config(where, cfg)
+        from seedr1_jax import fs
+
+        back = json.loads(fs.read_text(path))
+        assert back["algo"] == "sft" and back["optim"]["lr"] == 0.25
+        assert back["mesh"]["shape"] == list(cfg.mesh.shape) and back["grpo"]["rewards"] == dict(cfg.grpo.rewards)
+        assert "lr: 0.25" in fs.read_text(fs.join(where, "config.yaml"))
