@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import time
 
 import jax
@@ -146,6 +147,7 @@ def evaluate(
             seen.add(ids[i])
             lines.append(json.dumps(r))
         if writer:
+            fs.makedirs(posixpath.dirname(out_path) or ".")  # only now: a failed start leaves no folder behind
             fs.append_lines(out_path, lines)  # a kill loses at most the batch in flight
         bar.set_postfix(acc=f"{100 * np.mean([r['reward'] for r in rows]):.1f}%")
     return rows
@@ -175,7 +177,6 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
             src = ckpt or workdir
             model, label = load_params(src, mesh=mesh, rules=rules, dtype=dtype), "checkpoint"
         batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split)
-        fs.makedirs(workdir)
         out = fs.join(workdir, f"eval_{split}.jsonl")
         t0 = time.time()
         rows = evaluate(
@@ -192,5 +193,6 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
         print(format_table(table, split, len(rows), label))
         print(f"per-sample results: {out} ({time.time() - t0:.0f}s)")
         summary = {"split": split, "n": len(rows), "accuracy": table}
+        fs.makedirs(workdir)
         fs.write_text(fs.join(workdir, f"eval_{split}_summary.json"), json.dumps(summary, indent=2))
     return 0

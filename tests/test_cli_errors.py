@@ -152,6 +152,7 @@ def test_truncated_tfrecord_names_the_file(prepared, tmp_path, capsys):
     argv += [f"--config.data.tfrecord_dir={bad}", "--config.data.batch_size=8", "--config.data.max_frames=4"]
     err = _run(capsys, argv)
     assert f"{shard} is damaged" in err and "seedr1 prep" in err and "--split L1" in err
+    assert not (tmp_path / "w").exists()  # nothing was evaluated: no results folder
 
 
 def test_truncated_safetensors_names_the_file(tmp_path, capsys):

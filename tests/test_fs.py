@@ -73,6 +73,24 @@ def test_staged_dir_uploads(root):
     assert fs.read_text(fs.join(out, "config.json")) == "{}"
 
 
+def test_eval_results_on_remote():
+    """eval's resumable JSONL on a remote store: torn last line dropped and repaired, appends rewrite cleanly."""
+    import json
+
+    from seedr1_jax import evaluate
+
+    path = fs.join(f"ram://ev_{uuid.uuid4().hex[:8]}", "run", "eval_L3.jsonl")
+    fs.makedirs(path.rsplit("/", 1)[0])
+    good = [{"sample_id": "a", "reward": 1.0}, {"sample_id": "b", "reward": 0.0}]
+    fs.write_text(path, "".join(json.dumps(r) + "\n" for r in good) + '{"sample_id": "c", "rew')
+    rows = evaluate.read_results(path)
+    assert [r["sample_id"] for r in rows] == ["a", "b"]
+    evaluate._repair(path, rows)
+    fs.append_lines(path, [json.dumps({"sample_id": "c", "reward": 1.0})])
+    assert [r["sample_id"] for r in evaluate.read_results(path)] == ["a", "b", "c"]
+    assert fs.read_text(path).count("\n") == 3
+
+
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
     from data_prep import prep, synth
