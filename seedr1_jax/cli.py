@@ -123,8 +123,11 @@ def _user_error(e: BaseException, args, extra) -> str | None:
     except ImportError:
         pass
     if type(e).__name__ == "DataLossError":  # tf.errors: a damaged .tfrecord, which tf does not name
-        return _tfrecord_damage(args, extra) or f"a prepared .tfrecord file is damaged ({e}); re-run seedr1 prep"
-    if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError, PermissionError)):
+        first = str(e).strip().splitlines()[0][-200:] if str(e).strip() else ""
+        return _tfrecord_damage(args, extra) or f"a prepared .tfrecord file is damaged ({first}); re-run seedr1 prep"
+    if isinstance(e, PermissionError):
+        return f"{e.strerror or e}: {e.filename or ''}; check its permissions or choose another path"
+    if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
         return f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
     return None
 
