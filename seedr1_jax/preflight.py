@@ -125,9 +125,7 @@ def check_writable(path: str, flag: str = "--workdir") -> None:
     for the probe are removed again). Run as root, permission bits do not stop writes, so it really writes."""
     made = []
     try:
-        if fs.remote(path):
-            fs.makedirs(path)  # object stores: no folder object is left once the probe is deleted
-        else:
+        if not fs.remote(path):  # object stores need no folder to write into, so none is made there
             p = os.path.abspath(path)
             while not os.path.exists(p):
                 made.append(p)
@@ -138,8 +136,8 @@ def check_writable(path: str, flag: str = "--workdir") -> None:
         probe = fs.join(path, f".seedr1_write_test_{uuid.uuid4().hex[:8]}")
         fs.write_text(probe, "")
         fs.remove(probe)
-    except OSError as e:
-        why = e.strerror or str(e)
+    except Exception as e:  # noqa: BLE001 -- OSError locally, tf.errors.* (PermissionDenied, ...) on gs://
+        why = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
         raise ConfigError(f"{flag} {path} is not writable ({why}); pick a folder you can write to") from None
     finally:
         for d in made:

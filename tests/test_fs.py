@@ -183,3 +183,13 @@ def test_truncated_safetensors_names_the_file(tmp_path):
     fs.makedirs(remote.rsplit("/", 1)[0])
     fs.copy(path, remote)
     np.testing.assert_array_equal(SafetensorsFile(remote).get("w"), np.arange(1000, dtype=np.float32))
+
+
+def test_workdir_write_check_leaves_nothing(root):
+    from seedr1_jax import preflight
+
+    preflight.check_writable(fs.join(root, "new", "run"))
+    assert not fs.exists(fs.join(root, "new"))
+    fs.makedirs(fs.join(root, "old"))
+    preflight.check_writable(fs.join(root, "old"))
+    assert fs.listdir(fs.join(root, "old")) == []
