@@ -29,12 +29,14 @@ def prepared(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _no_model_load(monkeypatch):
     """Every case here must fail before a model is built: building one is an error in these tests."""
-    from seedr1_jax import train
+    from seedr1_jax import checkpoint, train
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the inputs were validated")
 
-    monkeypatch.setattr(train, "load_model", refuse)
+    for module in (train, checkpoint):  # load_model lives in one of them (and may be imported into the other)
+        if hasattr(module, "load_model"):
+            monkeypatch.setattr(module, "load_model", refuse)
     monkeypatch.chdir(ROOT)
 
 

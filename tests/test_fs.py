@@ -145,7 +145,7 @@ def _small_cfg() -> ModelConfig:
 
 def test_hf_weights_and_model_init_from_remote(tmp_path):
     """An index-sharded HF folder on ram:// loads bit-identically to the local copy, through `model.init`."""
-    from seedr1_jax import sharding, train
+    from seedr1_jax import checkpoint, sharding, train
     from seedr1_jax.hf_io import load_hf, save_hf
     from seedr1_jax.qwen2_vl import Qwen2VL
 
@@ -160,7 +160,8 @@ def test_hf_weights_and_model_init_from_remote(tmp_path):
     config = __import__("configs.common", fromlist=["base_config"]).base_config()
     config.model.init, config.model.dtype, config.model.param_dtype = remote, "float32", "float32"
     config.model.remat_policy = "none"
-    got = train.load_model(config, None, sharding.TRAIN_RULES)
+    load_model = getattr(checkpoint, "load_model", None) or train.load_model  # `model.init` is resolved here
+    got = load_model(config, None, sharding.TRAIN_RULES)
     want = load_hf(local)
     flat = lambda m: dict(nnx.to_flat_state(nnx.state(m, nnx.Param)))  # noqa: E731
     g, w = flat(got), flat(want)
