@@ -14,6 +14,7 @@ def _add(sub, name, help_):
 
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="seedr1", description="SEED-Bench-R1 GRPO/SFT for Qwen2-VL in JAX")
+    ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = ap.add_subparsers(dest="cmd", required=True)
 
     p = _add(sub, "demo", "toy-scale end to end on CPU on data and a model it makes itself (no network)")
@@ -60,42 +61,118 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _config_from_argv(path: str, extra: list[str]):
-    """Loads a ml-collections config file and applies `--config.a.b=v` overrides."""
+    """Loads a ml-collections config file and applies `--config.a.b=v` overrides; ConfigError on any mistake."""
     from absl import flags
     from ml_collections import config_flags
 
-    fv = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", default=path, flag_values=fv)
-    fv(["seedr1", f"--config={path}", *extra])
-    return fv.config
+    from .config import ConfigError
+
+    file = path.split(":", 1)[0]
+    if not os.path.isfile(file):
+        raise ConfigError(
+            f"--config {path}: {file} not found; pass a config file such as configs/grpo_qwen2vl_7b.py:gpu "
+            "or configs/tiny.py (path relative to the current folder)"
+        )
+    for arg in extra:
+        if not arg.startswith("--config."):
+            raise ConfigError(f"unknown option {arg.split('=', 1)[0]}; overrides look like --config.optim.lr=1e-6")
+
+    def load(argv):
+        fv = flags.FlagValues()
+        config_flags.DEFINE_config_file("config", default=path, flag_values=fv, sys_argv=argv)
+        fv(argv)
+        return fv.config
+
+    argv = ["seedr1", f"--config={path}", *extra]
+    try:
+        return load(argv)
+    except flags.IllegalFlagValueError as e:  # "flag --config.optim.lr=abc: could not convert ..."
+        msg = str(e).removeprefix("flag ")
+        raise ConfigError(f"{msg}; give a value of the type {file} uses for that field") from None
+    except flags.Error as e:
+        raise ConfigError(f"{e} (config {file})") from None
+    except (AttributeError, KeyError):  # an override names a field the config does not have
+        base = load(["seedr1", f"--config={path}"])
+        for arg in extra:
+            key = arg[len("--config.") :].split("=", 1)[0]
+            node = base
+            for part in key.split("."):
+                if not (hasattr(node, "keys") and part in node.keys()):
+                    near = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else ""
+                    raise ConfigError(
+                        f"--config.{key}: {file} has no field {key!r}; check the spelling"
+                        + (f" (fields there: {near})" if near and len(near) < 200 else "")
+                    ) from None
+                node = node[part]
+        raise
+    except OSError as e:  # the config module itself failed to load
+        raise ConfigError(f"--config {path}: could not load it ({str(e).splitlines()[0]})") from None
 
 
-def _quiet_libtpu_off_tpu():
-    """With libtpu installed (the `aot` extra) on a machine without TPUs, keep jax off the TPU backend:
-    otherwise it probes for TPU hosts and takes libtpu's process lock at every start."""
-    import glob
+def _user_error(e: BaseException, args, extra) -> str | None:
+    """The one/two-line message for an error the user can fix, or None for a bug (then: traceback)."""
+    from .config import ConfigError
 
-    if "JAX_PLATFORMS" in os.environ or glob.glob("/dev/accel*") or glob.glob("/dev/vfio/*"):
-        return
-    if not glob.glob("/dev/nvidia[0-9]*"):
-        os.environ["JAX_PLATFORMS"] = "cpu"
-    os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")
+    if isinstance(e, ConfigError):
+        return str(e)
+    try:
+        from data_prep.prep import PrepError
+
+        if isinstance(e, PrepError):
+            return str(e)
+    except ImportError:
+        pass
+    if type(e).__name__ == "DataLossError":  # tf.errors: a damaged .tfrecord, which tf does not name
+        first = str(e).strip().splitlines()[0][-200:] if str(e).strip() else ""
+        return _tfrecord_damage(args, extra) or f"a prepared .tfrecord file is damaged ({first}); re-run seedr1 prep"
+    if isinstance(e, PermissionError):
+        return f"{e.strerror or e}: {e.filename or ''}; check its permissions or choose another path"
+    if isinstance(e, (FileNotFoundError, NotADirectoryError, IsADirectoryError)):
+        return f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")
+    return None
+
+
+def _tfrecord_damage(args, extra) -> str | None:
+    """Finds the damaged shard of the split this command read and names it with the fix."""
+    from . import data
+
+    try:
+        cfg = _config_from_argv(args.config, extra)
+        split = getattr(args, "split", None) or cfg.data.split
+        where = cfg.data.tfrecord_dir
+        if args.cmd == "eval":
+            where = cfg.eval.get(split, "") or where
+        bad = data.damaged_tfrecords(data.find_split_dir(where, split))
+    except Exception:  # noqa: BLE001 -- best effort: the generic message still applies
+        return None
+    if not bad:
+        return None
+    return (
+        f"{bad[0]} is damaged (truncated or corrupt TFRecord); re-run "
+        f"`seedr1 prep --data-root DATA_ROOT --split {split} --out {where}`"
+    )
 
 
 def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
+    argv = list(sys.argv[1:] if argv is None else argv)
+    debug = "--debug" in argv
+    argv = [a for a in argv if a != "--debug"]
     ap = build_parser()
     args, extra = ap.parse_known_args(argv)
     if extra and args.cmd not in ("train", "eval", "aot"):
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    _quiet_libtpu_off_tpu()
-    from .config import ConfigError
+    from .preflight import skip_tpu_probe_without_tpu
 
+    skip_tpu_probe_without_tpu()
     try:
         return int(_run(args, extra) or 0)
-    except (ConfigError, FileNotFoundError) as e:
-        print(f"seedr1 {args.cmd}: error: {e}", file=sys.stderr)
+    except Exception as e:
+        msg = _user_error(e, args, extra)
+        if msg is None or debug:
+            raise
+        print(f"seedr1 {args.cmd}: error: {msg}", file=sys.stderr)
+        print("(run `seedr1 --debug ...` for the full traceback)", file=sys.stderr)
         return 2
 
 
@@ -121,13 +198,18 @@ def _run(args, extra):
 
         return export_hf(args.ckpt, args.out, dtype=args.dtype)
     if args.cmd == "train":
+        from .preflight import validate_train
         from .train import main as train_main
 
-        return train_main(_config_from_argv(args.config, extra), args.workdir)
+        cfg = _config_from_argv(args.config, extra)
+        validate_train(cfg, args.workdir)  # before the model loads; leaves no workdir behind on failure
+        return train_main(cfg, args.workdir)
     if args.cmd == "eval":
         from .evaluate import main as eval_main
+        from .preflight import validate_eval
 
         cfg = _config_from_argv(args.config, extra)
+        validate_eval(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir)
         return eval_main(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir)
     if args.cmd == "aot":
         from .aot import main as aot_main

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 from typing import Any
+
+from . import fs
 
 
 class ConfigError(ValueError):
@@ -230,12 +231,11 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelConf
 
 
 def read_hf_config(hf_dir: str) -> dict[str, Any]:
-    path = os.path.join(hf_dir, "config.json")
-    if not os.path.isfile(path):
+    path = fs.join(hf_dir, "config.json")
+    if not fs.exists(path):
         raise ConfigError(f"{path} not found: pass a Hugging Face Qwen2-VL folder (config.json + *.safetensors)")
     try:
-        with open(path) as f:
-            return json.load(f)
+        return json.loads(fs.read_text(path))
     except json.JSONDecodeError as e:
         raise ConfigError(f"{path} is not valid JSON ({e}); re-download the checkpoint's config.json") from None
 

@@ -20,14 +20,16 @@ B is the per-process batch (`batch_size / process_count`); `to_global` makes glo
 
 from __future__ import annotations
 
-import glob
+import json
 import logging
-import os
+import posixpath
+import re
 import zlib
 
 import ml_collections
 import numpy as np
 
+from . import fs
 from . import processor as P
 from .config import ConfigError, ModelConfig
 
@@ -52,20 +54,69 @@ def default_config() -> ml_collections.ConfigDict:
 
 
 # ---- reading ---------------------------------------------------------------------------------------
-def find_split_dir(tfrecord_dir: str, split: str) -> str:
-    """The prepared split's folder (holding dataset_info.json) under `seedr1 prep --out` or the folder itself."""
-    if os.path.exists(os.path.join(tfrecord_dir, "dataset_info.json")):
+def _stored_split(version_dir: str) -> str:
+    """The split name `seedr1 prep` stored in a prepared folder (dataset_info.json `configName`)."""
+    info = json.loads(fs.read_text(fs.join(version_dir, "dataset_info.json")))
+    return str(info.get("configName") or "")
+
+
+def _is_version(name: str) -> bool:
+    return bool(re.fullmatch(r"\d+\.\d+\.\d+", name))
+
+
+def prepared_splits(tfrecord_dir: str) -> dict[str, str]:
+    """Split name -> its newest version folder, for every split prepared under `seedr1 prep --out DIR`."""
+    out = {}
+    root = fs.join(tfrecord_dir, "seed_bench_r1")
+    for name in fs.listdir(root):
+        versions = [v for v in fs.listdir(fs.join(root, name)) if _is_version(v)]
+        versions = [v for v in versions if fs.exists(fs.join(root, name, v, "dataset_info.json"))]
+        if versions:
+            out[name] = fs.join(root, name, max(versions, key=lambda v: tuple(map(int, v.split(".")))))
+    return out
+
+
+def find_split_dir(tfrecord_dir: str, split: str, field: str = "data.tfrecord_dir") -> str:
+    """The folder of prepared split `split` (holding dataset_info.json), under `seedr1 prep --out DIR` or the
+    version folder itself. The split name stored at prep time must equal `split`; anything else is a
+    ConfigError naming what the folder holds (`field`: the config field it came from). Local or gs:// (`fs`)."""
+    where = f"{field}={tfrecord_dir!r}"
+    out = tfrecord_dir or "DIR"
+    if tfrecord_dir and fs.exists(fs.join(tfrecord_dir, "dataset_info.json")):  # .../seed_bench_r1/<split>/<ver>
+        out = posixpath.dirname(posixpath.dirname(posixpath.dirname(str(tfrecord_dir).rstrip("/"))))
+    fix = f"run `seedr1 prep --data-root DATA_ROOT --split {split} --out {out}`"
+    if not tfrecord_dir:
+        raise ConfigError(f"{field} is empty: set --config.{field}=DIR, or {fix} first")
+    if not fs.isdir(tfrecord_dir):
+        raise ConfigError(f"{where} does not exist; {fix} first")
+    if fs.exists(fs.join(tfrecord_dir, "dataset_info.json")):
+        stored = _stored_split(tfrecord_dir)
+        if stored != split:
+            raise ConfigError(f"{where} holds split {stored or '(unnamed)'}, not {split}; {fix}, point {field} there")
         return tfrecord_dir
-    hits = sorted(glob.glob(os.path.join(tfrecord_dir, "seed_bench_r1", split, "*", "dataset_info.json")))
-    if not hits:  # a folder prepared for a single split (`seedr1 prep --split L1 --out data/L1`)
-        found = sorted(glob.glob(os.path.join(tfrecord_dir, "seed_bench_r1", "*", "*", "dataset_info.json")))
-        hits = found if len({os.path.dirname(os.path.dirname(h)) for h in found}) == 1 else []
-    if not hits:
-        raise ConfigError(
-            f"data.tfrecord_dir={tfrecord_dir!r} holds no prepared split {split!r}; run "
-            f"`seedr1 prep --data-root DATA_ROOT --split {split} --out {tfrecord_dir or 'DIR'}` first"
-        )
-    return os.path.dirname(hits[-1])
+    found = prepared_splits(tfrecord_dir)
+    if split not in found:
+        holds = f"holds split(s) {', '.join(sorted(found))}" if found else "holds no prepared split"
+        raise ConfigError(f"{where} {holds}, not {split}; {fix}")
+    stored = _stored_split(found[split])
+    if stored != split:  # a folder renamed or copied by hand
+        raise ConfigError(f"{found[split]} holds split {stored or '(unnamed)'}, not {split}; {fix}")
+    return found[split]
+
+
+def damaged_tfrecords(split_dir: str) -> list[str]:
+    """The TFRecord shards of a prepared split that do not read to the end (truncated or corrupt): tf.data's
+    DataLossError names no file, so on that error each shard is read alone to find the culprit."""
+    import tensorflow as tf
+
+    bad = []
+    for path in fs.glob(fs.join(split_dir, "*.tfrecord*")):
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except tf.errors.DataLossError:
+            bad.append(path)
+    return bad
 
 
 def open_split(cfg, process_index: int, process_count: int):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import posixpath
 import time
 
 import jax
@@ -146,6 +147,7 @@ def evaluate(
             seen.add(ids[i])
             lines.append(json.dumps(r))
         if writer:
+            fs.makedirs(posixpath.dirname(out_path) or ".")  # only now: a failed start leaves no folder behind
             fs.append_lines(out_path, lines)  # a kill loses at most the batch in flight
         bar.set_postfix(acc=f"{100 * np.mean([r['reward'] for r in rows]):.1f}%")
     return rows
@@ -159,6 +161,11 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
 
     if split not in SPLITS:
         raise ConfigError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
+    ev = config.eval
+    # one `seedr1 prep --out DIR` folder can hold every split; eval.<split> points elsewhere if set. The
+    # prepared data must hold exactly this split (checked before the model loads).
+    tfrecord_dir = ev.get(split, "") or config.data.tfrecord_dir
+    data.find_split_dir(tfrecord_dir, split, f"eval.{split}" if ev.get(split, "") else "data.tfrecord_dir")
     sharding.maybe_initialize_distributed()
     mesh = sharding.make_mesh(tuple(config.mesh.shape))
     rules = sharding.ROLLOUT_RULES
@@ -169,12 +176,8 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
         else:
             src = ckpt or workdir
             model, label = load_params(src, mesh=mesh, rules=rules, dtype=dtype), "checkpoint"
-        ev = config.eval
-        # one `seedr1 prep --out DIR` folder can hold every split; eval.<split> points elsewhere if set
-        tfrecord_dir = ev.get(split, "") or config.data.tfrecord_dir
         batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split)
-        fs.makedirs(workdir)
-        out = os.path.join(workdir, f"eval_{split}.jsonl")
+        out = fs.join(workdir, f"eval_{split}.jsonl")
         t0 = time.time()
         rows = evaluate(
             model,
@@ -190,5 +193,6 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
         print(format_table(table, split, len(rows), label))
         print(f"per-sample results: {out} ({time.time() - t0:.0f}s)")
         summary = {"split": split, "n": len(rows), "accuracy": table}
-        fs.write_text(os.path.join(workdir, f"eval_{split}_summary.json"), json.dumps(summary, indent=2))
+        fs.makedirs(workdir)
+        fs.write_text(fs.join(workdir, f"eval_{split}_summary.json"), json.dumps(summary, indent=2))
     return 0

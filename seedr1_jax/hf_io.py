@@ -1,6 +1,6 @@
 """Hugging Face <-> seedr1-jax weights: one name table, tensor-by-tensor sharded loading, bit-exact export.
 
-Loading reads safetensors through a memory map and builds each parameter with
+Loading reads safetensors through a memory map (ranged reads for gs://, via `fs`) and builds each parameter with
 `jax.make_array_from_callback`, so every device receives only its shard and the host never holds more
 than one (stacked) tensor at a time.
 """
@@ -19,6 +19,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from . import fs
 from .config import ConfigError, ModelConfig, from_hf_config, read_hf_config, to_hf_config
 
 _ST_DTYPES = {
@@ -38,18 +39,27 @@ _ST_NAMES = {np.dtype(v): k for k, v in _ST_DTYPES.items()}
 
 # ---- safetensors (memory-mapped reader, plain writer; bf16 via ml_dtypes) --------------------------
 class SafetensorsFile:
+    """One safetensors file: the header at open, tensors on demand (a memory map locally; ranged reads through
+    `fs` for gs://). A file shorter than its header says (an interrupted download) is a ConfigError."""
+
     def __init__(self, path: str):
         self.path = path
         try:
-            with open(path, "rb") as f:
+            with fs.open(path, "rb") as f:
                 (n,) = struct.unpack("<Q", f.read(8))
                 header = json.loads(f.read(n))
-        except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError) as e:
+            total = fs.size(path)
+        except (OSError, struct.error, json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
             raise ConfigError(f"{path}: not a readable safetensors file ({e}); re-download it") from None
         header.pop("__metadata__", None)
         self.header = header
         self._base = 8 + n
-        self._mm = np.memmap(path, np.uint8, mode="r")
+        need = self._base + max((int(v["data_offsets"][1]) for v in header.values()), default=0)
+        if total < need:
+            raise ConfigError(
+                f"{path}: truncated safetensors file ({total} bytes, its header needs {need}); re-download it"
+            )
+        self._mm = None if fs.remote(path) else np.memmap(path, np.uint8, mode="r")
 
     def keys(self):
         return self.header.keys()
@@ -58,7 +68,12 @@ class SafetensorsFile:
         info = self.header[name]
         start, end = info["data_offsets"]
         dt = np.dtype(_ST_DTYPES[info["dtype"]])
-        raw = self._mm[self._base + start : self._base + end]
+        if self._mm is not None:
+            raw = self._mm[self._base + start : self._base + end]
+        else:
+            with fs.open(self.path, "rb") as f:
+                f.seek(self._base + start)
+                raw = np.frombuffer(f.read(end - start), np.uint8)
         return raw.view(dt).reshape(info["shape"])
 
 
@@ -164,20 +179,19 @@ def _hf_shape(kind: str, ours_shape, cfg: ModelConfig):
 
 # ---- loading ------------------------------------------------------------------------------------
 def _open_checkpoint(hf_dir: str) -> dict[str, SafetensorsFile]:
-    """name -> open file, over a single or index-sharded safetensors checkpoint."""
-    index = os.path.join(hf_dir, "model.safetensors.index.json")
-    if os.path.isfile(index):
-        with open(index) as f:
-            weight_map = json.load(f)["weight_map"]
+    """name -> open file, over a single or index-sharded safetensors checkpoint (local or gs://)."""
+    index = fs.join(hf_dir, "model.safetensors.index.json")
+    if fs.exists(index):
+        weight_map = json.loads(fs.read_text(index))["weight_map"]
         files = {fn: None for fn in weight_map.values()}
     else:
-        files = {fn: None for fn in sorted(os.listdir(hf_dir)) if fn.endswith(".safetensors")}
+        files = {fn: None for fn in fs.listdir(hf_dir) if fn.endswith(".safetensors")}
         if not files:
             raise ConfigError(f"{hf_dir}: no *.safetensors files (only safetensors checkpoints are supported)")
     names: dict[str, SafetensorsFile] = {}
     for fn in files:
-        path = os.path.join(hf_dir, fn)
-        if not os.path.isfile(path):
+        path = fs.join(hf_dir, fn)
+        if not fs.exists(path):
             raise ConfigError(f"{path} is listed in model.safetensors.index.json but missing; re-download it")
         st = SafetensorsFile(path)
         for k in st.keys():
@@ -195,7 +209,7 @@ def load_hf(hf_dir: str, dtype=None, mesh=None, rules=None, **overrides):
     from .qwen2_vl import Qwen2VL, abstract_model, with_dtypes
 
     hf_cfg = read_hf_config(hf_dir)
-    cfg = from_hf_config(hf_cfg, source=os.path.join(hf_dir, "config.json"))
+    cfg = from_hf_config(hf_cfg, source=fs.join(hf_dir, "config.json"))
     cfg = with_dtypes(cfg, dtype or cfg.hf_dtype).replace(**overrides)
     names = _open_checkpoint(hf_dir)
     abstract = abstract_model(cfg)

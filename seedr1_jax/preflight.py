@@ -1,0 +1,208 @@
+"""Checks run before anything heavy (config values, inputs, output folder), the jax platform choice, config dumps."""
+
+from __future__ import annotations
+
+import math
+import os
+import uuid
+
+from . import fs
+from .config import PRESETS, ConfigError
+
+DTYPES = ("float32", "bfloat16", "float16")
+TRAIN_SPLITS = ("train", "train_cot", "L1", "L2", "L3", "lvb")
+
+
+def skip_tpu_probe_without_tpu() -> None:
+    """With libtpu installed but no TPU chip attached, keep jax from starting its TPU backend.
+
+    Otherwise libtpu probes the cloud metadata server and prints `E0000 ... INVALID_ARGUMENT` errors on every
+    start. The check is jax's own (Google TPU devices on the PCI bus). The 'tpu' registration stays (lowering
+    rules are registered per known platform) but its factory fails quietly, as jax does for an absent backend;
+    every other backend (CUDA, ROCm, CPU) is chosen as usual. No-op when JAX_PLATFORMS is set or backends exist.
+    """
+    if os.environ.get("JAX_PLATFORMS") or os.environ.get("JAX_FORCE_TPU_INIT"):
+        return
+    try:
+        import dataclasses
+
+        from jax._src import hardware_utils, xla_bridge
+
+        reg = xla_bridge._backend_factories.get("tpu")
+        if reg is None or xla_bridge._backends or hardware_utils.num_available_tpu_chips_and_device_id()[0] > 0:
+            return
+
+        def no_tpu():
+            raise RuntimeError("no TPU chip attached to this machine")
+
+        xla_bridge._backend_factories["tpu"] = dataclasses.replace(reg, factory=no_tpu, fail_quietly=True)
+        os.environ.setdefault("ALLOW_MULTIPLE_LIBTPU_LOAD", "1")  # `seedr1 aot` loads libtpu for topologies
+    except (ImportError, AttributeError, TypeError):  # another jax layout: keep jax's default behaviour
+        return
+
+
+# ---- config values -------------------------------------------------------------------------------
+def _need(ok: bool, field: str, value, fix: str) -> None:
+    if not ok:
+        raise ConfigError(f"config.{field}={value!r}: {fix}")
+
+
+def check_values(config) -> None:
+    """Every config value that can be wrong without touching data or a model; raises ConfigError naming it."""
+    _need(config.algo in ("grpo", "sft"), "algo", config.algo, "use 'grpo' or 'sft' (configs/X.py:grpo or :sft)")
+    m = config.model
+    for name in ("dtype", "param_dtype"):
+        _need(m[name] in DTYPES, f"model.{name}", m[name], f"use one of {', '.join(DTYPES)}")
+    if m.remat_policy not in ("none", "full"):
+        import jax
+
+        ok = hasattr(jax.checkpoint_policies, str(m.remat_policy))
+        _need(ok, "model.remat_policy", m.remat_policy, "use 'none', 'full' or a name in jax.checkpoint_policies")
+    shape = tuple(config.mesh.shape)
+    ok = len(shape) == 3 and all(isinstance(s, int) and (s >= 1 or s == -1) for s in shape)
+    _need(ok and shape.count(-1) <= 1, "mesh.shape", shape, "give (data, fsdp, tensor), ints >= 1, at most one -1")
+
+    t = config.train
+    _need(t.num_steps > 0, "train.num_steps", t.num_steps, "must be > 0")
+    _need(t.checkpoint_every > 0, "train.checkpoint_every", t.checkpoint_every, "must be > 0")
+    _need(t.keep_checkpoints >= 1, "train.keep_checkpoints", t.keep_checkpoints, "must be >= 1")
+    _need(t.on_nonfinite in ("stop", "skip"), "train.on_nonfinite", t.on_nonfinite, "use 'stop' or 'skip'")
+
+    o = config.optim
+    _need(not o.lr < 0, "optim.lr", o.lr, "must be >= 0")  # nan passes: the non-finite guard handles it
+    _need(o.schedule in ("linear", "cosine", "constant"), "optim.schedule", o.schedule, "use linear, cosine, constant")
+    _need(0 <= o.warmup_ratio < 1, "optim.warmup_ratio", o.warmup_ratio, "must be in [0, 1)")
+    _need(o.grad_clip >= 0, "optim.grad_clip", o.grad_clip, "must be >= 0 (0 disables clipping)")
+    _need(0 <= o.b1 < 1 and 0 <= o.b2 < 1, "optim.b1/b2", (o.b1, o.b2), "must be in [0, 1)")
+
+    d = config.data
+    _need(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be >= 1")
+    _need(d.max_prompt_len >= 1, "data.max_prompt_len", d.max_prompt_len, "must be >= 1")
+    _need(d.max_frames >= 2 and d.max_frames % 2 == 0, "data.max_frames", d.max_frames, "must be even and >= 2")
+    _need(d.split in TRAIN_SPLITS, "data.split", d.split, f"use one of {', '.join(TRAIN_SPLITS)}")
+
+    if config.algo == "grpo":
+        from .grpo import REDUCTIONS
+        from .rewards import REWARD_FNS
+
+        g = config.grpo
+        _need(g.group_size >= 2, "grpo.group_size", g.group_size, "must be >= 2 (advantages compare a group)")
+        _need(g.max_new_tokens >= 1, "grpo.max_new_tokens", g.max_new_tokens, "must be >= 1")
+        _need(g.temperature > 0, "grpo.temperature", g.temperature, "must be > 0")
+        _need(0 < g.top_p <= 1, "grpo.top_p", g.top_p, "must be in (0, 1]")
+        _need(g.top_k >= 0, "grpo.top_k", g.top_k, "must be >= 0 (0 disables)")
+        _need(g.beta >= 0 and math.isfinite(g.beta), "grpo.beta", g.beta, "must be >= 0 (0 skips the reference)")
+        _need(g.mu >= 1, "grpo.mu", g.mu, "must be >= 1")
+        _need(g.reduction in REDUCTIONS, "grpo.reduction", g.reduction, f"use one of {', '.join(REDUCTIONS)}")
+        _need(g.ref_dtype in DTYPES, "grpo.ref_dtype", g.ref_dtype, f"use one of {', '.join(DTYPES)}")
+        names = set(dict(g.rewards))
+        ok = bool(names) and names <= set(REWARD_FNS)
+        _need(ok, "grpo.rewards", dict(g.rewards), f"name rewards from {', '.join(sorted(REWARD_FNS))}")
+    if config.algo == "sft":
+        _need(config.sft.max_response_len >= 1, "sft.max_response_len", config.sft.max_response_len, "must be >= 1")
+
+
+# ---- inputs and outputs --------------------------------------------------------------------------
+def check_model_init(init: str) -> None:
+    """`model.init`: preset:<name>, an HF folder (config.json) or a `seedr1 import-hf`/train folder (model.json)."""
+    if init.startswith("preset:"):
+        name = init.split(":", 1)[1]
+        _need(name in PRESETS, "model.init", init, f"use preset:<name> with a name in {sorted(PRESETS)}")
+        return
+    if not init or not fs.isdir(init):
+        raise ConfigError(
+            f"config.model.init={init!r} does not exist: pass an HF Qwen2-VL folder, a folder from "
+            "`seedr1 import-hf`, or preset:<name>"
+        )
+    if not (fs.exists(fs.join(init, "config.json")) or fs.exists(fs.join(init, "model.json"))):
+        raise ConfigError(
+            f"config.model.init={init!r} holds neither config.json (HF) nor model.json (`seedr1 import-hf`)"
+        )
+
+
+def check_writable(path: str, flag: str = "--workdir") -> None:
+    """`path` can be created and written; leaves nothing behind that was not there before (folders created
+    for the probe are removed again). Run as root, permission bits do not stop writes, so it really writes."""
+    made = []
+    try:
+        if not fs.remote(path):  # object stores need no folder to write into, so none is made there
+            p = os.path.abspath(path)
+            while not os.path.exists(p):
+                made.append(p)
+                p = os.path.dirname(p)
+            if not os.path.isdir(p):
+                raise NotADirectoryError(f"{p} is a file")
+            os.makedirs(path, exist_ok=True)
+        probe = fs.join(path, f".seedr1_write_test_{uuid.uuid4().hex[:8]}")
+        fs.write_text(probe, "")
+        fs.remove(probe)
+    except Exception as e:  # noqa: BLE001 -- OSError locally, tf.errors.* (PermissionDenied, ...) on gs://
+        why = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
+        raise ConfigError(f"{flag} {path} is not writable ({why}); pick a folder you can write to") from None
+    finally:
+        for d in made:
+            try:
+                os.rmdir(d)
+            except OSError:
+                pass
+
+
+def validate_train(config, workdir: str, data: bool = True) -> None:
+    """Everything `seedr1 train` can check before loading a model; raises ConfigError naming what to fix.
+    `data=False` skips the prepared-data check (batches supplied by the caller, as the demo and tests do)."""
+    from .data import find_split_dir
+
+    check_values(config)
+    check_model_init(str(config.model.init))
+    if data:
+        find_split_dir(str(config.data.tfrecord_dir), str(config.data.split))
+    check_writable(workdir)
+
+
+def validate_eval(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> None:
+    """Everything `seedr1 eval` can check before loading a model: the split's prepared data, the weights, the
+    output folder. Raises ConfigError naming what to fix."""
+    from .data import find_split_dir
+    from .evaluate import SPLITS
+
+    if split not in SPLITS:
+        raise ConfigError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
+    d = config.data
+    _need(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be >= 1")
+    _need(d.max_frames >= 2 and d.max_frames % 2 == 0, "data.max_frames", d.max_frames, "must be even and >= 2")
+    _need(config.model.dtype in DTYPES, "model.dtype", config.model.dtype, f"use one of {', '.join(DTYPES)}")
+    own = config.eval.get(split, "")
+    find_split_dir(str(own or config.data.tfrecord_dir), split, f"eval.{split}" if own else "data.tfrecord_dir")
+    if hf_dir:
+        if not fs.exists(fs.join(hf_dir, "config.json")):
+            raise ConfigError(f"--hf-dir {hf_dir}: no config.json; pass a Hugging Face Qwen2-VL folder")
+    else:
+        src = ckpt or workdir
+        flag = "--ckpt" if ckpt else "--workdir"
+        if not fs.exists(fs.join(src, "model.json")):
+            raise ConfigError(
+                f"{flag} {src} holds no model (model.json); train there first, or pass --ckpt DIR or --hf-dir DIR"
+            )
+    check_writable(workdir)
+
+
+def write_config(workdir: str, config) -> str:
+    """Writes the run's full config to `workdir/config.json` (and a readable `config.yaml`); returns the json path.
+
+    Only process 0 writes. The console gets a one-line pointer to it instead of the whole dump."""
+    import jax
+
+    path = fs.join(workdir, "config.json")
+    if jax.process_index() == 0:
+        fs.makedirs(workdir)
+        fs.write_text(path, config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
+        fs.write_text(fs.join(workdir, "config.yaml"), str(config))
+    return path
+
+
+def config_summary(config) -> str:
+    """A short description for the console: algo, model, data, steps, batch."""
+    return (
+        f"{config.algo}: model {config.model.init}, data {config.data.tfrecord_dir}:{config.data.split}, "
+        f"{config.train.num_steps} steps x {config.data.batch_size} prompts"
+    )
