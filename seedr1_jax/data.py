@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import posixpath
 import re
 import zlib

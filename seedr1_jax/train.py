@@ -12,8 +12,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from . import checkpoint, fs, grpo, sft, sharding, update
-from .config import ConfigError
+from . import checkpoint, fs, grpo, preflight, sft, sharding, update
 from .metrics import MetricsWriter, peak_flops, plot_metrics
 
 
@@ -64,21 +63,16 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
     # ---- setup -----------------------------------------------------------------------------------
     sharding.maybe_initialize_distributed()
     jax.config.update("jax_threefry_partitionable", True)
+    preflight.check_values(config)  # `seedr1 train` also checked inputs and the workdir before we got here
     algo = config.algo
-    if algo not in ("grpo", "sft"):
-        raise ConfigError(f"algo={algo!r}: use 'grpo' or 'sft'")
     total = int(config.train.num_steps)
-    if total <= 0:
-        raise ConfigError("train.num_steps must be > 0 (the GRPO recipe: ~750 = 1 epoch of 6k prompts / 8)")
     mesh = sharding.make_mesh(tuple(config.mesh.shape))
     rules = rules_of(config)
-    fs.makedirs(workdir)
-    if jax.process_index() == 0:
-        fs.write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2, sort_keys=True))
+    config_path = preflight.write_config(workdir, config)
     _log(
-        f"seedr1 train ({algo}) in {workdir}: mesh {dict(mesh.shape)} over {jax.device_count()} "
-        f"{jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es); config in "
-        f"{os.path.join(workdir, 'config.json')}"
+        f"seedr1 train in {workdir}: {preflight.config_summary(config)}; mesh {dict(mesh.shape)} over "
+        f"{jax.device_count()} {jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es); "
+        f"full config: {config_path}"
     )
 
     with jax.set_mesh(mesh):
