@@ -1,0 +1,118 @@
+"""Attention diagnostics: probabilities equal transformers' eager attentions; vision tokens map back to their
+frame pair and merged patch; `seedr1 attention` end to end on a tiny model, with clear errors on bad input."""
+
+import numpy as np
+import pytest
+import torch
+from hf_utils import Prompt, batch, hf_config, save_hf_model
+
+from seedr1_jax import attention as A
+from seedr1_jax.qwen2_vl import Qwen2VL, prepare_inputs
+
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module", params=["a", "b"])
+def pair(request, tmp_path_factory):
+    d = tmp_path_factory.mktemp(f"hf_{request.param}")
+    hf = save_hf_model(request.param, d, seed=1)
+    hf.set_attn_implementation("eager")
+    return hf, Qwen2VL.from_pretrained(str(d), dtype="float32")
+
+
+def _hf_attentions(hf, inputs):
+    cfg = hf.config
+    tt = {k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}
+    mm = torch.zeros_like(tt["input_ids"])
+    mm[tt["input_ids"] == cfg.image_token_id] = 1
+    mm[tt["input_ids"] == cfg.video_token_id] = 2
+    with torch.no_grad():
+        out = hf(**tt, mm_token_type_ids=mm, output_attentions=True)
+    return np.stack([a.float().numpy() for a in out.attentions])  # [L, B, N, T, T]
+
+
+@pytest.mark.parametrize("case", ["video_image_text", "padded_batch"])
+def test_probs_match_transformers_eager(pair, case):
+    hf, ours = pair
+    rng = np.random.default_rng(5)
+    P = lambda: Prompt(hf.config, rng)  # noqa: E731
+    # video temporal grid <= merged spatial grid: where transformers 5.x's M-RoPE index agrees with Qwen2-VL's
+    prompts = {
+        "video_image_text": [P().text(4).video(4, 8, 8).image(4, 6).text(9)],
+        "padded_batch": [P().text(3).image(4, 4).text(9), P().text(2).video(2, 4, 6).text(5).image(6, 4).text(3)],
+    }[case]
+    inputs = batch(hf.config, prompts)
+    ref = _hf_attentions(hf, inputs)
+    nl = ours.cfg.text.num_layers
+    layers = tuple(range(nl))
+    got = A.attention_maps(ours, prepare_inputs(ours.cfg, **inputs), layers)
+    got = np.asarray(got)
+    assert got.shape == ref.shape
+    keep = inputs["attention_mask"].astype(bool)  # padded query rows are undefined in both
+    err = max(np.abs(got[:, b, :, keep[b]] - ref[:, b, :, keep[b]]).max() for b in range(len(prompts)))
+    assert err <= TOL, f"{case}: max abs diff {err}"
+    # a subset of layers and query rows is the same slice of the full result
+    q0 = inputs["input_ids"].shape[1] - 5
+    sub = A.attention_maps(ours, prepare_inputs(ours.cfg, **inputs), (nl - 1,), query_start=q0)
+    np.testing.assert_allclose(np.asarray(sub)[0], got[nl - 1, :, :, q0:], atol=1e-6)
+
+
+def test_unknown_layer_is_a_clear_error():
+    assert A.check_layers([-1, 0, 0], 3) == (0, 2)
+    with pytest.raises(A.ConfigError, match="layer 5 does not exist"):
+        A.check_layers([5], 3)
+
+
+def test_vision_sources_follow_the_mrope_grid():
+    from seedr1_jax.config import tiny
+    from seedr1_jax.qwen2_vl import get_rope_index
+
+    cfg = tiny()
+    rng = np.random.default_rng(0)
+    p = Prompt(hf_config("b"), rng)  # the real special-token ids, like `tiny`
+    p.text(3).video(3, 4, 6).text(2).image(6, 4).text(2).video(1, 2, 2).text(1)
+    ids = np.array(p.ids)
+    src = A.vision_sources(cfg, ids, p.image_grids, p.video_grids)
+    pos, _ = get_rope_index(cfg, ids[None], None, p.image_grids, p.video_grids)
+    assert src["grids"] == {(A.VIDEO, 0): (3, 2, 3), (A.IMAGE, 0): (1, 3, 2), (A.VIDEO, 1): (1, 1, 1)}
+    for key in src["grids"]:
+        sel = (src["kind"] == key[0]) & (src["block"] == key[1])
+        rel = pos[:, 0, sel] - pos[:, 0, sel].min(axis=1, keepdims=True)
+        np.testing.assert_array_equal(rel, np.stack([src["t"][sel], src["row"][sel], src["col"][sel]]))
+    assert (src["kind"] == A.TEXT).sum() == len(ids) - 18 - 6 - 1
+
+
+def test_planted_attention_lights_up_exactly_that_patch_in_that_frame():
+    """Real layout: 8 frames (4 temporal pairs x 9 x 9 merged tokens) + the observation image."""
+    from seedr1_jax import processor as P
+    from seedr1_jax.config import tiny
+
+    cfg = tiny()
+    ids, _ = P.prompt_ids(P.load_tokenizer(), "q?", ["a", "b"], (4, P.GRID, P.GRID), (1, P.GRID, P.GRID))
+    src = A.vision_sources(cfg, ids, [(1, P.GRID, P.GRID)], [(4, P.GRID, P.GRID)])
+    g = P.GRID // P.MERGE
+    assert src["grids"][(A.VIDEO, 0)] == (4, g, g) and src["grids"][(A.IMAGE, 0)] == (1, g, g)
+    pair, row, col = 2, 3, 5
+    (key,) = np.nonzero((src["kind"] == A.VIDEO) & (src["t"] == pair) & (src["row"] == row) & (src["col"] == col))[0]
+    weights = np.zeros(len(ids))
+    weights[key] = 1.0
+    heat = A.vision_heat(weights, src)
+    assert heat[(A.IMAGE, 0)].sum() == 0
+    px = A.heat_to_pixels(heat[(A.VIDEO, 0)], P.MERGE * P.PATCH)
+    cell = P.MERGE * P.PATCH
+    want = np.zeros((8, P.SIZE, P.SIZE))
+    want[2 * pair : 2 * pair + 2, row * cell : (row + 1) * cell, col * cell : (col + 1) * cell] = 1
+    np.testing.assert_array_equal(px, want)
+
+    # the same cell painted into the pixels lands in exactly the patches that token reads (data layout:
+    # the j-th video pad token reads merged row j = patch rows 4j..4j+3), and unpatchify inverts the processor
+    frames = np.full((8, P.SIZE, P.SIZE, 3), 128, np.uint8)
+    painted = frames.copy()
+    painted[want.astype(bool)] = (250, 10, 10)
+    base, _ = P.video_patches(frames)
+    hot, grid = P.video_patches(painted)
+    changed = np.nonzero(np.abs(hot - base).max(-1) > 0)[0]
+    j = int((ids[:key] == cfg.video_token_id).sum())
+    np.testing.assert_array_equal(changed, np.arange(4 * j, 4 * j + 4))
+    back = A.unpatchify(hot.reshape(grid[0], -1, hot.shape[-1]), (P.GRID, P.GRID), cfg)
+    assert np.abs(back.astype(int) - painted.astype(int)).max() <= 1
