@@ -169,3 +169,407 @@ def unpatchify(segments, grid_hw, cfg):
     x = x.transpose(0, 6, 1, 3, 7, 2, 4, 8, 5).reshape(-1, gh * p, gw * p, 3)  # (t, tp, bh, mh, ph, bw, mw, pw, C)
     x = x * P.CLIP_STD + P.CLIP_MEAN
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
+
+
+# ---- per-sample analysis -------------------------------------------------------------------------
+MODEL_KEYS = ("input_ids", "attention_mask", "positions", "pixels", "hw_pos", "vision_index")
+SPANS = ("reasoning", "answer", "response")
+
+
+def data_grids(ids, cfg):
+    """(image_grid_thw, video_grid_thw) of a row in the data pipeline's layout (252x252 frames: each temporal
+    pair and the image are P.GRID x P.GRID patches), from its pad-token counts."""
+    from . import processor as P
+
+    per = (P.GRID // cfg.vision.spatial_merge_size) ** 2
+    nv, ni = int((ids == cfg.video_token_id).sum()), int((ids == cfg.image_token_id).sum())
+    return ([(1, P.GRID, P.GRID)] if ni else None), ([(nv // per, P.GRID, P.GRID)] if nv else None)
+
+
+def token_spans(tokenizer, tokens) -> tuple[list[str], dict[str, list[int]]]:
+    """Per-token labels and the generated-token indices of `<think>` content, `<answer>` content and all."""
+    tokens = [int(t) for t in tokens]
+    labels = [tokenizer.decode([t], skip_special_tokens=False) for t in tokens]
+    ends = np.cumsum([len(s) for s in labels])
+    starts = ends - np.array([len(s) for s in labels], int)
+    text = "".join(labels)
+    spans = {"response": list(range(len(tokens)))}
+    for name, tag in (("reasoning", "think"), ("answer", "answer")):
+        a, b = text.find(f"<{tag}>"), text.find(f"</{tag}>")
+        if a < 0 or b < a:
+            spans[name] = []
+            continue
+        lo, hi = a + len(tag) + 2, b  # content chars [lo, hi)
+        spans[name] = [i for i in range(len(tokens)) if starts[i] < hi and ends[i] > lo and labels[i].strip()]
+    return labels, spans
+
+
+def span_metrics(weights, src: dict, evidence=None) -> dict:
+    """Metrics of one span from its tokens' attention float[n, S] (rows sum to 1; n may be 0).
+
+    visual/video/image: mean attention mass on vision / video / image tokens; video_of_visual: video / visual;
+    frame_entropy: entropy of the video mass over temporal pairs / log(pairs) (1 spread evenly, 0 one pair);
+    evidence: share of the video mass on the `evidence` frames (each frame of a pair gets half its mass).
+    """
+    out = dict.fromkeys(("visual", "video", "image", "video_of_visual", "frame_entropy", "evidence"))
+    out["tokens"] = int(len(weights))
+    if not len(weights):
+        return out
+    mean = np.asarray(weights, np.float64).mean(0)
+    img, vid = float(mean[src["kind"] == IMAGE].sum()), float(mean[src["kind"] == VIDEO].sum())
+    out.update(visual=img + vid, video=vid, image=img)
+    if img + vid > 0:
+        out["video_of_visual"] = vid / (img + vid)
+    heat = vision_heat(mean, src)
+    if (VIDEO, 0) in heat and vid > 0:
+        pairs = heat[(VIDEO, 0)].sum((1, 2)) / vid
+        if len(pairs) > 1:
+            nz = pairs[pairs > 0]
+            out["frame_entropy"] = float(-(nz * np.log(nz)).sum() / np.log(len(pairs)))
+        if evidence:
+            frames = np.repeat(pairs / 2, 2)
+            out["evidence"] = float(frames[[f for f in evidence if f < len(frames)]].sum())
+    return out
+
+
+def evidence_frames(ex: dict):
+    """The record's evidence frames as indices into its sampled frames, or None.
+
+    Optional prepared-record fields: `evidence_frames` (indices into the sampled `frames`) or
+    `evidence_video_frames` (original video frame numbers, matched through `frame_indices`).
+    """
+    if "evidence_frames" in ex and np.size(ex["evidence_frames"]):
+        return sorted({int(i) for i in np.asarray(ex["evidence_frames"]).reshape(-1)})
+    if "evidence_video_frames" in ex and "frame_indices" in ex and np.size(ex["evidence_video_frames"]):
+        ev = {int(i) for i in np.asarray(ex["evidence_video_frames"]).reshape(-1)}
+        return [j for j, f in enumerate(np.asarray(ex["frame_indices"]).reshape(-1)) if int(f) in ev] or None
+    return None
+
+
+def analyse(
+    model, batch, tokenizer, layers, *, max_new_tokens=256, repetition_penalty=1.05, evidence=None, tokens=None
+):
+    """Greedy-decodes one prompt like `seedr1 eval`, then one teacher-forced pass over prompt + response.
+
+    batch: one data-pipeline row (B = 1). tokens: int[C] to analyse instead of decoding (tests, fixed
+    responses). Returns a JSON-able dict: response, labels, shares float[n, 3] (text, image, video mass per
+    generated token), spans, metrics per span, heat per span ({"video": [t][h][w], "image": [h][w]}).
+    """
+    from . import rewards
+    from .sampler import generate, teacher_forced_inputs
+
+    fields = {k: jnp.asarray(batch[k]) for k in MODEL_KEYS if k in batch}
+    if tokens is None:
+        out = generate(
+            model,
+            fields,
+            rng=jax.random.key(0),
+            group_size=1,
+            max_new_tokens=max_new_tokens,
+            greedy=True,
+            repetition_penalty=repetition_penalty,
+        )
+        n = int(np.asarray(out["mask"])[0].sum())
+        tokens = np.asarray(out["tokens"])[0]
+    else:
+        tokens = np.asarray(tokens, np.int32)
+        n = len(tokens)
+    t = fields["input_ids"].shape[1]
+    inputs = teacher_forced_inputs(fields, jnp.asarray(tokens)[None], 1)
+    probs = attention_maps(model, inputs, tuple(layers), query_start=t)  # [nl, 1, N, C, T + C]
+    w = np.asarray(probs.mean(axis=(0, 2))[0, :n], np.float64)  # [n, S], mean over layers and heads
+    ids = np.asarray(inputs["input_ids"])[0]
+    src = vision_sources(model.cfg, ids, *data_grids(ids, model.cfg))
+    shares = np.stack([w[:, src["kind"] == k].sum(-1) for k in (TEXT, IMAGE, VIDEO)], -1)
+    labels, spans = token_spans(tokenizer, tokens[:n])
+    response = tokenizer.decode([int(x) for x in tokens[:n]], skip_special_tokens=True)
+    res = dict(response=response, labels=labels, shares=shares.round(5).tolist(), spans=spans)
+    if "answer" in batch:
+        res["correct"] = rewards.accuracy_reward(response, str(np.asarray(batch["answer"]).reshape(-1)[0]))
+    res["metrics"] = {s: span_metrics(w[spans[s]], src, evidence) for s in SPANS}
+    res["heat"] = {}
+    for s in SPANS:
+        heat = vision_heat(w[spans[s]].mean(0) if spans[s] else np.zeros(len(ids)), src)
+        res["heat"][s] = {("video" if k[0] == VIDEO else "image"): v.round(6).tolist() for k, v in heat.items()}
+    return res
+
+
+# ---- figures -------------------------------------------------------------------------------------
+def _save(fig, path) -> None:
+    import warnings
+
+    import matplotlib.pyplot as plt
+
+    with warnings.catch_warnings():  # decoded tokens may hold glyphs the default font lacks
+        warnings.filterwarnings("ignore", message="Glyph .* missing")
+        fig.tight_layout()
+        fig.savefig(path, dpi=80)
+    plt.close(fig)
+
+
+def _fmt(x, pct=True):
+    return "n/a" if x is None else (f"{100 * x:.1f}%" if pct else f"{x:.2f}")
+
+
+def draw_heat_grid(path, frames, image, results: dict, span: str, cell: int) -> None:
+    """PNG: one row per model, the frames (uint8[F, H, W, 3] or None) and the observation image (uint8[H, W, 3]
+    or None), each with the `span` tokens' attention overlaid (one colour scale for the whole figure)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [("video", i) for i in range(0 if frames is None else len(frames))] + (
+        [("image", 0)] if image is not None else []
+    )
+    maps = {}
+    for label, r in results.items():
+        h = r["heat"][span]
+        vid = heat_to_pixels(np.asarray(h["video"]), cell) if "video" in h else None
+        img = heat_to_pixels(np.asarray(h["image"]), cell, temporal=1)[0] if "image" in h else None
+        maps[label] = [vid[i] if kind == "video" else img for kind, i in panels]
+    vmax = max([float(m.max()) for ms in maps.values() for m in ms] + [1e-12])
+    nr, nc = len(results), max(1, len(panels))
+    fig, axes = plt.subplots(nr, nc, figsize=(1.6 * nc + 0.6, 1.8 * nr + 0.4), squeeze=False)
+    for r, (label, res) in enumerate(results.items()):
+        m = res["metrics"][span]
+        for c, (kind, i) in enumerate(panels):
+            ax = axes[r, c]
+            ax.imshow(frames[i] if kind == "video" else image)
+            if m["tokens"]:
+                ax.imshow(maps[label][c], cmap="inferno", alpha=0.55, vmin=0, vmax=vmax)
+            ax.set_xticks([]), ax.set_yticks([])
+            if r == 0:
+                ax.set_title(f"frame {i}" if kind == "video" else "observation", fontsize=8)
+        head = f"{label}\n{m['tokens']} tok, vis {_fmt(m['visual'])}" if m["tokens"] else f"{label}\nno {span} span"
+        axes[r, 0].set_ylabel(head, fontsize=7)
+    fig.suptitle(f"attention of the {span} tokens (shared scale, max {vmax:.2g} per merged patch)", fontsize=9)
+    _save(fig, path)
+
+
+def draw_token_shares(path, results: dict) -> None:
+    """PNG: per model, stacked bars of each generated token's attention mass on video / image / text."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    n = max([len(r["labels"]) for r in results.values()] + [1])
+    fig, axes = plt.subplots(
+        len(results), 1, figsize=(min(60, max(6, 2 + 0.18 * n)), 2.6 * len(results)), squeeze=False
+    )
+    for ax, (label, r) in zip(axes[:, 0], results.items()):
+        s = np.asarray(r["shares"]).reshape(-1, 3)
+        x = np.arange(len(s))
+        for span, colour in (("reasoning", "#e8f0ff"), ("answer", "#fff0d0")):
+            for i in r["spans"][span]:
+                ax.axvspan(i - 0.5, i + 0.5, color=colour, zorder=0)
+        ax.bar(x, s[:, 2], color="#c0392b", label="video")
+        ax.bar(x, s[:, 1], bottom=s[:, 2], color="#2980b9", label="image")
+        ax.bar(x, s[:, 0], bottom=s[:, 2] + s[:, 1], color="#bbbbbb", label="text")
+        ax.set_xticks(x, [repr(t)[1:-1] for t in r["labels"]], rotation=90, fontsize=6)
+        ax.set_xlim(-0.5, n - 0.5), ax.set_ylim(0, 1)
+        ax.set_ylabel(f"{label}\nattention share", fontsize=7)
+        ax.legend(fontsize=6, loc="upper right", ncol=3)
+    axes[0, 0].set_title("attention mass per generated token (blue band: <think>, yellow: <answer>)", fontsize=9)
+    _save(fig, path)
+
+
+# ---- the command ---------------------------------------------------------------------------------
+COLUMNS = (
+    ("reasoning", "visual", "reason vis"),
+    ("answer", "visual", "answer vis"),
+    ("response", "visual", "all vis"),
+    ("reasoning", "video_of_visual", "video/vis"),
+    ("reasoning", "frame_entropy", "frame H"),
+    ("reasoning", "evidence", "evidence"),
+)
+
+
+def load_model(path: str, dtype: str = "float32"):
+    """A `seedr1 import-hf` / `seedr1 train` folder (model.json) or a Hugging Face Qwen2-VL folder."""
+    import os
+
+    from .checkpoint import MODEL_JSON, load_params
+    from .qwen2_vl import Qwen2VL
+
+    if not path or not os.path.isdir(path):
+        raise ConfigError(f"checkpoint {path!r} not found: pass a folder from `seedr1 import-hf`/`seedr1 train`")
+    if os.path.exists(os.path.join(path, MODEL_JSON)):
+        return load_params(path, dtype=dtype)
+    if os.path.exists(os.path.join(path, "config.json")):
+        return Qwen2VL.from_pretrained(path, dtype=dtype)
+    raise ConfigError(f"{path}: neither {MODEL_JSON} (our checkpoint) nor config.json (a Hugging Face folder)")
+
+
+def samples(tfrecord_dir, split, model_cfg, tokenizer, *, num, max_frames=16, max_prompt_len=1024):
+    """Yields (one-row batch, evidence frames or None) for the first `num` usable samples of a prepared split."""
+    import logging
+    import os
+
+    from . import data
+
+    cfg = data.default_config()
+    cfg.tfrecord_dir, cfg.split, cfg.shuffle = tfrecord_dir, split, False
+    cfg.max_frames, cfg.max_prompt_len = int(max_frames), int(max_prompt_len)
+    found = data.find_split_dir(tfrecord_dir, split)  # a clear error before tf.data starts
+    parent = os.path.dirname(found)
+    if os.path.basename(os.path.dirname(parent)) == "seed_bench_r1" and os.path.basename(parent) != split:
+        raise ConfigError(
+            f"{tfrecord_dir} holds split {os.path.basename(parent)!r}, not {split!r}; run `seedr1 prep "
+            f"--split {split} --out {tfrecord_dir}` or pass the right --split"
+        )
+    done = 0
+    for _, ex in data.examples(cfg, 0, 1, epochs=1, shuffle=False):
+        if done >= num:
+            return
+        try:
+            row = data.build_sample(ex, cfg, model_cfg, tokenizer)
+        except ValueError as e:
+            logging.warning("skipping %s", e)
+            continue
+        done += 1
+        yield data.stack([row], cfg), evidence_frames(ex)
+
+
+def summarize(per_sample: list[dict]) -> dict:
+    """{model: {span: {metric: mean over the samples where it is defined (None where none)}}}."""
+    out = {}
+    for s in per_sample:
+        for label, r in s["models"].items():
+            for span, m in r["metrics"].items():
+                for k, v in m.items():
+                    out.setdefault(label, {}).setdefault(span, {}).setdefault(k, []).append(v)
+    return {
+        label: {
+            span: {
+                k: (None if not [x for x in v if x is not None] else float(np.mean([x for x in v if x is not None])))
+                for k, v in ms.items()
+            }
+            for span, ms in spans.items()
+        }
+        for label, spans in out.items()
+    }
+
+
+def format_summary(summary: dict, n: int) -> str:
+    head = f"{'model':<16}" + "".join(f"{c:>12}" for _, _, c in COLUMNS)
+    lines = [f"attention of generated tokens, {n} samples (vis = share on video + image; H, evidence: video)", head]
+    for label, spans in summary.items():
+        cells = [_fmt(spans[s][k], pct=k != "frame_entropy") for s, k, _ in COLUMNS]
+        lines.append(f"{label[:16]:<16}" + "".join(f"{c:>12}" for c in cells))
+    return "\n".join(lines)
+
+
+def _labels(paths):
+    import os
+
+    names = [os.path.basename(os.path.normpath(p)) or p for p in paths]
+    return names if len(set(names)) == len(names) else [f"{chr(65 + i)}:{n}" for i, n in enumerate(names)]
+
+
+def collect(models: dict, batches, tokenizer, layers, *, max_new_tokens, repetition_penalty, out=None, cfg=None):
+    """Analyses every (batch, evidence) with every model; with `out`, writes each sample's figures and JSON."""
+    import json
+    import os
+
+    per_sample = []
+    for batch, evidence in batches:
+        sid = str(batch["sample_id"][0])
+        res = {
+            label: analyse(
+                m,
+                batch,
+                tokenizer,
+                layers,
+                max_new_tokens=max_new_tokens,
+                repetition_penalty=repetition_penalty,
+                evidence=evidence,
+            )
+            for label, m in models.items()
+        }
+        s = dict(
+            sample_id=sid, answer=str(batch["answer"][0]), evidence_frames=evidence, layers=list(layers), models=res
+        )
+        per_sample.append(s)
+        if out is None:
+            continue
+        ids = np.asarray(batch["input_ids"][0])
+        igrid, vgrid = data_grids(ids, cfg)
+        pix = np.asarray(batch["pixels"][0])
+        frames = unpatchify(pix[: vgrid[0][0]], vgrid[0][1:], cfg) if vgrid else None
+        image = unpatchify(pix[-1:], igrid[0][1:], cfg)[0] if igrid else None
+        safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in sid)
+        cell = cfg.vision.spatial_merge_size * cfg.vision.patch_size
+        for span in ("reasoning", "answer"):
+            draw_heat_grid(os.path.join(out, f"{safe}_{span}.png"), frames, image, res, span, cell)
+        draw_token_shares(os.path.join(out, f"{safe}_tokens.png"), res)
+        with open(os.path.join(out, f"{safe}.json"), "w") as f:
+            json.dump(s, f)
+        print(f"{sid}: " + "  ".join(f"{k}: {r['response'][:60]!r}" for k, r in res.items()), flush=True)
+    return per_sample
+
+
+def run(
+    ckpt=None,
+    hf_dir=None,
+    *,
+    tfrecord_dir,
+    split,
+    out,
+    num=8,
+    layers=None,
+    compare=None,
+    max_new_tokens=256,
+    repetition_penalty=1.05,
+    max_frames=16,
+    max_prompt_len=1024,
+    dtype="float32",
+) -> int:
+    """`seedr1 attention`: figures and JSON per sample under `out`, summary.json, the summary table printed."""
+    import json
+    import os
+
+    from .processor import load_tokenizer
+
+    if (ckpt is None) == (hf_dir is None):
+        raise ConfigError("pass exactly one of --ckpt DIR or --hf-dir DIR")
+    paths = [ckpt or hf_dir] + ([compare] if compare else [])
+    models = dict(zip(_labels(paths), [load_model(p, dtype) for p in paths]))
+    first = next(iter(models.values()))
+    nl = first.cfg.text.num_layers
+    layers = check_layers(range(nl) if not layers else layers, nl)
+    for label, m in models.items():
+        if m.cfg.text.num_layers != nl:
+            raise ConfigError(f"--compare: {label} has {m.cfg.text.num_layers} layers, the first model {nl}")
+    tokenizer = load_tokenizer()
+    batches = samples(
+        tfrecord_dir, split, first.cfg, tokenizer, num=num, max_frames=max_frames, max_prompt_len=max_prompt_len
+    )
+    os.makedirs(out, exist_ok=True)
+    per_sample = collect(
+        models,
+        batches,
+        tokenizer,
+        layers,
+        max_new_tokens=max_new_tokens,
+        repetition_penalty=repetition_penalty,
+        out=out,
+        cfg=first.cfg,
+    )
+    if not per_sample:
+        raise ConfigError(f"split {split!r} in {tfrecord_dir} gave no usable sample (raise --max-prompt-len?)")
+    summary = summarize(per_sample)
+    print(format_summary(summary, len(per_sample)))
+    doc = dict(
+        split=split,
+        num=len(per_sample),
+        layers=list(layers),
+        checkpoints=dict(zip(models, paths)),
+        summary=summary,
+        samples=[s["sample_id"] for s in per_sample],
+    )
+    with open(os.path.join(out, "summary.json"), "w") as f:
+        json.dump(doc, f, indent=2)
+    print(f"figures and per-sample JSON: {out}")
+    return 0

@@ -116,3 +116,97 @@ def test_planted_attention_lights_up_exactly_that_patch_in_that_frame():
     np.testing.assert_array_equal(changed, np.arange(4 * j, 4 * j + 4))
     back = A.unpatchify(hot.reshape(grid[0], -1, hot.shape[-1]), (P.GRID, P.GRID), cfg)
     assert np.abs(back.astype(int) - painted.astype(int)).max() <= 1
+
+
+# ---- `seedr1 attention` end to end on the tiny model ---------------------------------------------
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory):
+    from flax import nnx
+
+    from data_prep import prep, synth
+    from seedr1_jax.checkpoint import save_params
+    from seedr1_jax.config import tiny
+
+    root = str(tmp_path_factory.mktemp("syn") / "data")
+    synth.generate(root, num_train=2, num_val=4, seed=3)
+    tfr = str(tmp_path_factory.mktemp("tfr"))
+    assert prep.prepare(root, "L1", tfr, workers=1, max_frames=4, progress=False)["skipped"] == 0
+    ckpts = []
+    for seed in (0, 1):
+        d = str(tmp_path_factory.mktemp(f"ck{seed}"))
+        save_params(d, Qwen2VL(tiny(), rngs=nnx.Rngs(seed)))
+        ckpts.append(d)
+    return tfr, ckpts
+
+
+def _cli(*args):
+    from seedr1_jax.cli import main
+
+    common = ["--max-frames", "4", "--max-prompt-len", "512", "--max-new-tokens", "5"]
+    return main(["attention", *args, *common])
+
+
+def test_cli_end_to_end_with_compare(prepared, tmp_path, capsys):
+    import json
+
+    tfr, (a, b) = prepared
+    out = tmp_path / "out"
+    args = ["--ckpt", a, "--compare", b, "--tfrecord-dir", tfr, "--split", "L1", "--num", "2", "--layers", "-1"]
+    assert _cli(*args, "--out", str(out)) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    labels = list(summary["checkpoints"])
+    assert len(labels) == 2 and summary["num"] == 2 and summary["layers"] == [1]
+    assert set(summary["summary"][labels[0]]) == {"reasoning", "answer", "response"}
+    assert 0 < summary["summary"][labels[1]]["response"]["visual"] < 1
+    printed = capsys.readouterr().out
+    assert all(label in printed for label in labels) and "frame H" in printed
+    for sid in summary["samples"]:
+        for suffix in ("_reasoning.png", "_answer.png", "_tokens.png"):
+            assert (out / f"{sid}{suffix}").read_bytes()[:4] == b"\x89PNG"
+        s = json.loads((out / f"{sid}.json").read_text())
+        assert set(s["models"]) == set(labels)
+        for r in s["models"].values():
+            n = len(r["labels"])
+            assert 1 <= n <= 5 and np.asarray(r["shares"]).shape == (n, 3)
+            np.testing.assert_allclose(np.asarray(r["shares"]).sum(-1), 1, atol=1e-4)
+            heat = r["heat"]["response"]
+            assert np.asarray(heat["video"]).shape == (2, 9, 9) and np.asarray(heat["image"]).shape == (1, 9, 9)
+            assert abs(np.sum(heat["video"]) - r["metrics"]["response"]["video"]) < 1e-4
+
+
+def test_fixed_response_spans_and_metrics(prepared):
+    from seedr1_jax.checkpoint import load_params
+    from seedr1_jax.processor import encode, load_tokenizer
+
+    tfr, (a, _) = prepared
+    model, tok = load_params(a), load_tokenizer()
+    (batch, _), *_ = list(A.samples(tfr, "L1", model.cfg, tok, num=1, max_frames=4, max_prompt_len=512))
+    text = "<think>the red square moves</think><answer>B</answer><|im_end|>"
+    r = A.analyse(model, batch, tok, (0, 1), tokens=encode(tok, text), evidence=[2, 3])
+    spans = r["spans"]
+    assert "".join(r["labels"][i] for i in spans["reasoning"]).strip() == "the red square moves"
+    # a token straddling a tag and its content (">B") belongs to the span
+    assert "".join(r["labels"][i] for i in spans["answer"]) == ">B"
+    shares = np.asarray(r["shares"])
+    for span in ("reasoning", "answer"):
+        m = r["metrics"][span]
+        assert m["tokens"] == len(spans[span])
+        assert abs(m["visual"] - shares[spans[span], 1:].sum(-1).mean()) < 1e-4
+        assert 0 <= m["frame_entropy"] <= 1 and 0 < m["evidence"] < 1
+        pairs = np.asarray(r["heat"][span]["video"]).sum((1, 2))
+        assert abs(m["evidence"] - pairs[1] / pairs.sum()) < 1e-4  # frames 2, 3 = temporal pair 1
+    assert r["correct"] in (0.0, 1.0)
+
+
+def test_cli_bad_inputs_are_clear_errors(prepared, tmp_path, capsys):
+    tfr, (a, _) = prepared
+    base = ["--tfrecord-dir", tfr, "--out", str(tmp_path / "o")]
+    assert _cli("--ckpt", a, "--split", "L1", "--layers", "7", *base) == 2
+    assert "layer 7 does not exist" in capsys.readouterr().err
+    assert _cli("--ckpt", str(tmp_path / "nope"), "--split", "L1", *base) == 2
+    assert "not found" in capsys.readouterr().err
+    assert _cli("--ckpt", a, "--split", "L3", *base) == 2
+    assert "holds split 'L1', not 'L3'" in capsys.readouterr().err
+    empty = ["--tfrecord-dir", str(tmp_path), "--out", str(tmp_path / "o")]
+    assert _cli("--ckpt", a, "--split", "L2", *empty) == 2
+    assert "seedr1 prep" in capsys.readouterr().err
