@@ -573,3 +573,27 @@ def run(
         json.dump(doc, f, indent=2)
     print(f"figures and per-sample JSON: {out}")
     return 0
+
+
+def eval_stats(model, data_cfg, tfrecord_dir, split, *, num, max_new_tokens, repetition_penalty, label="this run"):
+    """`seedr1 eval --attention-stats`: the summary metrics over the split's first `num` samples (all layers).
+
+    Returns (summary {label: {span: {metric: value}}}, the printed table)."""
+    from .processor import load_tokenizer
+
+    tokenizer = load_tokenizer(data_cfg.get("tokenizer") or None)
+    batches = samples(
+        tfrecord_dir,
+        split,
+        model.cfg,
+        tokenizer,
+        num=num,
+        max_frames=data_cfg.max_frames,
+        max_prompt_len=data_cfg.max_prompt_len,
+    )
+    layers = tuple(range(model.cfg.text.num_layers))
+    per = collect(
+        {label: model}, batches, tokenizer, layers, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty
+    )
+    summary = summarize(per)
+    return summary, format_summary(summary, len(per))

@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True)
     p.add_argument("--ckpt", default=None)
     p.add_argument("--hf-dir", default=None)
+    p.add_argument("--attention-stats", action="store_true", help="add the `seedr1 attention` summary metrics")
+    p.add_argument("--attention-samples", type=int, default=8, help="samples for --attention-stats")
 
     p = _add(sub, "import-hf", "HF Qwen2-VL folder (config.json + safetensors) -> our checkpoint")
     p.add_argument("--hf-dir", required=True)
@@ -143,7 +145,8 @@ def _run(args, extra):
         from .evaluate import main as eval_main
 
         cfg = _config_from_argv(args.config, extra)
-        return eval_main(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir)
+        att = args.attention_samples if args.attention_stats else 0
+        return eval_main(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir, attention_samples=att)
     if args.cmd == "aot":
         from .aot import main as aot_main
 

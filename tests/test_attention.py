@@ -210,3 +210,20 @@ def test_cli_bad_inputs_are_clear_errors(prepared, tmp_path, capsys):
     empty = ["--tfrecord-dir", str(tmp_path), "--out", str(tmp_path / "o")]
     assert _cli("--ckpt", a, "--split", "L2", *empty) == 2
     assert "seedr1 prep" in capsys.readouterr().err
+
+
+def test_eval_attention_stats_join_the_accuracy_summary(prepared, tmp_path, capsys):
+    import json
+
+    from configs.tiny import get_config
+    from seedr1_jax import evaluate
+
+    tfr, (a, _) = prepared
+    cfg = get_config()
+    cfg.data.tfrecord_dir, cfg.data.batch_size, cfg.eval.max_new_tokens = tfr, 8, 4  # 8 fake devices
+    assert evaluate.main(cfg, str(tmp_path), "L1", ckpt=a, attention_samples=2) == 0
+    printed = capsys.readouterr().out
+    assert "accuracy (%) on L1" in printed and "attention of generated tokens, 2 samples" in printed
+    summary = json.loads((tmp_path / "eval_L1_summary.json").read_text())
+    (att,) = summary["attention"].values()
+    assert att["response"]["tokens"] == 4 and 0 < att["response"]["visual"] < 1
