@@ -522,3 +522,32 @@ def eval_stats(model, data_cfg, tfrecord_dir, split, *, num, max_new_tokens, rep
     )
     summary = summarize(per)
     return summary, format_summary(summary, len(per))
+
+
+# ---- experimental: a grounding reward (off by default; not wired into training) ------------------
+def grounding_reward(model, batch, tokens, tokenizer, *, group_size: int, layers=None) -> np.ndarray:
+    """Visual attention share of each completion's reasoning (`<think>` content) span: float32[B*G] in [0, 1]
+    (0 without a span). Process supervision in the spirit of the paper's open question 1, to be weighted into
+    the GRPO reward by a trainer that opts in; nothing calls it by default.
+
+    batch: the B prompts (data-pipeline layout); tokens int32[B*G, C] (rows b * G + g, pads after the stop).
+    One teacher-forced pass (the vision tower runs G times per prompt); memory grows with the layers kept
+    (default: the last one) x heads x B*G x C x (T + C).
+    """
+    from . import grpo
+    from .sampler import teacher_forced_inputs
+
+    nl = model.cfg.text.num_layers
+    layers = check_layers([-1] if layers is None else layers, nl)
+    tokens = np.asarray(tokens, np.int32)
+    valid = np.asarray(grpo.completion_mask(jnp.asarray(tokens))).astype(bool)
+    span = np.zeros(tokens.shape, np.float32)
+    for i, row in enumerate(tokens):
+        span[i, token_spans(tokenizer, row[valid[i]])[1]["reasoning"]] = 1.0
+    fields = {k: jnp.asarray(batch[k]) for k in MODEL_KEYS if k in batch}
+    inputs = teacher_forced_inputs(fields, jnp.asarray(tokens), group_size)
+    t = fields["input_ids"].shape[1]
+    probs = attention_maps(model, inputs, layers, query_start=t).mean(axis=(0, 2))  # [N, C, T + C]
+    visual = jnp.einsum("ncs,ns->nc", probs, (inputs["vision_index"] >= 0).astype(jnp.float32))
+    share = (np.asarray(visual) * span).sum(-1) / np.maximum(span.sum(-1), 1.0)
+    return share.astype(np.float32)

@@ -227,3 +227,20 @@ def test_eval_attention_stats_join_the_accuracy_summary(prepared, tmp_path, caps
     summary = json.loads((tmp_path / "eval_L1_summary.json").read_text())
     (att,) = summary["attention"].values()
     assert att["response"]["tokens"] == 4 and 0 < att["response"]["visual"] < 1
+
+
+def test_grounding_reward_is_the_reasoning_visual_share(prepared):
+    from seedr1_jax.checkpoint import load_params
+    from seedr1_jax.processor import PAD_ID, encode, load_tokenizer
+
+    tfr, (a, _) = prepared
+    model, tok = load_params(a), load_tokenizer()
+    (batch, _), *_ = list(A.samples(tfr, "L1", model.cfg, tok, num=1, max_frames=4, max_prompt_len=512))
+    think = encode(tok, "<think>the red square moves</think><answer>B</answer><|im_end|>")
+    plain = encode(tok, "B<|im_end|>")
+    tokens = np.full((2, len(think)), PAD_ID, np.int32)
+    tokens[0], tokens[1, : len(plain)] = think, plain
+    got = A.grounding_reward(model, batch, tokens, tok, group_size=2, layers=[0, 1])
+    want = A.analyse(model, batch, tok, (0, 1), tokens=think)["metrics"]["reasoning"]["visual"]
+    assert got.shape == (2,) and got[1] == 0.0
+    assert 0 < want < 1 and abs(got[0] - want) < 1e-5
