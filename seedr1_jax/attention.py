@@ -9,6 +9,9 @@ not change. `vision_sources` maps each vision token back to its frame pair and m
 from __future__ import annotations
 
 import functools
+import json
+import logging
+import os
 
 import jax
 import jax.numpy as jnp
@@ -311,8 +314,6 @@ COLUMNS = (
 
 def load_model(path: str, dtype: str = "float32"):
     """A `seedr1 import-hf` / `seedr1 train` folder (model.json) or a Hugging Face Qwen2-VL folder."""
-    import os
-
     from .checkpoint import MODEL_JSON, load_params
     from .qwen2_vl import Qwen2VL
 
@@ -327,8 +328,6 @@ def load_model(path: str, dtype: str = "float32"):
 
 def samples(tfrecord_dir, split, model_cfg, tokenizer, *, num, max_frames=16, max_prompt_len=1024):
     """Yields (one-row batch, evidence frames or None) for the first `num` usable samples of a prepared split."""
-    import logging
-    import os
 
     from . import data
 
@@ -385,7 +384,6 @@ def format_summary(summary: dict, n: int) -> str:
 
 
 def _labels(paths):
-    import os
 
     names = [os.path.basename(os.path.normpath(p)) or p for p in paths]
     return names if len(set(names)) == len(names) else [f"{chr(65 + i)}:{n}" for i, n in enumerate(names)]
@@ -393,8 +391,6 @@ def _labels(paths):
 
 def collect(models: dict, batches, tokenizer, layers, *, max_new_tokens, repetition_penalty, out=None, cfg=None):
     """Analyses every (batch, evidence) with every model; with `out`, writes each sample's figures and JSON."""
-    import json
-    import os
 
     from . import attention_figures as F
 
@@ -452,8 +448,6 @@ def run(
     dtype="float32",
 ) -> int:
     """`seedr1 attention`: figures and JSON per sample under `out`, summary.json, the summary table printed."""
-    import json
-    import os
 
     from .processor import load_tokenizer
 

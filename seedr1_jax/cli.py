@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repetition-penalty", type=float, default=1.05)
     p.add_argument("--max-frames", type=int, default=16, help="as prepared (the tiny config uses 4)")
     p.add_argument("--max-prompt-len", type=int, default=1024)
+    p.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 for a 7B model on one GPU)")
     return ap
 
 
@@ -154,7 +155,9 @@ def _run(args, extra):
     if args.cmd == "attention":  # issue 10
         from .attention import run as attention_run
 
-        kw = {k: getattr(args, k) for k in ("num", "layers", "compare", "max_new_tokens", "repetition_penalty")}
+        kw = {
+            k: getattr(args, k) for k in ("num", "layers", "compare", "max_new_tokens", "repetition_penalty", "dtype")
+        }
         return attention_run(
             args.ckpt,
             args.hf_dir,
