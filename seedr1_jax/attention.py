@@ -236,17 +236,24 @@ def span_metrics(weights, src: dict, evidence=None) -> dict:
 
 
 def evidence_frames(ex: dict):
-    """The record's evidence frames as indices into its sampled frames, or None.
+    """The record's evidence as indices into its sampled frames (sorted list), or None where it has none.
 
-    Optional prepared-record fields: `evidence_frames` (indices into the sampled `frames`) or
-    `evidence_video_frames` (original video frame numbers, matched through `frame_indices`).
+    Optional prepared-record fields, any of: `evidence_frames` as a list of sampled-frame indices, or as
+    {"start_frame", "stop_frame"} (inclusive, the clip's own numbering: the synthetic annotations' form), or
+    flat `evidence_start_frame` / `evidence_stop_frame` (negative: none). Clip numbers are matched to the
+    sampled frames through the record's `frame_indices`.
     """
-    if "evidence_frames" in ex and np.size(ex["evidence_frames"]):
-        return sorted({int(i) for i in np.asarray(ex["evidence_frames"]).reshape(-1)})
-    if "evidence_video_frames" in ex and "frame_indices" in ex and np.size(ex["evidence_video_frames"]):
-        ev = {int(i) for i in np.asarray(ex["evidence_video_frames"]).reshape(-1)}
-        return [j for j, f in enumerate(np.asarray(ex["frame_indices"]).reshape(-1)) if int(f) in ev] or None
-    return None
+    ev = ex.get("evidence_frames")
+    if isinstance(ev, dict):
+        lo, hi = ev.get("start_frame"), ev.get("stop_frame")
+    elif ev is not None and np.size(ev):
+        return sorted({int(i) for i in np.asarray(ev).reshape(-1)})
+    else:
+        lo, hi = ex.get("evidence_start_frame"), ex.get("evidence_stop_frame")
+    if lo is None or hi is None or int(lo) < 0 or int(hi) < int(lo) or "frame_indices" not in ex:
+        return None
+    clip = np.asarray(ex["frame_indices"]).reshape(-1)
+    return [j for j, f in enumerate(clip) if int(lo) <= int(f) <= int(hi)] or None
 
 
 def analyse(

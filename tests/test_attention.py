@@ -244,3 +244,13 @@ def test_grounding_reward_is_the_reasoning_visual_share(prepared):
     want = A.analyse(model, batch, tok, (0, 1), tokens=think)["metrics"]["reasoning"]["visual"]
     assert got.shape == (2,) and got[1] == 0.0
     assert 0 < want < 1 and abs(got[0] - want) < 1e-5
+
+
+def test_evidence_field_forms():
+    clip = dict(frame_indices=np.array([0, 5, 10, 15]))
+    assert A.evidence_frames({}) is None and A.evidence_frames(dict(clip, evidence_frames=None)) is None
+    assert A.evidence_frames(dict(clip, evidence_frames=np.array([3, 1]))) == [1, 3]
+    assert A.evidence_frames(dict(clip, evidence_frames={"start_frame": 4, "stop_frame": 10})) == [1, 2]
+    assert A.evidence_frames(dict(clip, evidence_start_frame=11, evidence_stop_frame=99)) == [3]
+    assert A.evidence_frames(dict(clip, evidence_start_frame=-1, evidence_stop_frame=-1)) is None
+    assert A.evidence_frames(dict(clip, evidence_frames={"start_frame": 1, "stop_frame": 4})) is None  # between samples
