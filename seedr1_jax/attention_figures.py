@@ -69,15 +69,22 @@ def draw_token_shares(path, results: dict) -> None:
     for ax, (label, r) in zip(axes[:, 0], results.items()):
         s = np.asarray(r["shares"]).reshape(-1, 3)
         x = np.arange(len(s))
-        for span, colour in (("reasoning", "#e8f0ff"), ("answer", "#fff0d0")):
-            for i in r["spans"][span]:
-                ax.axvspan(i - 0.5, i + 0.5, color=colour, zorder=0)
+        colours = {}
+        for span, colour, tag in (("reasoning", "#27ae60", "<think>"), ("answer", "#f39c12", "<answer>")):
+            idx = r["spans"][span]
+            ax.bar(idx, 0.05, bottom=1.01, width=1.0, color=colour, label=tag)
+            colours.update(dict.fromkeys(idx, colour))
         ax.bar(x, s[:, 2], color="#c0392b", label="video")
         ax.bar(x, s[:, 1], bottom=s[:, 2], color="#2980b9", label="image")
         ax.bar(x, s[:, 0], bottom=s[:, 2] + s[:, 1], color="#bbbbbb", label="text")
         ax.set_xticks(x, [repr(t)[1:-1] for t in r["labels"]], rotation=90, fontsize=6)
-        ax.set_xlim(-0.5, n - 0.5), ax.set_ylim(0, 1)
+        for i, tick in enumerate(ax.get_xticklabels()):
+            tick.set_color(colours.get(i, "black"))
+        ax.set_xlim(-0.5, n - 0.5), ax.set_ylim(0, 1.07)
         ax.set_ylabel(f"{label}\nattention share", fontsize=7)
-        ax.legend(fontsize=6, loc="upper right", ncol=3)
-    axes[0, 0].set_title("attention mass per generated token (blue band: <think>, yellow: <answer>)", fontsize=9)
+        ax.legend(fontsize=6, loc="lower right", ncol=5)
+    axes[0, 0].set_title(
+        "attention share per generated token (top strip: <think> / <answer> content)",
+        fontsize=9,
+    )
     _save(fig, path)
