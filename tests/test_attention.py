@@ -41,16 +41,16 @@ def test_probs_match_transformers_eager(pair, case):
         "video_image_text": [P().text(4).video(4, 8, 8).image(4, 6).text(9)],
         "padded_batch": [P().text(3).image(4, 4).text(9), P().text(2).video(2, 4, 6).text(5).image(6, 4).text(3)],
     }[case]
-    inputs = batch(hf.config, prompts)
-    ref = _hf_attentions(hf, inputs)
     nl = ours.cfg.text.num_layers
     layers = tuple(range(nl))
-    got = A.attention_maps(ours, prepare_inputs(ours.cfg, **inputs), layers)
-    got = np.asarray(got)
-    assert got.shape == ref.shape
-    keep = inputs["attention_mask"].astype(bool)  # padded query rows are undefined in both
-    err = max(np.abs(got[:, b, :, keep[b]] - ref[:, b, :, keep[b]]).max() for b in range(len(prompts)))
-    assert err <= TOL, f"{case}: max abs diff {err}"
+    for left_pad in (True, False) if case == "padded_batch" else (True,):
+        inputs = batch(hf.config, prompts, left_pad=left_pad)
+        ref = _hf_attentions(hf, inputs)
+        got = np.asarray(A.attention_maps(ours, prepare_inputs(ours.cfg, **inputs), layers))
+        assert got.shape == ref.shape
+        keep = inputs["attention_mask"].astype(bool)  # padded query rows are undefined in both
+        err = max(np.abs(got[:, b, :, keep[b]] - ref[:, b, :, keep[b]]).max() for b in range(len(prompts)))
+        assert err <= TOL, f"{case} (left_pad={left_pad}): max abs diff {err}"
     # a subset of layers and query rows is the same slice of the full result
     q0 = inputs["input_ids"].shape[1] - 5
     sub = A.attention_maps(ours, prepare_inputs(ours.cfg, **inputs), (nl - 1,), query_start=q0)
