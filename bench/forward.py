@@ -3,7 +3,10 @@
 Input: one SEED-Bench-R1 prompt (16-frame 252x252 video -> 648 tokens, 252x252 image -> 81 tokens,
 ~170 text tokens: ~900 tokens), on a small-but-realistic random model. Prints times and the ratio.
 
-    python bench/forward.py [--width 512 --layers 4 --repeats 5 --dtype float32]
+    python bench/forward.py [--width 512 --layers 4 --repeats 5 --dtype float32] [--hlo-hash]
+
+--hlo-hash also prints a hash of the lowered forward program: equal hashes before/after a change prove the
+forward is untouched, where CPU timings on a shared machine are noisy.
 """
 
 import argparse
@@ -31,6 +34,7 @@ def main():
     ap.add_argument("--vision-layers", type=int, default=4)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--dtype", default="float32")
+    ap.add_argument("--hlo-hash", action="store_true")
     args = ap.parse_args()
     heads = args.width // 64
     cfg = Qwen2VLConfig(
@@ -85,6 +89,11 @@ def main():
     gd, st = nnx.split(ours)
     run = jax.jit(lambda st, x: fwd(nnx.merge(gd, st), x))
     dev_inputs = jax.device_put(inputs)
+    if args.hlo_hash:
+        import hashlib
+
+        text = run.lower(st, dev_inputs).as_text()
+        print(f"forward program sha256: {hashlib.sha256(text.encode()).hexdigest()[:16]} ({len(text)} chars)")
     t0 = time.perf_counter()
     run(st, dev_inputs).block_until_ready()
     compile_s = time.perf_counter() - t0

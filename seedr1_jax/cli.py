@@ -43,6 +43,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--split", required=True)
     p.add_argument("--ckpt", default=None)
     p.add_argument("--hf-dir", default=None)
+    p.add_argument("--attention-stats", action="store_true", help="add the `seedr1 attention` summary metrics")
+    p.add_argument("--attention-samples", type=int, default=8, help="samples for --attention-stats")
 
     p = _add(sub, "import-hf", "HF Qwen2-VL folder (config.json + safetensors) -> our checkpoint")
     p.add_argument("--hf-dir", required=True)
@@ -57,6 +59,22 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "aot", "compile the train step and sampler for a TPU topology; report memory and FLOPs")
     p.add_argument("--config", required=True)
     p.add_argument("--topology", required=True, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
+    # ---- attention (issue 10) ----
+    p = _add(sub, "attention", "where generated tokens look: heatmaps over frames/image, per-token plots, summary")
+    src = p.add_mutually_exclusive_group(required=True)
+    src.add_argument("--ckpt", help="`seedr1 import-hf` or `seedr1 train` folder")
+    src.add_argument("--hf-dir", help="Hugging Face Qwen2-VL folder")
+    p.add_argument("--tfrecord-dir", required=True, help="`seedr1 prep --out` folder")
+    p.add_argument("--split", required=True, help="prepared split, e.g. L1")
+    p.add_argument("--out", required=True)
+    p.add_argument("--num", type=int, default=8)
+    p.add_argument("--layers", type=int, nargs="+", default=None, help="decoder layers to average (default all)")
+    p.add_argument("--compare", default=None, help="a second checkpoint (ours or HF) drawn side by side")
+    p.add_argument("--max-new-tokens", type=int, default=256)
+    p.add_argument("--repetition-penalty", type=float, default=1.05)
+    p.add_argument("--max-frames", type=int, default=16, help="as prepared (the tiny config uses 4)")
+    p.add_argument("--max-prompt-len", type=int, default=1024)
+    p.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 for a 7B model on one GPU)")
     return ap
 
 
@@ -210,11 +228,28 @@ def _run(args, extra):
 
         cfg = _config_from_argv(args.config, extra)
         validate_eval(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir)
-        return eval_main(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir)
+        att = args.attention_samples if args.attention_stats else 0
+        return eval_main(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir, attention_samples=att)
     if args.cmd == "aot":
         from .aot import main as aot_main
 
         return aot_main(_config_from_argv(args.config, extra), args.topology)
+    if args.cmd == "attention":  # issue 10
+        from .attention import run as attention_run
+
+        kw = {
+            k: getattr(args, k) for k in ("num", "layers", "compare", "max_new_tokens", "repetition_penalty", "dtype")
+        }
+        return attention_run(
+            args.ckpt,
+            args.hf_dir,
+            tfrecord_dir=args.tfrecord_dir,
+            split=args.split,
+            out=args.out,
+            max_frames=args.max_frames,
+            max_prompt_len=args.max_prompt_len,
+            **kw,
+        )
     raise AssertionError(args.cmd)
 
 

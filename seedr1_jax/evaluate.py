@@ -153,7 +153,7 @@ def evaluate(
     return rows
 
 
-def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
+def main(config, workdir: str, split: str, ckpt=None, hf_dir=None, attention_samples: int = 0) -> int:
     from . import data
     from .checkpoint import load_params
     from .processor import load_tokenizer
@@ -188,11 +188,19 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> int:
             max_new_tokens=ev.max_new_tokens,
             repetition_penalty=ev.repetition_penalty,
         )
+        if attention_samples:  # issue 10: attention summary metrics on a subsample (seedr1_jax/attention.py)
+            from .attention import eval_stats
+
+            kw = dict(max_new_tokens=ev.max_new_tokens, repetition_penalty=ev.repetition_penalty, label=label)
+            att, att_text = eval_stats(model, config.data, tfrecord_dir, split, num=attention_samples, **kw)
     table = accuracy_table(rows, split)
     if jax.process_index() == 0:
         print(format_table(table, split, len(rows), label))
         print(f"per-sample results: {out} ({time.time() - t0:.0f}s)")
         summary = {"split": split, "n": len(rows), "accuracy": table}
+        if attention_samples:
+            print(att_text)
+            summary["attention"] = att
         fs.makedirs(workdir)
         fs.write_text(fs.join(workdir, f"eval_{split}_summary.json"), json.dumps(summary, indent=2))
     return 0

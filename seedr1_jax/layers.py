@@ -130,6 +130,22 @@ def attention(q, k, v, mask, *, dtype):
     return out.reshape(b, t, n, h)
 
 
+def attention_probs(q, k, mask, *, dtype):
+    """The softmax probabilities of `attention`: float32[B, N, T, S] (same inputs; heads n = k * G + g).
+
+    For analysis (`attention.py`) only: the model's layers call `attention`, whose program this leaves as is.
+    """
+    b, t, n, h = q.shape
+    kh = k.shape[2]
+    q = q.reshape(b, t, kh, n // kh, h)
+    logits = jnp.einsum("btkgh,bskh->bkgts", q.astype(dtype), k.astype(dtype)) * (h**-0.5)
+    logits = logits.astype(jnp.float32)
+    if mask.ndim == 3:
+        mask = mask[:, None, None]
+    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
+    return jax.nn.softmax(logits, axis=-1).reshape(b, n, t, k.shape[1])
+
+
 def remat(fn, policy: str):
     """Wraps a scan body with jax.checkpoint according to a policy name from the config."""
     if policy in ("none", "", None):
