@@ -30,9 +30,29 @@ def encode(img: np.ndarray, fmt: str = "png") -> bytes:
     return buf.getvalue()
 
 
+def import_decord():
+    """decord, loaded without making its bundled FFmpeg/libpng symbols global.
+
+    decord `dlopen`s its library with RTLD_GLOBAL; its libpng then takes over TensorFlow's, and every PNG decode
+    in the same process fails ("Invalid PNG. Failed to initialize decoder") once decord was imported before
+    TensorFlow. Import decord through this function wherever TensorFlow may run later in the process.
+    """
+    import ctypes
+    import sys
+
+    if "decord" not in sys.modules:
+        flag = ctypes.RTLD_GLOBAL
+        ctypes.RTLD_GLOBAL = ctypes.RTLD_LOCAL
+        try:
+            import decord  # noqa: F401
+        finally:
+            ctypes.RTLD_GLOBAL = flag
+    return sys.modules["decord"]
+
+
 def read_video(path: str, max_frames: int = 16):
     """Sampled, resized frames of a clip: (uint8[n, 252, 252, 3], int64[n] indices, total_frames, fps)."""
-    import decord
+    decord = import_decord()
 
     try:
         vr = decord.VideoReader(path, num_threads=1)
