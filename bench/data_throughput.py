@@ -2,8 +2,8 @@
 
     .venv/bin/python bench/data_throughput.py [--num-train 64] [--batch-size 8] [--batches 20] [--workers 2]
 
-Synthesises a dataset (seconds), preps the train split (decord decode, 2 fps sampling, 252x252 resize, JPEG,
-TFRecords), then times `seedr1_jax.data.train_batches` (JPEG decode, patchify, prompt, tokenize, M-RoPE) after
+Synthesises a dataset (seconds), preps the train split (decord decode, 2 fps sampling, 252x252 resize, PNG,
+TFRecords), then times `seedr1_jax.data.train_batches` (PNG decode, patchify, prompt, tokenize, M-RoPE) after
 a warm-up batch.
 """
 

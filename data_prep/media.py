@@ -13,7 +13,7 @@ from data_prep.annotations import BadSample
 from seedr1_jax.processor import SIZE, frame_indices, resize
 
 JPEG_QUALITY = 95
-FRAME_FORMATS = ("png", "jpeg")  # png (default): lossless; jpeg: ~4x smaller, mean error ~1.4 (README)
+FRAME_FORMATS = ("png", "jpeg")  # png (default): lossless; jpeg: ~3x smaller, mean error ~1.4 (README)
 
 
 def encode(img: np.ndarray, fmt: str = "png") -> bytes:

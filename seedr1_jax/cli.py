@@ -31,7 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--strict", action="store_true", help="fail on the first bad sample instead of skipping it")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
-    p.add_argument("--frame-format", choices=("png", "jpeg"), default="png", help="png: lossless; jpeg: ~4x smaller")
+    p.add_argument("--frame-format", choices=("png", "jpeg"), default="png", help="png: lossless; jpeg: ~3x smaller")
 
     p = _add(sub, "train", "GRPO or SFT (chosen by the config); resumes from --workdir")
     p.add_argument("--config", required=True)

@@ -302,3 +302,31 @@ def test_successful_reprep_replaces_the_split(prepared_l1):
     assert set(_written(out, "L1")) == {str(r["sample_id"]) for r in recs[:2]}
     assert _tree_hashes(os.path.join(out, "seed_bench_r1")) != hashes
     _no_leftovers(out)
+
+
+def test_cli_prep_frame_format_and_empty_file_exit_code(root, tmp_path, capsys):
+    """`seedr1 prep --frame-format jpeg` stores JPEG bytes (png is the default); an empty annotation file exits 2
+    with a one-line message naming the file."""
+    import tensorflow_datasets as tfds
+
+    from seedr1_jax import cli
+    from seedr1_jax.data import find_split_dir
+
+    data_root = str(tmp_path / "data")
+    shutil.copytree(root, data_root)
+    for fmt, magic in (("jpeg", b"\xff\xd8"), ("png", b"\x89PNG")):
+        out = str(tmp_path / fmt)
+        extra = ["--frame-format", fmt] if fmt == "jpeg" else []
+        assert (
+            cli.main(["prep", "--data-root", data_root, "--split", "L2", "--out", out, "--workers", "1", *extra]) == 0
+        )
+        assert json.load(open(prep.report_path(out, "L2")))["frame_format"] == fmt
+        b = tfds.builder_from_directory(find_split_dir(out, "L2"))
+        skip = {"frames": tfds.decode.SkipDecoding(), "image": tfds.decode.SkipDecoding()}
+        for ex in b.as_dataset(split="l2", decoders=skip).as_numpy_iterator():
+            assert all(x.startswith(magic) for x in [*ex["frames"], *ex["image"]])
+    open(os.path.join(data_root, "annotations", "validation_L2.jsonl"), "w").close()
+    capsys.readouterr()
+    assert cli.main(["prep", "--data-root", data_root, "--split", "L2", "--out", str(tmp_path / "png")]) == 2
+    out = capsys.readouterr()
+    assert "validation_L2.jsonl" in out.out + out.err and "Traceback" not in out.out + out.err
