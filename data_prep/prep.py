@@ -16,7 +16,9 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
+import re
 import shutil
+import sys
 import tempfile
 import time
 
@@ -184,7 +186,8 @@ def prepare(
         raise empty()
     tfds.disable_progress_bar()  # ours (per sample) is the one that matters
     os.makedirs(out, exist_ok=True)
-    tmp = tempfile.mkdtemp(prefix=f".prep_{split}_", dir=out)  # same filesystem as the destination
+    _remove_stale_builds(out, split)
+    tmp = tempfile.mkdtemp(prefix=f".prep_{split}_{os.getpid()}_", dir=out)  # same filesystem as the destination
     try:
         builder = SeedBenchR1(config=split, data_dir=tmp, examples=examples, frame_format=frame_format)
         try:
@@ -204,6 +207,21 @@ def prepare(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report(final)
+
+
+def _remove_stale_builds(out: str, split: str) -> None:
+    """Removes the temporary build folders of earlier preps of `split` whose process is gone (killed -9)."""
+    pattern = re.compile(rf"^\.prep_{re.escape(split)}_(\d+)_")
+    for name in os.listdir(out):
+        m = pattern.match(name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass  # alive (another user's) or not a pid we can check: leave it
 
 
 def _replace_dir(new: str, dest: str) -> None:
@@ -235,10 +253,10 @@ def run(data_root, split, out, strict=False, workers=None, frame_format="png") -
     try:
         rep = prepare(data_root, split, out, strict=strict, workers=workers, frame_format=frame_format)
     except PrepError as e:
-        print(f"seedr1 prep: error: {e}")
+        print(f"seedr1 prep: error: {e}", file=sys.stderr)
         return 1
     except ValueError as e:  # ConfigError included
-        print(f"seedr1 prep: error: {e}")
+        print(f"seedr1 prep: error: {e}", file=sys.stderr)
         return 2
     print(
         f"prep {split}: wrote {rep['written']} samples, skipped {rep['skipped']} "

@@ -39,11 +39,11 @@ def write_model_json(directory: str, model) -> None:
         fs.makedirs(directory)
         d = {"config": config_to_dict(model.cfg), "hf_config": model.hf_config}
         src = getattr(model, "hf_files", None)
-        if src:
-            inside = not fs.remote(src) and os.path.commonpath([os.path.abspath(directory), src]) == os.path.abspath(
-                directory
-            )
-            d[HF_FILES] = os.path.relpath(src, os.path.abspath(directory)) if inside else src
+        if src:  # relative when inside the checkpoint, so a moved checkpoint still finds its files
+            base = fs.absolute(directory)
+            local = not fs.remote(src) and not fs.remote(base)
+            inside = local and os.path.commonpath([base, src]) == base
+            d[HF_FILES] = os.path.relpath(src, base) if inside else src
         fs.write_text(os.path.join(directory, MODEL_JSON), json.dumps(d, indent=2))
 
 

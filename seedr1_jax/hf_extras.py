@@ -98,6 +98,15 @@ def generation_config() -> dict:
     }
 
 
+def _template_in_tokenizer(folder: str) -> bool:
+    """Whether tokenizer_config.json carries the chat template itself (the transformers 4.x layout)."""
+    path = os.path.join(folder, "tokenizer_config.json")
+    if not os.path.exists(path):
+        return False
+    with open(path) as f:
+        return bool(json.load(f).get("chat_template"))
+
+
 def write_extras(out_dir: str, source: str | None = None) -> list[str]:
     """Writes the non-weight files into `out_dir`: `source`'s copies where it has them, the bundled defaults for
     whatever is missing. Returns the names written."""
@@ -115,7 +124,7 @@ def write_extras(out_dir: str, source: str | None = None) -> list[str]:
         cfg["tokenizer_class"] = "Qwen2Tokenizer"  # as Qwen2-VL's own (loads in transformers 4.x and vLLM)
         with open(path, "w") as f:
             json.dump(cfg, f, indent=2)
-    if "chat_template.jinja" not in have and "chat_template.json" not in have:
+    if "chat_template.jinja" not in have and "chat_template.json" not in have and not _template_in_tokenizer(out_dir):
         with open(os.path.join(out_dir, "chat_template.jinja"), "w") as f:
             f.write(P.chat_template())
         written.append("chat_template.jinja")

@@ -19,6 +19,7 @@ import ml_dtypes
 import numpy as np
 from flax import nnx
 
+from . import fs
 from .config import ConfigError, ModelConfig, from_hf_config, read_hf_config, to_hf_config
 
 _ST_DTYPES = {
@@ -241,7 +242,7 @@ def load_hf(hf_dir: str, dtype=None, mesh=None, rules=None, **overrides):
         flat[key].value = arr
     model = nnx.merge(graphdef, nnx.from_flat_state(flat))
     model.hf_config = hf_cfg
-    model.hf_files = os.path.abspath(hf_dir)  # tokenizer/processor/generation files, re-emitted on export
+    model.hf_files = fs.absolute(hf_dir)  # tokenizer/processor/generation files, re-emitted on export
     assert isinstance(model, Qwen2VL)
     return model
 

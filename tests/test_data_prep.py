@@ -155,7 +155,7 @@ def test_bad_inputs_are_skipped_and_reported(bad_root, tmp_path):
 def test_strict_turns_a_skip_into_an_error(bad_root, tmp_path, capsys):
     data_root, _, _ = bad_root
     assert prep.run(data_root, "L1", str(tmp_path / "tfr"), strict=True, workers=1) == 1
-    assert "--strict" in capsys.readouterr().out
+    assert "--strict" in capsys.readouterr().err
 
 
 def test_wrong_option_counts_train_and_lvb(root, tmp_path):
@@ -243,7 +243,7 @@ def test_empty_annotations_keep_previous_split(prepared_l1, capsys, content):
     with open(ann_file, "w") as f:
         f.write(content)
     assert prep.run(data_root, "L1", out, workers=1) == 2
-    msg = capsys.readouterr().out
+    msg = capsys.readouterr().err
     assert "validation_L1.jsonl" in msg and "no usable sample" in msg and "Traceback" not in msg
     assert len(msg.strip().splitlines()) == 1
     assert _tree_hashes(os.path.join(out, "seed_bench_r1")) == hashes
@@ -292,7 +292,11 @@ def test_interrupted_prep_keeps_previous_split(prepared_l1, monkeypatch, exc):
 
 
 def test_successful_reprep_replaces_the_split(prepared_l1):
+    """... and removes what a killed (-9) earlier prep left behind, but not a live one's build folder."""
     data_root, out, hashes = prepared_l1
+    dead, alive = os.path.join(out, ".prep_L1_999999999_x"), os.path.join(out, f".prep_L1_{os.getpid()}_y")
+    for d in (dead, alive):
+        os.makedirs(os.path.join(d, "seed_bench_r1"))
     ann_file = os.path.join(data_root, "annotations", "validation_L1.jsonl")
     recs = _read(ann_file)
     with open(ann_file, "w") as f:
@@ -301,6 +305,8 @@ def test_successful_reprep_replaces_the_split(prepared_l1):
     assert rep["written"] == 2 and rep["output_dir"] == os.path.join(out, "seed_bench_r1", "L1", "1.0.0")
     assert set(_written(out, "L1")) == {str(r["sample_id"]) for r in recs[:2]}
     assert _tree_hashes(os.path.join(out, "seed_bench_r1")) != hashes
+    assert not os.path.exists(dead) and os.path.isdir(alive)
+    shutil.rmtree(alive)
     _no_leftovers(out)
 
 
