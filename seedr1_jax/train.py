@@ -61,6 +61,7 @@ def _rebuild(model):
     nnx.replace_by_pure_dict(st, jax.tree.map(lambda p, a: p.astype(a.dtype), params, st.to_pure_dict()))
     out = nnx.merge(gd, st)
     out.hf_config = model.hf_config
+    out.hf_files = getattr(model, "hf_files", None)  # imported tokenizer/processor files, for export-hf
     return out
 
 
