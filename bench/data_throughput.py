@@ -1,9 +1,10 @@
 """Data throughput on this machine: `seedr1 prep` samples/s and input-pipeline batches/s.
 
-    .venv/bin/python bench/data_throughput.py [--num-train 64] [--batch-size 8] [--batches 20] [--workers 2]
+    .venv/bin/python bench/data_throughput.py [--num-train 64] [--batch-size 8] [--batches 20] [--workers 2] \
+        [--frame-format png]
 
-Synthesises a dataset (seconds), preps the train split (decord decode, 2 fps sampling, 252x252 resize, JPEG,
-TFRecords), then times `seedr1_jax.data.train_batches` (JPEG decode, patchify, prompt, tokenize, M-RoPE) after
+Synthesises a dataset (seconds), preps the train split (decord decode, 2 fps sampling, 252x252 resize, PNG,
+TFRecords), then times `seedr1_jax.data.train_batches` (PNG decode, patchify, prompt, tokenize, M-RoPE) after
 a warm-up batch.
 """
 
@@ -24,6 +25,7 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=8)
     ap.add_argument("--batches", type=int, default=20)
     ap.add_argument("--workers", type=int, default=None)
+    ap.add_argument("--frame-format", default="png", choices=("png", "jpeg"))
     args = ap.parse_args()
 
     from data_prep import prep, synth
@@ -34,7 +36,7 @@ def main() -> None:
         t0 = time.perf_counter()
         synth.generate(root, num_train=args.num_train, num_val=1, seed=0)
         t_synth = time.perf_counter() - t0
-        rep = prep.prepare(root, "train", out, workers=args.workers, progress=False)
+        rep = prep.prepare(root, "train", out, workers=args.workers, progress=False, frame_format=args.frame_format)
         # the report's time includes TFDS's shuffle/write and process start-up: that is what a user waits for
         prep_rate = rep["written"] / rep["seconds"]
 

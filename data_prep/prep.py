@@ -4,6 +4,10 @@ Bad samples (malformed line, missing field, wrong option count, path escaping DA
 video, unreadable image, duplicate id) are skipped and listed with file, line and reason in
 OUT/prep_report_<split>.json; `strict=True` stops at the first one instead. Decoding runs in `workers`
 processes; the output does not depend on their number (examples are consumed in annotation order).
+
+Re-prep is atomic: the split is built in a temporary folder inside OUT and replaces the previous one only once
+it is complete, so a failed or interrupted run (error, Ctrl-C, an annotation file with no usable sample) leaves
+the previous split untouched.
 """
 
 from __future__ import annotations
@@ -12,15 +16,23 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
+import re
 import shutil
+import sys
+import tempfile
 import time
 
 from data_prep import annotations as ann
-from data_prep.media import decode_or_reason
+from data_prep.media import FRAME_FORMATS, decode_or_reason
+from seedr1_jax.config import ConfigError
 
 
 class PrepError(RuntimeError):
-    """A bad sample under --strict, or a problem with the whole split; the message says which and where."""
+    """A bad sample under --strict; the message says which and where."""
+
+
+class EmptySplitError(ConfigError):
+    """The annotation file yields no usable sample (empty, or every line skipped)."""
 
 
 def collect_items(data_root: str, split: str, skips: list, strict: bool = False) -> tuple[str, list[dict]]:
@@ -58,7 +70,7 @@ def collect_items(data_root: str, split: str, skips: list, strict: bool = False)
     return path, items
 
 
-def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = True):
+def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = True, fmt: str = "png"):
     """Yields (item, example or None, reason or None) in item order, decoding in `workers` processes.
 
     A worker that dies (a decoder crash) does not end the run: the samples in flight are retried one by one
@@ -69,7 +81,7 @@ def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = T
     bar = tqdm(total=len(items), desc="prep", unit="sample", disable=not progress)
     if workers <= 1:
         for i, it in enumerate(items):
-            yield it, *decode_or_reason((i, it, max_frames))[1:]
+            yield it, *decode_or_reason((i, it, max_frames, fmt))[1:]
             bar.update()
         bar.close()
         return
@@ -79,16 +91,16 @@ def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = T
     try:
         for i in range(len(items)):
             while nxt < len(items) and nxt < i + window:
-                pending[nxt] = pool.submit(decode_or_reason, (nxt, items[nxt], max_frames))
+                pending[nxt] = pool.submit(decode_or_reason, (nxt, items[nxt], max_frames, fmt))
                 nxt += 1
             try:
                 _, ex, reason = pending.pop(i).result()
             except cf.process.BrokenProcessPool:
                 pool.shutdown(cancel_futures=True)
-                ex, reason = _isolated(ctx, items[i], i, max_frames)
+                ex, reason = _isolated(ctx, items[i], i, max_frames, fmt)
                 pool = cf.ProcessPoolExecutor(workers, mp_context=ctx)
                 for j in list(pending):
-                    pending[j] = pool.submit(decode_or_reason, (j, items[j], max_frames))
+                    pending[j] = pool.submit(decode_or_reason, (j, items[j], max_frames, fmt))
             yield items[i], ex, reason
             bar.update()
     finally:
@@ -96,16 +108,23 @@ def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = T
         bar.close()
 
 
-def _isolated(ctx, item, i, max_frames):
+def _isolated(ctx, item, i, max_frames, fmt):
     with cf.ProcessPoolExecutor(1, mp_context=ctx) as one:
         try:
-            return one.submit(decode_or_reason, (i, item, max_frames)).result()[1:]
+            return one.submit(decode_or_reason, (i, item, max_frames, fmt)).result()[1:]
         except cf.process.BrokenProcessPool:
             return None, "decoder crashed on this file (corrupt video)"
 
 
-def prepare(data_root, split, out, strict=False, workers=None, max_frames=16, progress=True) -> dict:
-    """Builds OUT/seed_bench_r1/<split>/1.0.0 and OUT/prep_report_<split>.json; returns the report dict."""
+def prepare(
+    data_root, split, out, strict=False, workers=None, max_frames=16, progress=True, frame_format="png"
+) -> dict:
+    """Builds OUT/seed_bench_r1/<split>/1.0.0 and OUT/prep_report_<split>.json; returns the report dict.
+
+    frame_format: "png" (lossless, the default) or "jpeg" (quality 95; smaller, see README). The previous split,
+    if any, is replaced only when the new one is complete (module docstring). Raises EmptySplitError (after
+    writing the report) when no sample can be written.
+    """
     import tensorflow_datasets as tfds
 
     from data_prep.seed_bench_r1 import SeedBenchR1, tfds_split
@@ -113,13 +132,15 @@ def prepare(data_root, split, out, strict=False, workers=None, max_frames=16, pr
     t0 = time.perf_counter()
     if not os.path.isdir(data_root):
         raise FileNotFoundError(f"DATA_ROOT {data_root} is not a folder")
+    if frame_format not in FRAME_FORMATS:
+        raise ConfigError(f"frame format {frame_format!r}: choose one of {', '.join(FRAME_FORMATS)}")
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     skips: list[dict] = []
     path, items = collect_items(data_root, split, skips, strict)
     written = []
 
     def examples():
-        for item, ex, reason in decoded(items, workers, max_frames, progress):
+        for item, ex, reason in decoded(items, workers, max_frames, progress, frame_format):
             if reason is not None:
                 if strict:
                     raise PrepError(f"{item['file']}:{item['line']}: {reason} (--strict)")
@@ -131,48 +152,112 @@ def prepare(data_root, split, out, strict=False, workers=None, max_frames=16, pr
             written.append(item["sample_id"])
             yield item["line"], ex
 
-    tfds.disable_progress_bar()  # ours (per sample) is the one that matters
-    builder = SeedBenchR1(config=split, data_dir=out, examples=examples)
-    if os.path.isdir(builder.data_dir):  # re-running prep replaces the split
-        shutil.rmtree(builder.data_dir)
-    builder = SeedBenchR1(config=split, data_dir=out, examples=examples)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(
-            try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP
+    def report(output_dir, error=None):
+        skips.sort(key=lambda s: s["line"])
+        rep = {
+            "split": split,
+            "annotation_file": path,
+            "output_dir": output_dir,
+            "tfds_split": tfds_split(split),
+            "frame_format": frame_format,
+            "written": len(written),
+            "skipped": len(skips),
+            "seconds": round(time.perf_counter() - t0, 2),
+            "workers": workers,
+            "skips": skips,
+        }
+        if error:
+            rep["error"] = error
+        os.makedirs(out, exist_ok=True)
+        with open(report_path(out, split), "w") as f:
+            json.dump(rep, f, indent=1)
+        return rep
+
+    def empty():
+        why = "it has no records" if not skips else f"all {len(skips)} record(s) were skipped"
+        msg = (
+            f"{path}: no usable sample for split {split!r} ({why}; see {report_path(out, split)}); "
+            "fix the annotation file or its media. Any previously prepared split was kept."
         )
-    )
-    dl = os.path.join(out, "downloads")
-    if os.path.isdir(dl) and not any(files for _, _, files in os.walk(dl)):
-        shutil.rmtree(dl)  # TFDS makes an empty download folder; nothing is downloaded
-    skips.sort(key=lambda s: s["line"])
-    report = {
-        "split": split,
-        "annotation_file": path,
-        "output_dir": builder.data_dir,
-        "tfds_split": tfds_split(split),
-        "written": len(written),
-        "skipped": len(skips),
-        "seconds": round(time.perf_counter() - t0, 2),
-        "workers": workers,
-        "skips": skips,
-    }
+        report(None, msg)
+        return EmptySplitError(msg)
+
+    if not items:
+        raise empty()
+    tfds.disable_progress_bar()  # ours (per sample) is the one that matters
     os.makedirs(out, exist_ok=True)
-    with open(report_path(out, split), "w") as f:
-        json.dump(report, f, indent=1)
-    return report
+    _remove_stale_builds(out, split)
+    tmp = tempfile.mkdtemp(prefix=f".prep_{split}_{os.getpid()}_", dir=out)  # same filesystem as the destination
+    try:
+        builder = SeedBenchR1(config=split, data_dir=tmp, examples=examples, frame_format=frame_format)
+        try:
+            builder.download_and_prepare(
+                download_config=tfds.download.DownloadConfig(
+                    try_download_gcs=False, compute_stats=tfds.download.ComputeStatsMode.SKIP
+                )
+            )
+        except PrepError:
+            raise
+        except Exception:
+            if written:
+                raise
+            raise empty() from None  # TFDS's "No examples were yielded"
+        final = os.path.join(out, os.path.relpath(builder.data_dir, tmp))
+        _replace_dir(builder.data_dir, final)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return report(final)
+
+
+def _remove_stale_builds(out: str, split: str) -> None:
+    """Removes the temporary build folders of earlier preps of `split` whose process is gone (killed -9)."""
+    pattern = re.compile(rf"^\.prep_{re.escape(split)}_(\d+)_")
+    for name in os.listdir(out):
+        m = pattern.match(name)
+        if not m:
+            continue
+        try:
+            os.kill(int(m.group(1)), 0)
+        except ProcessLookupError:
+            shutil.rmtree(os.path.join(out, name), ignore_errors=True)
+        except (PermissionError, OverflowError):
+            pass  # alive (another user's) or not a pid we can check: leave it
+
+
+def _replace_dir(new: str, dest: str) -> None:
+    """Moves the folder `new` to `dest`, replacing any folder there; `dest` is never left missing or partial
+    (the old folder is renamed aside first and removed only after the new one is in place)."""
+    os.makedirs(os.path.dirname(dest), exist_ok=True)
+    old = None
+    if os.path.exists(dest):
+        old = tempfile.mkdtemp(prefix=".old_", dir=os.path.dirname(dest))
+        os.replace(dest, os.path.join(old, "split"))
+    try:
+        os.replace(new, dest)
+    except BaseException:
+        if old is not None:
+            os.replace(os.path.join(old, "split"), dest)
+        raise
+    finally:
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def report_path(out: str, split: str) -> str:
     return os.path.join(out, f"prep_report_{split}.json")
 
 
-def run(data_root, split, out, strict=False, workers=None) -> int:
-    """`seedr1 prep`: returns 0 on success (bad samples skipped and reported), 1 on a --strict failure."""
+def run(data_root, split, out, strict=False, workers=None, frame_format="png") -> int:
+    """`seedr1 prep`: returns 0 on success (bad samples skipped and reported), 1 on a --strict failure, 2 on a
+    user error (unknown split, nothing usable in the annotation file)."""
     try:
-        rep = prepare(data_root, split, out, strict=strict, workers=workers)
-    except (PrepError, ValueError) as e:
-        print(f"seedr1 prep: error: {e}")
+        rep = prepare(data_root, split, out, strict=strict, workers=workers, frame_format=frame_format)
+    except PrepError as e:
+        print(f"seedr1 prep: error: {e}", file=sys.stderr)
         return 1
+    except ValueError as e:  # ConfigError included
+        print(f"seedr1 prep: error: {e}", file=sys.stderr)
+        return 2
     print(
         f"prep {split}: wrote {rep['written']} samples, skipped {rep['skipped']} "
         f"({rep['seconds']:.1f}s, {rep['workers']} workers) -> {rep['output_dir']}"

@@ -14,9 +14,10 @@ from data_prep.annotations import SPLIT_FILES
 from seedr1_jax.processor import SIZE
 
 
-def features() -> tfds.features.FeaturesDict:
-    """Every field training and evaluation need. Frames and the observation are JPEG, 252x252x3."""
-    img = tfds.features.Image(shape=(SIZE, SIZE, 3), encoding_format="jpeg")
+def features(frame_format: str = "png") -> tfds.features.FeaturesDict:
+    """Every field training and evaluation need. Frames and the observation are 252x252x3 images stored as
+    `frame_format` (png: lossless; jpeg: quality 95); `seedr1_jax.data` decodes either."""
+    img = tfds.features.Image(shape=(SIZE, SIZE, 3), encoding_format=frame_format)
     text = tfds.features.Text()
     return tfds.features.FeaturesDict(
         {
@@ -54,13 +55,17 @@ class SeedBenchR1(tfds.core.GeneratorBasedBuilder):
         them up through `importlib_resources`, which its own dependencies do not install.)"""
         return None
 
-    def __init__(self, *, examples=None, **kwargs):
-        """examples: a zero-argument callable yielding (key, example) in a fixed order (from `prep`)."""
+    def __init__(self, *, examples=None, frame_format: str = "png", **kwargs):
+        """examples: a zero-argument callable yielding (key, example) in a fixed order (from `prep`);
+        frame_format: how frames and the observation image are stored, "png" or "jpeg"."""
         self._examples = examples
+        self._frame_format = frame_format
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        return self.dataset_info_from_configs(features=features(), homepage="https://arxiv.org/abs/2503.24376")
+        return self.dataset_info_from_configs(
+            features=features(self._frame_format), homepage="https://arxiv.org/abs/2503.24376"
+        )
 
     def _split_generators(self, dl_manager):
         del dl_manager

@@ -31,19 +31,38 @@ def config_from_dict(d: dict) -> ModelConfig:
     return ModelConfig(vision=vision, text=TextConfig(**text), **d)
 
 
+HF_FILES = "hf_files"  # import-hf keeps the source folder's tokenizer/processor/generation files here
+
+
 def write_model_json(directory: str, model) -> None:
+    """model.json: the architecture, the imported config.json, and where the imported non-weight files are."""
     if jax.process_index() == 0:
         fs.makedirs(directory)
-        text = json.dumps({"config": config_to_dict(model.cfg), "hf_config": model.hf_config}, indent=2)
-        fs.write_text(os.path.join(directory, MODEL_JSON), text)
+        d = {"config": config_to_dict(model.cfg), "hf_config": model.hf_config}
+        src = getattr(model, "hf_files", None)
+        if src:  # relative when inside the checkpoint, so a moved checkpoint still finds its files
+            base = fs.absolute(directory)
+            local = not fs.remote(src) and not fs.remote(base)
+            inside = local and os.path.commonpath([base, src]) == base
+            d[HF_FILES] = os.path.relpath(src, base) if inside else src
+        fs.write_text(os.path.join(directory, MODEL_JSON), json.dumps(d, indent=2))
 
 
 def read_model_json(directory: str) -> tuple[ModelConfig, dict | None]:
+    cfg, hf_config, _ = _read_model_json(directory)
+    return cfg, hf_config
+
+
+def _read_model_json(directory: str):
+    """(ModelConfig, imported config.json or None, folder of the imported non-weight files or None)."""
     path = os.path.join(directory, MODEL_JSON)
     if not fs.exists(path):
         raise ConfigError(f"{path} not found: pass a folder written by `seedr1 import-hf` or `seedr1 train`")
     d = json.loads(fs.read_text(path))
-    return config_from_dict(d["config"]), d.get("hf_config")
+    files = d.get(HF_FILES)
+    if files and not fs.remote(files) and not os.path.isabs(files):
+        files = os.path.join(directory, files)
+    return config_from_dict(d["config"]), d.get("hf_config"), files
 
 
 def save_params(directory: str, model) -> None:
@@ -62,7 +81,7 @@ def load_params(directory: str, mesh=None, rules=None, dtype=None):
     from .qwen2_vl import abstract_model, with_dtypes
 
     directory = fs.absolute(directory)
-    cfg, hf_config = read_model_json(directory)
+    cfg, hf_config, hf_files = _read_model_json(directory)
     if dtype is not None:
         cfg = with_dtypes(cfg, dtype)
     params_dir = _params_dir(directory)
@@ -81,6 +100,13 @@ def load_params(directory: str, mesh=None, rules=None, dtype=None):
     nnx.replace_by_pure_dict(state, restored)
     model = nnx.merge(graphdef, state)
     model.hf_config = hf_config
+    if hf_files and fs.isdir(hf_files):
+        model.hf_files = hf_files
+    elif hf_files:
+        print(
+            f"warning: {hf_files} (the imported tokenizer/processor files) is gone; "
+            "export-hf will write the bundled ones"
+        )
     return model
 
 
@@ -100,14 +126,18 @@ def latest_step_dir(workdir: str) -> str | None:
 
 
 def import_hf(hf_dir: str, out: str, dtype=None) -> int:
+    from .hf_extras import copy_extras
     from .qwen2_vl import Qwen2VL, param_count
 
     t0 = time.time()
     model = Qwen2VL.from_pretrained(hf_dir, dtype=dtype)
+    out = fs.absolute(out)
+    kept = copy_extras(hf_dir, os.path.join(out, HF_FILES))  # tokenizer, templates, processor/generation configs
+    model.hf_files = os.path.join(out, HF_FILES) if kept else None
     save_params(out, model)
     print(
         f"imported {hf_dir} -> {out}: {param_count(model) / 1e6:.1f}M parameters, "
-        f"{model.cfg.param_dtype}, {time.time() - t0:.1f}s"
+        f"{model.cfg.param_dtype}, {len(kept)} tokenizer/processor files kept, {time.time() - t0:.1f}s"
     )
     return 0
 
@@ -117,7 +147,11 @@ def export_hf(ckpt: str, out: str, dtype=None) -> int:
     model = load_params(ckpt)
     model.save_pretrained(out, dtype=dtype)
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-    print(f"exported {ckpt} -> {out}: {n / 1e6:.1f}M parameters, {time.time() - t0:.1f}s")
+    src = getattr(model, "hf_files", None)
+    print(
+        f"exported {ckpt} -> {out}: {n / 1e6:.1f}M parameters, tokenizer/processor files "
+        f"{'from ' + src if src else 'bundled (Qwen2-VL tokenizer and chat template)'}, {time.time() - t0:.1f}s"
+    )
     return 0
 
 
@@ -174,6 +208,7 @@ def _rebuild(model):
     nnx.replace_by_pure_dict(st, jax.tree.map(lambda p, a: p.astype(a.dtype), params, st.to_pure_dict()))
     out = nnx.merge(gd, st)
     out.hf_config = model.hf_config
+    out.hf_files = getattr(model, "hf_files", None)  # imported tokenizer/processor files, for export-hf
     return out
 
 

@@ -32,6 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--strict", action="store_true", help="fail on the first bad sample instead of skipping it")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
+    p.add_argument("--frame-format", choices=("png", "jpeg"), default="png", help="png: lossless; jpeg: ~3x smaller")
 
     p = _add(sub, "train", "GRPO or SFT (chosen by the config); resumes from --workdir")
     p.add_argument("--config", required=True)
@@ -206,7 +207,14 @@ def _run(args, extra):
     if args.cmd == "prep":
         from data_prep.prep import run
 
-        return run(args.data_root, args.split, args.out, strict=args.strict, workers=args.workers)
+        return run(
+            args.data_root,
+            args.split,
+            args.out,
+            strict=args.strict,
+            workers=args.workers,
+            frame_format=args.frame_format,
+        )
     if args.cmd == "import-hf":
         from .checkpoint import import_hf
 

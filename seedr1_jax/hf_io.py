@@ -255,6 +255,7 @@ def load_hf(hf_dir: str, dtype=None, mesh=None, rules=None, **overrides):
         flat[key].value = arr
     model = nnx.merge(graphdef, nnx.from_flat_state(flat))
     model.hf_config = hf_cfg
+    model.hf_files = fs.absolute(hf_dir)  # tokenizer/processor/generation files, re-emitted on export
     assert isinstance(model, Qwen2VL)
     return model
 
@@ -305,7 +306,11 @@ def hf_tensors(model, dtype=None) -> Iterator[tuple[str, np.ndarray]]:
 
 
 def save_hf(model, out_dir: str, dtype=None, max_shard_bytes: int = 5 * 2**30) -> None:
-    """Writes config.json and safetensors shards (+ index when more than one) with hub tensor names."""
+    """Writes config.json, safetensors shards (+ index when more than one) with hub tensor names, and the
+    tokenizer, chat template, processor and generation configs (the imported folder's, else the bundled ones:
+    `hf_extras.write_extras`)."""
+    from .hf_extras import write_extras
+
     if jax.process_index() != 0:
         return
     os.makedirs(out_dir, exist_ok=True)
@@ -340,3 +345,4 @@ def save_hf(model, out_dir: str, dtype=None, max_shard_bytes: int = 5 * 2**30) -
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
+    write_extras(out_dir, getattr(model, "hf_files", None))

@@ -155,7 +155,7 @@ def test_bad_inputs_are_skipped_and_reported(bad_root, tmp_path):
 def test_strict_turns_a_skip_into_an_error(bad_root, tmp_path, capsys):
     data_root, _, _ = bad_root
     assert prep.run(data_root, "L1", str(tmp_path / "tfr"), strict=True, workers=1) == 1
-    assert "--strict" in capsys.readouterr().out
+    assert "--strict" in capsys.readouterr().err
 
 
 def test_wrong_option_counts_train_and_lvb(root, tmp_path):
@@ -204,3 +204,135 @@ def test_prep_output_is_deterministic_and_complete(root, tmp_path):
         else:
             assert n == 0
         assert e["image"].shape == (1, 252, 252, 3)
+
+
+def _tree_hashes(folder):
+    import hashlib
+
+    out = {}
+    for dirpath, _, files in os.walk(folder):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, folder)] = hashlib.sha256(open(p, "rb").read()).hexdigest()
+    return out
+
+
+@pytest.fixture()
+def prepared_l1(root, tmp_path):
+    """A private copy of the data and a successful L1 prep; returns (data_root, out, hashes of the split)."""
+    data_root, out = str(tmp_path / "data"), str(tmp_path / "tfr")
+    shutil.copytree(root, data_root)
+    assert prep.run(data_root, "L1", out, workers=1) == 0
+    split = os.path.join(out, "seed_bench_r1")
+    hashes = _tree_hashes(split)
+    assert any(k.endswith("dataset_info.json") for k in hashes) and any(".tfrecord" in k for k in hashes)
+    return data_root, out, hashes
+
+
+def _no_leftovers(out):
+    names = [n for _, dirs, files in os.walk(out) for n in dirs + files]
+    assert not [n for n in names if n.startswith((".prep_", ".old_")) or n == "downloads"], names
+
+
+@pytest.mark.parametrize("content", ["", "\n\n", '{"broken json\n{"sample_id": 1}\n'])
+def test_empty_annotations_keep_previous_split(prepared_l1, capsys, content):
+    """An annotation file that is empty (or whose every line is skipped at parse time) is a clear error naming
+    the file, the report is written, and the previous split is byte-identical."""
+    data_root, out, hashes = prepared_l1
+    ann_file = os.path.join(data_root, "annotations", "validation_L1.jsonl")
+    with open(ann_file, "w") as f:
+        f.write(content)
+    assert prep.run(data_root, "L1", out, workers=1) == 2
+    msg = capsys.readouterr().err
+    assert "validation_L1.jsonl" in msg and "no usable sample" in msg and "Traceback" not in msg
+    assert len(msg.strip().splitlines()) == 1
+    assert _tree_hashes(os.path.join(out, "seed_bench_r1")) == hashes
+    rep = json.load(open(prep.report_path(out, "L1")))
+    assert rep["written"] == 0 and rep["skipped"] == (2 if content.startswith("{") else 0) and "error" in rep
+    _no_leftovers(out)
+    with pytest.raises(prep.EmptySplitError, match="validation_L1.jsonl"):
+        prep.prepare(data_root, "L1", out, workers=1, progress=False)
+
+
+def test_every_sample_failing_to_decode_keeps_previous_split(prepared_l1):
+    """Lines that parse but whose media all fail to decode: the TFDS build yields nothing -> EmptySplitError."""
+    data_root, out, hashes = prepared_l1
+    ann_file = os.path.join(data_root, "annotations", "validation_L1.jsonl")
+    recs = [r for r in _read(ann_file) if r["task_progress_metadata"]]
+    with open(os.path.join(data_root, "videos", "EpicKitchens", "garbage.mp4"), "wb") as f:
+        f.write(b"\x00\x00\x00\x18ftypmp42" + b"\x01" * 500)
+    with open(ann_file, "w") as f:
+        f.writelines(json.dumps(dict(r, video_basename="garbage.mp4")) + "\n" for r in recs)
+    with pytest.raises(prep.EmptySplitError, match=f"all {len(recs)} record"):
+        prep.prepare(data_root, "L1", out, workers=1, progress=False)
+    assert _tree_hashes(os.path.join(out, "seed_bench_r1")) == hashes
+    rep = json.load(open(prep.report_path(out, "L1")))
+    assert rep["skipped"] == len(recs) and all("corrupt" in s["reason"] for s in rep["skips"])
+    _no_leftovers(out)
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, RuntimeError])
+def test_interrupted_prep_keeps_previous_split(prepared_l1, monkeypatch, exc):
+    data_root, out, hashes = prepared_l1
+    calls = []
+    real = prep.decode_or_reason
+
+    def dies_on_third(args):
+        calls.append(args[0])
+        if len(calls) == 3:
+            raise exc("interrupted mid-build")
+        return real(args)
+
+    monkeypatch.setattr(prep, "decode_or_reason", dies_on_third)
+    with pytest.raises(exc, match="interrupted mid-build"):
+        prep.prepare(data_root, "L1", out, workers=1, progress=False)
+    assert len(calls) == 3
+    assert _tree_hashes(os.path.join(out, "seed_bench_r1")) == hashes
+    _no_leftovers(out)
+
+
+def test_successful_reprep_replaces_the_split(prepared_l1):
+    """... and removes what a killed (-9) earlier prep left behind, but not a live one's build folder."""
+    data_root, out, hashes = prepared_l1
+    dead, alive = os.path.join(out, ".prep_L1_999999999_x"), os.path.join(out, f".prep_L1_{os.getpid()}_y")
+    for d in (dead, alive):
+        os.makedirs(os.path.join(d, "seed_bench_r1"))
+    ann_file = os.path.join(data_root, "annotations", "validation_L1.jsonl")
+    recs = _read(ann_file)
+    with open(ann_file, "w") as f:
+        f.writelines(json.dumps(r) + "\n" for r in recs[:2])
+    rep = prep.prepare(data_root, "L1", out, workers=1, progress=False)
+    assert rep["written"] == 2 and rep["output_dir"] == os.path.join(out, "seed_bench_r1", "L1", "1.0.0")
+    assert set(_written(out, "L1")) == {str(r["sample_id"]) for r in recs[:2]}
+    assert _tree_hashes(os.path.join(out, "seed_bench_r1")) != hashes
+    assert not os.path.exists(dead) and os.path.isdir(alive)
+    shutil.rmtree(alive)
+    _no_leftovers(out)
+
+
+def test_cli_prep_frame_format_and_empty_file_exit_code(root, tmp_path, capsys):
+    """`seedr1 prep --frame-format jpeg` stores JPEG bytes (png is the default); an empty annotation file exits 2
+    with a one-line message naming the file."""
+    import tensorflow_datasets as tfds
+
+    from seedr1_jax import cli
+    from seedr1_jax.data import find_split_dir
+
+    data_root = str(tmp_path / "data")
+    shutil.copytree(root, data_root)
+    for fmt, magic in (("jpeg", b"\xff\xd8"), ("png", b"\x89PNG")):
+        out = str(tmp_path / fmt)
+        extra = ["--frame-format", fmt] if fmt == "jpeg" else []
+        assert (
+            cli.main(["prep", "--data-root", data_root, "--split", "L2", "--out", out, "--workers", "1", *extra]) == 0
+        )
+        assert json.load(open(prep.report_path(out, "L2")))["frame_format"] == fmt
+        b = tfds.builder_from_directory(find_split_dir(out, "L2"))
+        skip = {"frames": tfds.decode.SkipDecoding(), "image": tfds.decode.SkipDecoding()}
+        for ex in b.as_dataset(split="l2", decoders=skip).as_numpy_iterator():
+            assert all(x.startswith(magic) for x in [*ex["frames"], *ex["image"]])
+    open(os.path.join(data_root, "annotations", "validation_L2.jsonl"), "w").close()
+    capsys.readouterr()
+    assert cli.main(["prep", "--data-root", data_root, "--split", "L2", "--out", str(tmp_path / "png")]) == 2
+    out = capsys.readouterr()
+    assert "validation_L2.jsonl" in out.out + out.err and "Traceback" not in out.out + out.err

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from hf_utils import Prompt, batch, hf_logits, save_hf_model
+from hf_utils import Prompt, batch, hf_logits, per_sample_batch, save_hf_model
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
 from seedr1_jax.config import ConfigError, preset
@@ -195,3 +195,165 @@ def test_bf16_compute_within_tolerance(tmp_path):
     err = np.abs(a - b).max()
     assert 0 < err <= 0.05, err
     assert (a.argmax(-1) == b.argmax(-1)).mean() >= 0.9
+
+
+# ---- export-hf: a complete model folder ----------------------------------------------------------
+def _torchvision_works() -> bool:
+    try:
+        import torchvision.transforms.v2.functional  # noqa: F401
+
+        return True
+    except Exception:  # missing, or a build whose C++ ops do not match the installed torch
+        return False
+
+
+def _exported_processor(folder: str):
+    """`AutoProcessor.from_pretrained(folder)` and a function that turns (text, image, frames) into model inputs.
+
+    transformers 5 always loads Qwen2VLVideoProcessor, a torchvision class. With the pinned test set (torch
+    2.13.0 CPU; the only torchvision 0.28 wheel is a CUDA build whose ops do not register against it) AutoProcessor
+    therefore fails, and must fail on exactly that; the processor is then assembled from the folder's own files
+    (AutoTokenizer, AutoImageProcessor, the video processor config, chat_template.jinja), the video pixels
+    coming from the video processor's own patchify (its resize is torchvision; the frames are already 252x252).
+    """
+    from transformers import AutoImageProcessor, AutoProcessor, AutoTokenizer, Qwen2VLProcessor
+
+    if _torchvision_works():
+        proc = AutoProcessor.from_pretrained(folder)
+    else:
+        with pytest.raises(ImportError, match="Qwen2VLVideoProcessor requires the Torchvision library"):
+            AutoProcessor.from_pretrained(folder)
+        from test_processor import _video_processor_module
+
+        vp = _video_processor_module()
+
+        class _Processor(Qwen2VLProcessor):
+            def check_argument_for_proper_class(self, name, arg):  # the auto video class lookup needs torchvision
+                return None
+
+        with open(os.path.join(folder, "video_preprocessor_config.json")) as f:
+            vcfg = json.load(f)
+        assert vcfg["video_processor_type"] == "Qwen2VLVideoProcessor"
+        with open(os.path.join(folder, "chat_template.jinja")) as f:
+            template = f.read()
+        proc = _Processor(
+            image_processor=AutoImageProcessor.from_pretrained(folder),
+            tokenizer=AutoTokenizer.from_pretrained(folder),
+            video_processor=vp.Qwen2VLVideoProcessor(),
+            chat_template=template,
+        )
+        mean, std = np.array(vcfg["image_mean"], np.float32), np.array(vcfg["image_std"], np.float32)
+
+        def process_videos(videos, **kw):
+            x = (np.asarray(videos[0], np.float32) / 255 - mean) / std
+            chw = torch.from_numpy(np.ascontiguousarray(x.transpose(0, 3, 1, 2))[None])
+            pix, gt, gh, gw = vp.Qwen2VLVideoProcessor.patchify(
+                None,
+                chw,
+                patch_size=vcfg["patch_size"],
+                merge_size=vcfg["merge_size"],
+                temporal_patch_size=vcfg["temporal_patch_size"],
+            )
+            vid = {"pixel_values_videos": pix[0], "video_grid_thw": torch.tensor([[gt, gh, gw]])}
+            return vid, [proc.replace_video_token(vid, video_idx=0)]
+
+        proc._process_videos = process_videos
+    return proc
+
+
+def test_export_writes_a_complete_folder_that_generates_like_ours(tmp_path):
+    """A checkpoint with no HF extras (as from a random init): export writes the bundled tokenizer, chat template,
+    processor and generation configs; the exported processor builds an image + video prompt on which
+    transformers' greedy `generate` (with the exported generation config) equals our sampler token for token."""
+    from transformers import GenerationConfig
+
+    from seedr1_jax import sampler
+    from seedr1_jax.checkpoint import export_hf, load_params, save_params
+    from seedr1_jax.hf_extras import generation_config
+    from seedr1_jax.processor import messages, question_text
+
+    hf = save_hf_model("b", tmp_path / "hf", seed=5)
+    model = Qwen2VL.from_pretrained(str(tmp_path / "hf"))
+    model.hf_files = None  # no tokenizer/processor files anywhere: the bundled ones must be written
+    save_params(str(tmp_path / "ckpt"), model)
+    out = str(tmp_path / "export")
+    assert export_hf(str(tmp_path / "ckpt"), out) == 0
+    for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja", "preprocessor_config.json"):
+        assert os.path.isfile(os.path.join(out, f)), f
+    gen = GenerationConfig.from_pretrained(out)
+    assert gen.eos_token_id == [151645, 151643] and gen.pad_token_id == 151643 and gen.do_sample is False
+
+    proc = _exported_processor(out)
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (252, 252, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (4, 252, 252, 3), dtype=np.uint8)
+    msgs = messages(question_text("What should I do next?", ["wash", "cut", "stir", "open"]), True, True)
+    text = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
+    assert text.startswith("<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n<|im_start|>user\n")
+    assert "<|vision_start|><|video_pad|><|vision_end|><|vision_start|><|image_pad|><|vision_end|>" in text
+    assert text.endswith("<|im_end|>\n<|im_start|>assistant\n")
+    inputs = proc(text=[text], images=[image], videos=[frames], return_tensors="np")
+    assert inputs["image_grid_thw"].tolist() == [[1, 18, 18]] and inputs["video_grid_thw"].tolist() == [[2, 18, 18]]
+    ids = inputs["input_ids"][0]
+    assert (ids == 151655).sum() == 81 and (ids == 151656).sum() == 162
+
+    reloaded = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
+    tin = {k: torch.from_numpy(np.asarray(inputs[k])) for k in ("input_ids", "attention_mask", "pixel_values")}
+    tin.update({k: torch.from_numpy(np.asarray(inputs[k])) for k in ("image_grid_thw", "pixel_values_videos")})
+    tin["video_grid_thw"] = torch.from_numpy(np.asarray(inputs["video_grid_thw"]))
+    mm = torch.zeros_like(tin["input_ids"])
+    mm[tin["input_ids"] == 151655], mm[tin["input_ids"] == 151656] = 1, 2
+    with torch.no_grad():
+        ref = reloaded.generate(**tin, mm_token_type_ids=mm, max_new_tokens=8)[0, len(ids) :].tolist()
+
+    prompt = Prompt(hf.config, rng)
+    prompt.ids = ids.tolist()
+    prompt.images, prompt.image_grids = [np.asarray(inputs["pixel_values"], np.float32)], [[1, 18, 18]]
+    prompt.videos, prompt.video_grids = [np.asarray(inputs["pixel_values_videos"], np.float32)], [[2, 18, 18]]
+    ours_model = load_params(str(tmp_path / "ckpt"))
+    b = per_sample_batch(ours_model.cfg, [prompt])
+    got = sampler.generate(
+        ours_model,
+        b,
+        rng=jax.random.key(0),
+        group_size=1,
+        max_new_tokens=8,
+        greedy=True,
+        repetition_penalty=generation_config()["repetition_penalty"],
+    )
+    tokens = np.asarray(got["tokens"])[0].tolist()
+    assert tokens[: len(ref)] == ref, (tokens, ref)
+    assert len(ref) == 8 or ref[-1] in (151645, 151643)
+
+
+def test_import_keeps_and_export_returns_the_hf_folders_files(tmp_path):
+    """import-hf keeps the source folder's tokenizer/processor/generation files; export-hf writes them back
+    byte-identical (also after the checkpoint is moved), and only fills in what the source lacked."""
+    from seedr1_jax.checkpoint import _read_model_json, export_hf, import_hf, load_params, write_model_json
+    from seedr1_jax.hf_extras import write_extras
+
+    hf_dir = tmp_path / "hf"
+    save_hf_model("b", hf_dir, seed=6)
+    write_extras(str(hf_dir / "tok"))
+    for f in ("tokenizer.json", "tokenizer_config.json", "chat_template.jinja"):
+        shutil.copy(hf_dir / "tok" / f, hf_dir / f)
+    shutil.rmtree(hf_dir / "tok")
+    pre = {"image_processor_type": "Qwen2VLImageProcessor", "min_pixels": 3136, "max_pixels": 1234567}
+    (hf_dir / "preprocessor_config.json").write_text(json.dumps(pre))
+    assert import_hf(str(hf_dir), str(tmp_path / "ckpt")) == 0
+    kept = sorted(os.listdir(tmp_path / "ckpt" / "hf_files"))
+    assert kept == sorted(
+        ["chat_template.jinja", "generation_config.json", "preprocessor_config.json"]
+        + ["tokenizer.json", "tokenizer_config.json"]
+    )
+    shutil.move(tmp_path / "ckpt", tmp_path / "moved")
+    out = tmp_path / "export"
+    assert export_hf(str(tmp_path / "moved"), str(out)) == 0
+    for f in kept:
+        assert (out / f).read_bytes() == (hf_dir / f).read_bytes(), f
+    assert json.loads((out / "video_preprocessor_config.json").read_text())["max_frames"] == 16  # filled in
+    # a workdir written from the loaded (and rebuilt) model, as `seedr1 train` does, points at the same files
+    from seedr1_jax.train import _rebuild
+
+    write_model_json(str(tmp_path / "wd"), _rebuild(load_params(str(tmp_path / "moved"))))
+    assert _read_model_json(str(tmp_path / "wd"))[2] == str(tmp_path / "moved" / "hf_files")
