@@ -313,6 +313,15 @@ def save_hf(model, out_dir: str, dtype=None, max_shard_bytes: int = 5 * 2**30) -
 
     if jax.process_index() != 0:
         return
+    if fs.remote(out_dir) and fs.isdir(out_dir):  # the staged upload below adds files; drop stale shards first
+        for old in fs.listdir(out_dir):
+            if old.endswith(".safetensors") or old == "model.safetensors.index.json":
+                fs.remove(fs.join(out_dir, old))
+    with fs.staged_dir(out_dir) as local:  # gs://: written locally, uploaded when complete
+        _save_hf_local(model, local, dtype, max_shard_bytes, write_extras)
+
+
+def _save_hf_local(model, out_dir: str, dtype, max_shard_bytes: int, write_extras) -> None:
     os.makedirs(out_dir, exist_ok=True)
     cfg: ModelConfig = model.cfg
     hf_dtype = jnp.dtype(dtype or cfg.hf_dtype).name

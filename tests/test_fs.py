@@ -3,6 +3,7 @@ tf.io.gfile calls as gs:// (no network). TFRecord reading, split lookup and HF w
 through the real code paths; TFDS reaches ram:// through etils.epath's TensorFlow backend, the backend epath
 uses for gs:// when TensorFlow is installed."""
 
+import os
 import uuid
 
 import numpy as np
@@ -145,7 +146,7 @@ def _small_cfg() -> ModelConfig:
 
 def test_hf_weights_and_model_init_from_remote(tmp_path):
     """An index-sharded HF folder on ram:// loads bit-identically to the local copy, through `model.init`."""
-    from seedr1_jax import checkpoint, sharding, train
+    from seedr1_jax import checkpoint, sharding
     from seedr1_jax.hf_io import load_hf, save_hf
     from seedr1_jax.qwen2_vl import Qwen2VL
 
@@ -155,13 +156,16 @@ def test_hf_weights_and_model_init_from_remote(tmp_path):
     save_hf(model, local, max_shard_bytes=200_000)  # several shards + model.safetensors.index.json
     assert fs.exists(fs.join(local, "model.safetensors.index.json"))
     remote = f"ram://hf_{uuid.uuid4().hex[:8]}"
-    fs.copy_tree(local, remote)
+    save_hf(model, remote, max_shard_bytes=200_000)  # `export-hf --out` on an object store: the same bytes
+    assert sorted(fs.listdir(remote)) == sorted(os.listdir(local))
+    for name in os.listdir(local):
+        with open(os.path.join(local, name), "rb") as f:
+            assert fs.read_bytes(fs.join(remote, name)) == f.read(), name
 
     config = __import__("configs.common", fromlist=["base_config"]).base_config()
     config.model.init, config.model.dtype, config.model.param_dtype = remote, "float32", "float32"
     config.model.remat_policy = "none"
-    load_model = getattr(checkpoint, "load_model", None) or train.load_model  # `model.init` is resolved here
-    got = load_model(config, None, sharding.TRAIN_RULES)
+    got = checkpoint.load_model(config, None, sharding.TRAIN_RULES)  # `model.init` is resolved here
     want = load_hf(local)
     flat = lambda m: dict(nnx.to_flat_state(nnx.state(m, nnx.Param)))  # noqa: E731
     g, w = flat(got), flat(want)
