@@ -215,19 +215,17 @@ def main(config, topology: str) -> int:
     t0 = time.time()
     step_c, n_params, prompt = compile_update(config, cfg, mesh, rules)
     compile_s = time.time() - t0
-    rows = [_mem_row("train step (policy fwd/bwd + AdamW)", step_c, hbm)]
+    rows = [_mem_row("train step (fwd/bwd + AdamW)", step_c, hbm)]
     flops = _flops(step_c)
 
     if algo == "grpo" and config.grpo.beta > 0:
         # the frozen reference stays resident beside the train state while the update runs
         _, ref = abstract_params(cfg, mesh, rules, dtype=jnp.dtype(config.grpo.ref_dtype))
-        rows[0] = _plus_resident(rows[0], "+ resident reference", _per_chip_bytes(ref))
+        rows[0] = _plus_resident(rows[0], " + ref held", _per_chip_bytes(ref))
     if algo == "grpo" and (config.grpo.beta > 0 or config.grpo.mu > 1):
         t0 = time.time()
         lp_c, resident = compile_logprobs(config, cfg, mesh, rules, prompt)
-        rows.append(
-            _plus_resident(_mem_row("ref/anchor log-probs (bf16 fwd, once per rollout)", lp_c, hbm), "", resident)
-        )
+        rows.append(_plus_resident(_mem_row("ref/anchor log-probs (fwd) + state held", lp_c, hbm), "", resident))
         print(f"log-probs compile {time.time() - t0:.0f}s")
     if algo == "grpo":
         t0 = time.time()
