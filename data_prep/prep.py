@@ -24,6 +24,7 @@ import time
 
 from data_prep import annotations as ann
 from data_prep.media import FRAME_FORMATS, decode_or_reason
+from seedr1_jax import fs
 from seedr1_jax.config import ConfigError
 
 
@@ -168,9 +169,8 @@ def prepare(
         }
         if error:
             rep["error"] = error
-        os.makedirs(out, exist_ok=True)
-        with open(report_path(out, split), "w") as f:
-            json.dump(rep, f, indent=1)
+        fs.makedirs(out)
+        fs.write_text(report_path(out, split), json.dumps(rep, indent=1))
         return rep
 
     def empty():
@@ -185,9 +185,12 @@ def prepare(
     if not items:
         raise empty()
     tfds.disable_progress_bar()  # ours (per sample) is the one that matters
-    os.makedirs(out, exist_ok=True)
-    _remove_stale_builds(out, split)
-    tmp = tempfile.mkdtemp(prefix=f".prep_{split}_{os.getpid()}_", dir=out)  # same filesystem as the destination
+    fs.makedirs(out)
+    remote = fs.remote(out)
+    if not remote:
+        _remove_stale_builds(out, split)
+    # built beside the destination (same filesystem: the swap is a rename); for a bucket, locally, then uploaded
+    tmp = tempfile.mkdtemp(prefix=f".prep_{split}_{os.getpid()}_", dir=None if remote else out)
     try:
         builder = SeedBenchR1(config=split, data_dir=tmp, examples=examples, frame_format=frame_format)
         try:
@@ -202,8 +205,11 @@ def prepare(
             if written:
                 raise
             raise empty() from None  # TFDS's "No examples were yielded"
-        final = os.path.join(out, os.path.relpath(builder.data_dir, tmp))
-        _replace_dir(builder.data_dir, final)
+        final = fs.join(out, os.path.relpath(builder.data_dir, tmp))
+        if remote:
+            fs.replace_dir(builder.data_dir, final)  # copy, then the old split is deleted only after it
+        else:
+            _replace_dir(builder.data_dir, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report(final)

@@ -1,7 +1,7 @@
 """The input pipeline: prepared TFRecords -> fixed-shape training/eval batches in the model's per-sample layout.
 
 tf.data reads this process's share of the split (`tfds.even_splits` by process), shuffles with a seed, decodes
-the JPEG frames and patchifies them on its worker threads; the host then builds the options, renders and
+the stored (PNG or JPEG) frames and patchifies them on its worker threads; the host then builds the options, renders and
 tokenizes the prompt and assembles the batch. Static shapes (one jit for the whole run):
 
   input_ids      int32[B, T]        prompt, LEFT-padded with 151643 to T = max_prompt_len
@@ -121,7 +121,7 @@ def damaged_tfrecords(split_dir: str) -> list[str]:
 
 
 def open_split(cfg, process_index: int, process_count: int):
-    """This process's share of the split as raw examples (JPEGs undecoded) and its example count."""
+    """This process's share of the split as raw examples (frames undecoded) and its example count."""
     import tensorflow_datasets as tfds
 
     builder = tfds.builder_from_directory(find_split_dir(cfg.tfrecord_dir, cfg.split))

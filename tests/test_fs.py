@@ -3,6 +3,7 @@ tf.io.gfile calls as gs:// (no network). TFRecord reading, split lookup and HF w
 through the real code paths; TFDS reaches ram:// through etils.epath's TensorFlow backend, the backend epath
 uses for gs:// when TensorFlow is installed."""
 
+import json
 import os
 import uuid
 
@@ -96,17 +97,23 @@ def test_eval_results_on_remote():
 def prepared(tmp_path_factory):
     from data_prep import prep, synth
 
-    root = str(tmp_path_factory.mktemp("syn") / "data")
+    base = tmp_path_factory.mktemp("syn")
+    root = str(base / "data")
     synth.generate(root, num_train=2, num_val=3, seed=3)
-    out = str(tmp_path_factory.mktemp("tfr"))
+    out = str(base / "tfr")
     assert prep.prepare(root, "L1", out, workers=1, max_frames=4, progress=False)["skipped"] == 0
     return out
 
 
-def test_tfrecords_read_from_remote_equal_local(prepared):
+def test_tfrecords_read_from_remote_equal_local(prepared, tmp_path):
+    """`seedr1 prep --out` on an object store, then training/eval batches read straight from it."""
+    from data_prep import prep
+
     _epath_ram()
     remote = f"ram://tfr_{uuid.uuid4().hex[:8]}"
-    fs.copy_tree(prepared, remote)
+    data_root = os.path.join(os.path.dirname(prepared), "data")
+    rep = prep.prepare(data_root, "L1", remote, workers=1, max_frames=4, progress=False)
+    assert rep["skipped"] == 0 and json.loads(fs.read_text(prep.report_path(remote, "L1")))["written"] == 3
     assert data.find_split_dir(remote, "L1") == fs.join(remote, "seed_bench_r1", "L1", "1.0.0")
     with pytest.raises(ConfigError, match=r"holds split\(s\) L1, not L3"):
         data.find_split_dir(remote, "L3")
