@@ -233,8 +233,12 @@ def _log(msg: str):
         print(msg, flush=True)
 
 
-def main(config, workdir: str, batches=None, tokenizer=None) -> int:
-    """Runs (or resumes) training in `workdir`. `batches`/`tokenizer` may be injected (tests, demo)."""
+def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> int:
+    """Runs (or resumes) training in `workdir`. `batches`/`tokenizer` may be injected (tests, demo).
+
+    callbacks: each is called as `cb(step, model) -> dict[str, float]` after optimizer step `step` (1-based,
+    the number of steps done) and its scalars join that step's metrics row (e.g. `evaluate.eval_callback`).
+    """
     from tqdm import tqdm
 
     from .checkpoint import write_model_json
@@ -347,6 +351,8 @@ def main(config, workdir: str, batches=None, tokenizer=None) -> int:
                     if algo == "grpo"
                     else (6.0 * n_params * ntok / dt / peak)
                 )
+            for cb in callbacks:  # evaluation during training etc. (seedr1_jax.evaluate.eval_callback)
+                scalars.update(cb(step + 1, nnx.merge(graphdef, params)))
             writer.write(step + 1, scalars)
             if texts and t.sample_every and (step + 1) % t.sample_every == 0:
                 writer.text(step + 1, "samples", texts[: t.num_samples_logged])
