@@ -56,6 +56,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "aot", "compile the train step and sampler for a TPU topology; report memory and FLOPs")
     p.add_argument("--config", required=True)
     p.add_argument("--topology", required=True, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
+    # `seedr1 study` (issue 9): toy-scale Vanilla vs SFT vs GRPO on synthetic L1/L2/L3
+    p = _add(sub, "study", "toy-scale Vanilla vs SFT vs GRPO on synthetic L1/L2/L3 shifts; table + plot")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--seeds", type=int, default=None, help="training seeds (default 3; 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="smaller data and budget (<= 10 minutes on 2 CPU cores)")
     return ap
 
 
@@ -133,6 +138,10 @@ def _run(args, extra):
         from .aot import main as aot_main
 
         return aot_main(_config_from_argv(args.config, extra), args.topology)
+    if args.cmd == "study":
+        from .study import run as study_run
+
+        return study_run(args.workdir, seeds=args.seeds, quick=args.quick)
     raise AssertionError(args.cmd)
 
 

@@ -213,9 +213,12 @@ def evaluate_params(model, batches, tokenizer, *, mesh=None, max_new_tokens=256,
     return 100.0 * float(np.mean([r["reward"] for r in rows])) if rows else float("nan")
 
 
-def eval_callback(config, tfrecord_dir: str, split: str = "L1", every: int = 0, tokenizer=None, mesh=None):
-    """A `train.main` callback: every `every` steps (and at the last one), the held-out accuracy on `split`
-    as `eval_<split>_accuracy` (%), decoded as `seedr1 eval` does (config.eval's max_new_tokens/penalty)."""
+def eval_callback(
+    config, tfrecord_dir: str, split: str = "L1", every: int = 0, tokenizer=None, mesh=None, at_end: bool = True
+):
+    """A `train.main` callback: every `every` steps (and at the last one unless `at_end` is False), the held-out
+    accuracy on `split` as `eval_<split>_accuracy` (%), decoded as `seedr1 eval` does (config.eval's
+    max_new_tokens and repetition_penalty)."""
     from . import data
     from .processor import load_tokenizer
 
@@ -225,7 +228,9 @@ def eval_callback(config, tfrecord_dir: str, split: str = "L1", every: int = 0, 
     last = int(config.train.num_steps)
 
     def cb(step: int, model) -> dict[str, float]:
-        if step % every and step != last:
+        if step % every and not (at_end and step == last):
+            return {}
+        if step == last and not at_end:
             return {}
         batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split)
         acc = evaluate_params(
