@@ -19,12 +19,15 @@ METHODS = ("Vanilla", "SFT", "GRPO")
 SPLITS = ("L1", "L2", "L3")
 COLUMNS = ("L1", "L2", "L3", "Daily life", "Hobbies", "Recreation", "Work")
 
-# sizes per mode; `steps` is the number of SFT and of GRPO steps, each of `batch` prompts (matched budget)
+# sizes per mode; `steps` is the number of SFT and of GRPO steps, each of `batch` prompts (matched budget).
+# The warm-up (batch 8) must be long enough for the format: 30 steps of 4 left the tiny model without
+# `<answer>` tags, so every GRPO group had reward 0 and nothing to learn from (measured).
 BUDGETS = {
-    "default": dict(num_train=256, num_val=96, warmup_steps=60, steps=60, batch=4),
-    "quick": dict(num_train=64, num_val=32, warmup_steps=30, steps=20, batch=4),
+    "default": dict(num_train=256, num_val=96, warmup_steps=100, steps=60, batch=4),
+    "quick": dict(num_train=64, num_val=32, warmup_steps=80, steps=20, batch=4),
     "smoke": dict(num_train=8, num_val=8, warmup_steps=2, steps=2, batch=4),
 }
+WARMUP_BATCH = 8
 
 
 def _configs(budget: dict, tfr: str, warm_tfr: str, seed: int):
@@ -40,6 +43,7 @@ def _configs(budget: dict, tfr: str, warm_tfr: str, seed: int):
     for c in (warm, sft, grpo):
         c.train.seed = c.data.seed = seed
         c.data.batch_size = budget["batch"]
+    warm.data.batch_size = WARMUP_BATCH
     warm.train.num_steps = budget["warmup_steps"]
     sft.train.num_steps = grpo.train.num_steps = budget["steps"]
     for c in (warm, sft, grpo):
@@ -116,7 +120,7 @@ def run_study(workdir: str, seeds: int = 3, mode: str = "default") -> dict:
     print(
         f"seedr1 study ({mode}): matched budget: SFT and GRPO each see {prompts} training prompts "
         f"({budget['steps']} steps x {budget['batch']} prompts; GRPO samples 8 completions per prompt); "
-        f"Vanilla = {budget['warmup_steps']} steps of a generic format warm-up; {seeds} seed(s)",
+        f"Vanilla = {budget['warmup_steps']} x {WARMUP_BATCH} generic format warm-up samples; {seeds} seed(s)",
         flush=True,
     )
     tok = load_tokenizer()
