@@ -45,7 +45,7 @@ def _plot(workdir: str, grpo_dir: str, acc0: float, ci0, acc1: float, ci1, steps
     for x, a, (lo, hi) in ((0, acc0, ci0), (steps, acc1, ci1)):
         ax.errorbar([x], [a], yerr=[[a - lo], [hi - a]], color="C2", capsize=4)
     ax.axhline(25, color="grey", ls="--", lw=1)
-    ax.set_title(f"held-out L1 accuracy % ({NUM_EVAL} samples, 95% CI at the ends)")
+    ax.set_title(f"held-out L1 accuracy % (n={NUM_EVAL}, 95% CI at the ends)")
     for ax in axes:
         ax.set_xlabel("GRPO step")
         ax.grid(alpha=0.3)
