@@ -32,6 +32,7 @@ def get_config(arg: str | None = None):
     c.optim.lr = 3e-4
     c.optim.schedule = "constant"
     c.eval.max_new_tokens = 48
+    c.train.eval_every = 10  # held-out L1 accuracy every N GRPO steps (`seedr1 demo`, via train.main callbacks)
     if c.algo == "sft":
         c.data.split = "train_cot"
         c.data.batch_size = 8

@@ -76,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=16, help="as prepared (the tiny config uses 4)")
     p.add_argument("--max-prompt-len", type=int, default=1024)
     p.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 for a 7B model on one GPU)")
+    # `seedr1 study` (issue 9): toy-scale Vanilla vs SFT vs GRPO on synthetic L1/L2/L3
+    p = _add(sub, "study", "toy-scale Vanilla vs SFT vs GRPO on synthetic L1/L2/L3 shifts; table + plot")
+    p.add_argument("--workdir", required=True)
+    p.add_argument("--seeds", type=int, default=None, help="training seeds (default 3; 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="smaller data and budget (<= 10 minutes on 2 CPU cores)")
     return ap
 
 
@@ -258,6 +263,10 @@ def _run(args, extra):
             max_prompt_len=args.max_prompt_len,
             **kw,
         )
+    if args.cmd == "study":
+        from .study import run as study_run
+
+        return study_run(args.workdir, seeds=args.seeds, quick=args.quick)
     raise AssertionError(args.cmd)
 
 

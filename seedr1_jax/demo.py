@@ -1,17 +1,59 @@
 """`seedr1 demo`: the whole pipeline at toy scale on CPU, on data and a model it makes itself (no network).
 
-synth -> prep -> SFT warm-up (teaches the answer format) -> GRPO -> held-out evaluation -> export-hf ->
-reload in transformers and compare logits -> summary table and a reward/KL plot in the workdir.
+synth -> prep -> SFT warm-up (teaches the answer format) -> held-out L1 accuracy -> GRPO (held-out L1 accuracy
+every `train.eval_every` steps) -> held-out L1 accuracy -> export-hf -> reload in transformers and compare
+logits -> summary table (accuracies with 95% Wilson intervals) and a reward / KL / accuracy plot in the workdir.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
 
 import numpy as np
+
+NUM_EVAL = 96  # held-out L1 samples
+
+
+def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
+    """95% Wilson score interval (in %) for k successes out of n."""
+    if n == 0:
+        return (0.0, 100.0)
+    p = k / n
+    den = 1 + z * z / n
+    mid = (p + z * z / (2 * n)) / den
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+    return (100.0 * max(0.0, mid - half), 100.0 * min(1.0, mid + half))
+
+
+def _plot(workdir: str, grpo_dir: str, acc0: float, ci0, acc1: float, ci1, steps: int) -> str:
+    """reward, KL and held-out L1 accuracy per GRPO step -> grpo_metrics.png."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(x) for x in open(os.path.join(grpo_dir, "metrics.jsonl"))]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
+    for ax, k in zip(axes[:2], ("reward_mean", "kl")):
+        ax.plot([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r], marker="o", ms=3)
+        ax.set_title(f"GRPO {k} (train batch)")
+    pts = [(0, acc0)] + [(r["step"], r["eval_L1_accuracy"]) for r in rows if "eval_L1_accuracy" in r] + [(steps, acc1)]
+    ax = axes[2]
+    ax.plot(*zip(*sorted(set(pts))), marker="o", ms=4, color="C2")
+    for x, a, (lo, hi) in ((0, acc0, ci0), (steps, acc1, ci1)):
+        ax.errorbar([x], [a], yerr=[[a - lo], [hi - a]], color="C2", capsize=4)
+    ax.axhline(25, color="grey", ls="--", lw=1)
+    ax.set_title(f"held-out L1 accuracy % (n={NUM_EVAL}, 95% CI at the ends)")
+    for ax in axes:
+        ax.set_xlabel("GRPO step")
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    out = os.path.join(workdir, "grpo_metrics.png")
+    fig.savefig(out, dpi=100)
+    plt.close(fig)
+    return out
 
 
 def tiny_config():
@@ -96,7 +138,7 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     stage("synth")
     data_root, tfr = os.path.join(workdir, "data"), os.path.join(workdir, "tfrecords")
     if not os.path.isdir(os.path.join(data_root, "annotations")):
-        synth.generate(data_root, num_train=64, num_val=32, seed=0)
+        synth.generate(data_root, num_train=64, num_val=NUM_EVAL, seed=0)
     stage("prep")
     for split in ("train", "train_cot", "L1"):
         if not os.path.isdir(os.path.join(tfr, "seed_bench_r1", split)):
@@ -111,19 +153,14 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     if train.main(c, sft_dir) != 0:
         return 1
 
-    stage("grpo")
+    tok = load_tokenizer()
     c = get_config("grpo")
     c.data.tfrecord_dir = tfr
     c.model.init = sft_dir
     c.train.num_steps = grpo_steps or c.train.num_steps
-    if train.main(c, grpo_dir) != 0:
-        return 1
-    r0, r1 = _metric_means(grpo_dir, "reward_mean", 10)
+    accs, cis = {}, {}
 
-    stage("evaluate (held-out L1)")
-    tok = load_tokenizer()
-    accs = {}
-    for name, src in (("after SFT", sft_dir), ("after GRPO", grpo_dir)):
+    def held_out(name, src):
         model = load_params(src)
         out = os.path.join(workdir, f"eval_L1_{name.split()[-1].lower()}.jsonl")
         if os.path.exists(out):
@@ -134,9 +171,25 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
             out,
             tok,
             max_new_tokens=c.eval.max_new_tokens,
-            repetition_penalty=1.05,
+            repetition_penalty=c.eval.repetition_penalty,
         )
         accs[name] = evaluate.accuracy_table(rows, "L1")["L1"]
+        cis[name] = wilson_interval(int(sum(r["reward"] for r in rows)), len(rows))
+        print(f"held-out L1 accuracy {name}: {accs[name]:.1f}% [95% CI {cis[name][0]:.1f}-{cis[name][1]:.1f}]")
+        return len(rows)
+
+    stage("evaluate (held-out L1, before GRPO)")
+    n_eval = held_out("after SFT", sft_dir)
+
+    stage("grpo")
+    every = int(c.train.get("eval_every", 0))
+    cbs = (evaluate.eval_callback(c, tfr, "L1", every, tokenizer=tok, at_end=False),) if every else ()
+    if train.main(c, grpo_dir, callbacks=cbs) != 0:
+        return 1
+    r0, r1 = _metric_means(grpo_dir, "reward_mean", 10)
+
+    stage("evaluate (held-out L1, after GRPO)")
+    held_out("after GRPO", grpo_dir)
 
     stage("export-hf + transformers reload")
     hf_dir = os.path.join(workdir, "hf_export")
@@ -144,9 +197,9 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     model = load_params(grpo_dir)
     batch = next(iter(data.eval_batches(c.data, model.cfg, tfr, split="L1")))
     err = _transformers_check(hf_dir, model, batch)
-    plot = os.path.join(grpo_dir, "metrics.png")
-    if os.path.exists(plot):
-        shutil.copy(plot, os.path.join(workdir, "grpo_metrics.png"))
+    plot = _plot(
+        workdir, grpo_dir, accs["after SFT"], cis["after SFT"], accs["after GRPO"], cis["after GRPO"], c.train.num_steps
+    )
 
     names = list(times)
     durations = {
@@ -157,10 +210,13 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
         [
             ("GRPO train reward, mean of the first 10 steps", f"{r0:.3f}"),
             ("GRPO train reward, mean of the last 10 steps", f"{r1:.3f}"),
-            ("held-out L1 accuracy after SFT warm-up", f"{accs['after SFT']:.1f}%"),
-            ("held-out L1 accuracy after GRPO", f"{accs['after GRPO']:.1f}%"),
+            *(
+                (f"held-out L1 accuracy {k} ({n_eval} samples)", f"{accs[k]:.1f}%  [95% CI {lo:.1f}-{hi:.1f}]")
+                for k, (lo, hi) in cis.items()
+            ),
+            ("held-out L1 accuracy gain from GRPO", f"{accs['after GRPO'] - accs['after SFT']:+.1f} points"),
             ("export-hf -> transformers logits max diff", "torch not installed" if err is None else f"{err:.2e}"),
-            ("reward/KL plot", os.path.join(workdir, "grpo_metrics.png")),
+            ("reward / KL / accuracy plot", plot),
         ]
         + [(f"time: {n}", f"{d:.0f}s") for n, d in durations.items()]
         + [("time: total", f"{time.time() - t_start:.0f}s")]
@@ -173,6 +229,14 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
         reward_last10=r1,
         acc_sft=accs["after SFT"],
         acc_grpo=accs["after GRPO"],
+        acc_sft_ci95=list(cis["after SFT"]),
+        acc_grpo_ci95=list(cis["after GRPO"]),
+        n_eval=n_eval,
+        acc_curve=[
+            [r["step"], r["eval_L1_accuracy"]]
+            for r in map(json.loads, open(os.path.join(grpo_dir, "metrics.jsonl")))
+            if "eval_L1_accuracy" in r
+        ],
         transformers_max_abs_diff=err,
         seconds=time.time() - t_start,
     )

@@ -204,3 +204,55 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None, attention_sam
         fs.makedirs(workdir)
         fs.write_text(fs.join(workdir, f"eval_{split}_summary.json"), json.dumps(summary, indent=2))
     return 0
+
+
+# ---- evaluation during training -------------------------------------------------------------------------
+def evaluate_params(model, batches, tokenizer, *, mesh=None, max_new_tokens=256, repetition_penalty=1.05) -> float:
+    """Accuracy in % of `model` on every valid row of `batches` (greedy, as `seedr1 eval`), nothing written."""
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        rows = evaluate(
+            model,
+            batches,
+            os.path.join(d, "eval.jsonl"),
+            tokenizer,
+            mesh=mesh,
+            max_new_tokens=max_new_tokens,
+            repetition_penalty=repetition_penalty,
+            progress=False,
+        )
+    return 100.0 * float(np.mean([r["reward"] for r in rows])) if rows else float("nan")
+
+
+def eval_callback(
+    config, tfrecord_dir: str, split: str = "L1", every: int = 0, tokenizer=None, mesh=None, at_end: bool = True
+):
+    """A `train.main` callback: every `every` steps (and at the last one unless `at_end` is False), the held-out
+    accuracy on `split` as `eval_<split>_accuracy` (%), decoded as `seedr1 eval` does (config.eval's
+    max_new_tokens and repetition_penalty)."""
+    from . import data
+    from .processor import load_tokenizer
+
+    if every <= 0:
+        raise ConfigError(f"train.eval_every={every}: evaluation during training needs a step interval > 0")
+    tokenizer = tokenizer or load_tokenizer()
+    last = int(config.train.num_steps)
+
+    def cb(step: int, model) -> dict[str, float]:
+        if step % every and not (at_end and step == last):
+            return {}
+        if step == last and not at_end:
+            return {}
+        batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split)
+        acc = evaluate_params(
+            model,
+            batches,
+            tokenizer,
+            mesh=mesh,
+            max_new_tokens=config.eval.max_new_tokens,
+            repetition_penalty=config.eval.repetition_penalty,
+        )
+        return {f"eval_{split}_accuracy": acc}
+
+    return cb

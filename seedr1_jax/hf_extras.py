@@ -18,7 +18,7 @@ _WEIGHT_FILES = ("config.json", "model.safetensors.index.json", "pytorch_model.b
 _EXTRA_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".tiktoken")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # either one means the folder has its own tokenizer
 
-# SEED-Bench-R1 resizes every frame and image to 252x252 (256 requested, SPEC.md section 2): at most 256*256
+# SEED-Bench-R1 resizes every frame and image to 252x252 (256 requested, docs/recipe.md section 2): at most 256*256
 # pixels keeps a 252x252 input at an 18x18 patch grid (81 merged tokens) and bounds any other input near it.
 MIN_PIXELS = 56 * 56
 MAX_PIXELS = 256 * 256
@@ -86,8 +86,8 @@ def video_processor_config() -> dict:
 
 
 def generation_config() -> dict:
-    """generation_config.json: the evaluation decoding (greedy, repetition penalty 1.05, SPEC.md section 7) with
-    Qwen2-VL's special ids (stop at <|im_end|> or <|endoftext|>, pad with <|endoftext|>)."""
+    """generation_config.json: the evaluation decoding (greedy, repetition penalty 1.05, docs/recipe.md
+    section 7) with Qwen2-VL's special ids (stop at <|im_end|> or <|endoftext|>, pad with <|endoftext|>)."""
     return {
         "bos_token_id": P.PAD_ID,
         "pad_token_id": P.PAD_ID,

@@ -113,6 +113,56 @@ def test_compute_rewards_rejects_bad_config():
         rewards.compute_rewards(["x", "y"], ["B"])
 
 
+def length_bonus(completion, ground_truth):
+    """A custom reward with the built-ins' signature (used through `grpo.rewards` as 'test_rewards:length_bonus')."""
+    return min(len(completion), 10) / 10
+
+
+def wrong_arity(completion):
+    return 1.0
+
+
+def raises(completion, ground_truth):
+    raise KeyError("boom")
+
+
+def test_custom_reward_from_the_config_is_weighted_and_logged():
+    from configs.tiny import get_config
+
+    c = get_config("grpo")
+    c.grpo.rewards = {"accuracy": 1.0, "test_rewards:length_bonus": 0.5}
+    comps = ["<answer>B</answer>", "<answer>A</answer>", "B"]
+    total, values = rewards.compute_rewards(comps, ["B"] * 3, dict(c.grpo.rewards))
+    np.testing.assert_allclose(values["test_rewards:length_bonus"], [1.0, 1.0, 0.1], rtol=1e-6)
+    np.testing.assert_allclose(total, [1.5, 0.5, 0.05], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "name,message",
+    [
+        ("no_such_module_xyz:f", "cannot import module 'no_such_module_xyz'"),
+        ("test_rewards:missing", "has no function 'missing'"),
+        ("test_rewards:GT", "has no function 'GT'"),  # exists, but not callable
+        ("test_rewards:wrong_arity", r"wrong_arity\(completion\) cannot be called as f\(completion, ground_truth\)"),
+        ("accuracyy", "unknown reward 'accuracyy'"),
+    ],
+)
+def test_bad_custom_reward_is_a_clear_config_error(name, message):
+    from seedr1_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="grpo.rewards.*" + message):
+        rewards.compute_rewards(["x"], ["B"], {name: 1.0})
+
+
+def test_custom_reward_errors_name_the_reward():
+    from seedr1_jax.config import ConfigError
+
+    with pytest.raises(ConfigError, match="reward 'test_rewards:raises' failed on completion 'x'"):
+        rewards.compute_rewards(["x"], ["B"], {"test_rewards:raises": 1.0})
+    with pytest.raises(ConfigError, match="weight of 'accuracy' is 'high'"):
+        rewards.compute_rewards(["x"], ["B"], {"accuracy": "high"})
+
+
 def test_compute_rewards_empty_batch():
     total, values = rewards.compute_rewards([], [], rewards.CARE_REWARD_WEIGHTS)
     assert total.shape == (0,) and values["exact"].shape == (0,)

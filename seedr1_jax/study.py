@@ -1,0 +1,231 @@
+"""`seedr1 study`: the paper's table 1 at toy scale: Vanilla vs SFT vs GRPO on synthetic L1/L2/L3 shifts.
+
+Per seed: a shared "Vanilla" start (the tiny random model after a generic answer-format warm-up with random
+letters: it knows `<think>..</think><answer>X. ..</answer>`, not the task), then SFT on train_cot and GRPO on
+train from it with a matched budget (the same number of training prompts seen), then Vanilla, SFT and GRPO
+evaluated on L1, L2 and L3 (+ L3 per domain) with `seedr1 eval`'s greedy decoding. Writes study.json,
+study.md and study.png in the workdir; a rerun resumes (finished trainings and evaluations are skipped).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+METHODS = ("Vanilla", "SFT", "GRPO")
+SPLITS = ("L1", "L2", "L3")
+COLUMNS = ("L1", "L2", "L3", "Daily life", "Hobbies", "Recreation", "Work")
+
+# sizes per mode; `steps` is the number of SFT and of GRPO steps, each of `batch` prompts (matched budget).
+# The warm-up (batch 8) must be long enough for the format: 30 steps of 4 left the tiny model without
+# `<answer>` tags, so every GRPO group had reward 0 and nothing to learn from (measured).
+BUDGETS = {
+    "default": dict(num_train=256, num_val=96, warmup_steps=100, steps=60, batch=4),
+    "quick": dict(num_train=64, num_val=32, warmup_steps=80, steps=20, batch=4),
+    "smoke": dict(num_train=8, num_val=8, warmup_steps=2, steps=2, batch=4),
+}
+WARMUP_BATCH = 8
+
+
+def _configs(budget: dict, tfr: str, warm_tfr: str, seed: int):
+    """The three training configs (tiny model): format warm-up, SFT on train_cot, GRPO on train."""
+    from configs.tiny import get_config
+
+    warm = get_config("sft")
+    warm.data.tfrecord_dir = warm_tfr
+    sft = get_config("sft")
+    sft.data.tfrecord_dir = tfr
+    grpo = get_config("grpo")
+    grpo.data.tfrecord_dir = tfr
+    for c in (warm, sft, grpo):
+        c.train.seed = c.data.seed = seed
+        c.data.batch_size = budget["batch"]
+    warm.data.batch_size = WARMUP_BATCH
+    warm.train.num_steps = budget["warmup_steps"]
+    sft.train.num_steps = grpo.train.num_steps = budget["steps"]
+    for c in (warm, sft, grpo):
+        c.train.checkpoint_every = c.train.num_steps
+    return warm, sft, grpo
+
+
+def _train(config, workdir: str) -> None:
+    from . import train
+
+    if os.path.exists(os.path.join(workdir, "done")):
+        return
+    if train.main(config, workdir) != 0:
+        raise RuntimeError(f"training in {workdir} failed; see its log above, then rerun to resume")
+    open(os.path.join(workdir, "done"), "w").close()
+
+
+def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer) -> dict:
+    """The accuracy table of one (model, split) cell, as `seedr1 eval` computes it; cached in the run dir."""
+    from . import data, evaluate
+    from .checkpoint import load_params
+
+    summary = os.path.join(run_dir, f"eval_{split}_summary.json")
+    if os.path.exists(summary):
+        with open(summary) as f:
+            return json.load(f)
+    model = load_params(run_dir)
+    rows = evaluate.evaluate(
+        model,
+        data.eval_batches(config.data, model.cfg, tfr, split=split),
+        os.path.join(run_dir, f"eval_{split}.jsonl"),
+        tokenizer,
+        max_new_tokens=config.eval.max_new_tokens,
+        repetition_penalty=config.eval.repetition_penalty,
+        progress=False,
+    )
+    out = {"split": split, "n": len(rows), "accuracy": evaluate.accuracy_table(rows, split)}
+    with open(summary, "w") as f:
+        json.dump(out, f, indent=2)
+    return out
+
+
+def _prepare_data(workdir: str, budget: dict) -> tuple[str, str]:
+    from configs.tiny import get_config
+    from data_prep import prep, synth
+
+    root, warm_root = os.path.join(workdir, "data"), os.path.join(workdir, "data_warmup")
+    tfr, warm_tfr = os.path.join(workdir, "tfrecords"), os.path.join(workdir, "tfrecords_warmup")
+    frames = get_config().data.max_frames
+    if not os.path.exists(os.path.join(root, "done")):
+        synth.generate(root, num_train=budget["num_train"], num_val=budget["num_val"], seed=0)
+        synth.generate_warmup(warm_root, num=budget["num_train"], seed=0)
+        open(os.path.join(root, "done"), "w").close()
+    for split in ("train", "train_cot", *SPLITS):
+        if not os.path.exists(os.path.join(tfr, f"prep_report_{split}.json")):
+            prep.prepare(root, split, tfr, max_frames=frames, progress=False, workers=1)
+    if not os.path.exists(os.path.join(warm_tfr, "prep_report_train_cot.json")):
+        prep.prepare(warm_root, "train_cot", warm_tfr, max_frames=frames, progress=False, workers=1)
+    return tfr, warm_tfr
+
+
+def run_study(workdir: str, seeds: int = 3, mode: str = "default") -> dict:
+    """Trains and evaluates every (seed, method, split) cell not yet done; returns the study.json dict."""
+    from .config import ConfigError
+    from .processor import load_tokenizer
+
+    if seeds < 1:
+        raise ConfigError(f"--seeds {seeds}: use 1 or more")
+    budget = BUDGETS[mode]
+    t0 = time.time()
+    os.makedirs(workdir, exist_ok=True)
+    tfr, warm_tfr = _prepare_data(workdir, budget)
+    prompts = budget["steps"] * budget["batch"]
+    print(
+        f"seedr1 study ({mode}): matched budget: SFT and GRPO each see {prompts} training prompts "
+        f"({budget['steps']} steps x {budget['batch']} prompts; GRPO samples 8 completions per prompt); "
+        f"Vanilla = {budget['warmup_steps']} x {WARMUP_BATCH} generic format warm-up samples; {seeds} seed(s)",
+        flush=True,
+    )
+    tok = load_tokenizer()
+    cells = []
+    for seed in range(seeds):
+        warm, sft, grpo = _configs(budget, tfr, warm_tfr, seed)
+        base = os.path.join(workdir, f"seed{seed}")
+        dirs = {m: os.path.join(base, m.lower()) for m in METHODS}
+        _train(warm, dirs["Vanilla"])
+        sft.model.init = grpo.model.init = dirs["Vanilla"]
+        _train(sft, dirs["SFT"])
+        _train(grpo, dirs["GRPO"])
+        for m in METHODS:
+            for split in SPLITS:
+                r = _evaluate(dirs[m], split, grpo, tfr, tok)
+                cells.append(dict(seed=seed, method=m, split=split, n=r["n"], accuracy=r["accuracy"]))
+                print(f"  seed {seed} {m:<8}{split}: {r['accuracy'].get(split, float('nan')):6.2f}% (n={r['n']})")
+    result = dict(
+        mode=mode,
+        seeds=seeds,
+        budget=dict(budget, training_prompts_each=prompts),
+        cells=cells,
+        table=summarize(cells),
+        seconds=time.time() - t0,
+    )
+    write_outputs(workdir, result)
+    return result
+
+
+def summarize(cells: list[dict]) -> dict:
+    """{method: {column: {"mean", "std", "n_seeds"}}} over seeds (std: sample std, 0 for one seed)."""
+    table = {}
+    for m in METHODS:
+        table[m] = {}
+        for col in COLUMNS:
+            vals = [c["accuracy"][col] for c in cells if c["method"] == m and col in c["accuracy"]]
+            if vals:
+                std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
+                table[m][col] = dict(mean=float(np.mean(vals)), std=std, n_seeds=len(vals))
+    return table
+
+
+def format_markdown(result: dict) -> str:
+    from .evaluate import REFERENCE
+
+    t = result["table"]
+    b = result["budget"]
+    lines = [
+        f"Toy study ({result['mode']}, {result['seeds']} seed(s), mean ± std over seeds; accuracy %; chance 25%). "
+        f"Matched budget: SFT and GRPO each saw {b['training_prompts_each']} training prompts. "
+        f"Paper (Qwen2-VL-7B, docs/recipe.md section 8) in brackets.",
+        "",
+        "| model | " + " | ".join(COLUMNS) + " |",
+        "|---" * (len(COLUMNS) + 1) + "|",
+    ]
+    for m in METHODS:
+        row = []
+        for col in COLUMNS:
+            cell = t.get(m, {}).get(col)
+            ours = f"{cell['mean']:.1f} ± {cell['std']:.1f}" if cell else "-"
+            row.append(f"{ours} [{REFERENCE[m][col]:.1f}]")
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    n = {c["split"]: c["n"] for c in result["cells"]}
+    lines += ["", "samples per split: " + ", ".join(f"{k} {v}" for k, v in n.items())]
+    lines.append(f"time: {result['seconds']:.0f}s")
+    return "\n".join(lines)
+
+
+def plot(result: dict, path: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    t = result["table"]
+    x = np.arange(len(COLUMNS))
+    w = 0.27
+    fig, ax = plt.subplots(figsize=(11, 4))
+    for i, m in enumerate(METHODS):
+        means = [t[m].get(c, {}).get("mean", np.nan) for c in COLUMNS]
+        stds = [t[m].get(c, {}).get("std", 0.0) for c in COLUMNS]
+        ax.bar(x + (i - 1) * w, means, w, yerr=stds, capsize=3, label=f"{m} (toy)", color=f"C{i}")
+    ax.axhline(25, color="grey", ls="--", lw=1, label="chance")
+    ax.set_xticks(x, COLUMNS)
+    ax.set_ylabel("accuracy (%)")
+    ax.set_ylim(0, 100)
+    ax.set_title(f"seedr1 study ({result['mode']}, {result['seeds']} seed(s)): mean ± std over seeds")
+    ax.legend(loc="upper right", ncols=4, fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def write_outputs(workdir: str, result: dict) -> None:
+    with open(os.path.join(workdir, "study.json"), "w") as f:
+        json.dump(result, f, indent=2)
+    md = format_markdown(result)
+    with open(os.path.join(workdir, "study.md"), "w") as f:
+        f.write(md + "\n")
+    plot(result, os.path.join(workdir, "study.png"))
+    print("\n" + md)
+    print(f"\nwritten: {os.path.join(workdir, 'study.json')}, study.md, study.png")
+
+
+def run(workdir: str, seeds: int | None = None, quick: bool = False) -> int:
+    """`seedr1 study`: returns the exit code."""
+    run_study(workdir, seeds=seeds or (1 if quick else 3), mode="quick" if quick else "default")
+    return 0

@@ -1,0 +1,152 @@
+"""Synthetic L1/L2/L3 data: text alone is at chance, the pixels decide the answer, the evidence span is right."""
+
+import collections
+import json
+import math
+import os
+import re
+
+import numpy as np
+import pytest
+
+from data_prep import synth
+from seedr1_jax.data import training_options
+
+
+def _read(root, name):
+    with open(os.path.join(root, "annotations", name)) as f:
+        return [json.loads(line) for line in f]
+
+
+def _words(text):
+    return re.findall(r"[a-z]+", text.lower())
+
+
+def _as_mc(train):
+    """Training records -> (question, options, letter) the way the input pipeline builds them (seeded shuffle)."""
+    out = []
+    for r in train:
+        opts, letter = training_options(r["answer"], r["negative_answers"], 0, 0, str(r["sample_id"]))
+        out.append((r["question"], opts, letter))
+    return out
+
+
+def _val_mc(recs):
+    return [(r["question"], [r[f"choice_{c}"] for c in "abcd"], r["golden_choice_idx"]) for r in recs]
+
+
+class TextOnly:
+    """Naive-Bayes text-only answerer: letter prior, question words given the letter, and per-word odds of an
+    option being the correct one (catches answer-length, answer-word and letter biases)."""
+
+    def fit(self, samples):
+        self.prior = collections.Counter(letter for _, _, letter in samples)
+        self.qw = collections.defaultdict(collections.Counter)
+        self.pos, self.neg = collections.Counter(), collections.Counter()
+        for q, opts, letter in samples:
+            self.qw[letter].update(_words(q))
+            for k, o in enumerate(opts):
+                (self.pos if "ABCD"[k] == letter else self.neg).update(_words(o) + [f"#len{len(o.split())}"])
+        self.n = len(samples)
+        return self
+
+    def predict(self, q, opts):
+        def score(k, o):
+            s = math.log(self.prior["ABCD"[k]] + 1)
+            tot = sum(self.qw["ABCD"[k]].values()) + 1000
+            s += sum(math.log((self.qw["ABCD"[k]][w] + 1) / tot) for w in _words(q))
+            npos, nneg = sum(self.pos.values()) + 1000, sum(self.neg.values()) + 1000
+            for w in _words(o) + [f"#len{len(o.split())}"]:
+                s += math.log((self.pos[w] + 1) / npos) - math.log((self.neg[w] + 1) / nneg)
+            return s
+
+        return "ABCD"[int(np.argmax([score(k, o) for k, o in enumerate(opts)]))]
+
+    def accuracy(self, samples):
+        return float(np.mean([self.predict(q, o) == letter for q, o, letter in samples]))
+
+
+@pytest.fixture(scope="module")
+def text_root(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("text") / "data")
+    synth.generate(root, num_train=600, num_val=400, seed=1, media=False)
+    return root
+
+
+def test_text_only_baseline_is_at_chance(text_root):
+    clf = TextOnly().fit(_as_mc(_read(text_root, "training_6k.jsonl")))
+    for level in (1, 2, 3):
+        acc = clf.accuracy(_val_mc(_read(text_root, f"validation_L{level}.jsonl")))
+        assert acc <= 0.35, f"L{level}: a text-only classifier scores {acc:.1%} (chance 25%): the text leaks the answer"
+
+
+def test_text_only_baseline_catches_a_planted_cue(text_root):
+    """The chance-level result above is not a weak classifier: a dataset whose answers are mostly red (a cue a
+    careless generator could leave) is caught."""
+    train = _read(text_root, "training_6k.jsonl")
+    biased = [r for r in train if " red " in r["answer"] or r["sample_id"] % 8 == 0]
+    clf = TextOnly().fit(_as_mc(biased))
+    val = [r for r in _read(text_root, "validation_L1.jsonl") if " red " in r["answer"] or r["sample_id"] % 8 == 0]
+    assert clf.accuracy(_val_mc(val)) >= 0.45  # 52% measured; chance is 25%
+
+
+def test_levels_environments_and_tasks(text_root):
+    train = _read(text_root, "training_6k.jsonl")
+    l1, l2, l3 = (_read(text_root, f"validation_L{k}.jsonl") for k in (1, 2, 3))
+    assert {r["environment"] for r in train} == {r["environment"] for r in l1} == set(synth.TRAIN_ENVS)
+    assert {r["environment"] for r in l2} | {r["environment"] for r in l3} == set(synth.UNSEEN_ENVS)
+    assert {r["task_family"] for r in train + l1 + l2} == {"next_object"}
+    assert {r["task_family"] for r in l3} == {"put_away"}
+    assert {r["domain"] for r in l3} == set(synth.DOMAINS) and all(isinstance(r["sample_id"], str) for r in l3)
+    for r in l1 + l2 + l3:  # every option set names the four palette colours once
+        colours = sorted(w for c in "abcd" for w in r[f"choice_{c}"].split() if w in synth.COLORS)
+        assert colours == sorted(synth.COLORS)
+    letters = collections.Counter(r["golden_choice_idx"] for r in l1 + l2 + l3)
+    assert min(letters.values()) > 0.2 * sum(letters.values())
+
+
+def _dominant_colour(pixels, env):
+    """The palette colour (as rendered in `env`) that most pixels are close to, or None."""
+    hits = {c: int((np.abs(pixels.astype(int) - synth.env_color(env, c)).sum(-1) < 70).sum()) for c in synth.COLORS}
+    best = max(hits, key=hits.get)
+    return best if hits[best] > 30 else None
+
+
+def test_pixels_decide_the_answer_and_evidence_frames(tmp_path):
+    """An oracle reading only pixels answers every sample; the object is visible exactly in `evidence_frames`."""
+    import av
+    from PIL import Image
+
+    root = str(tmp_path / "data")
+    synth.generate(root, num_train=4, num_val=12, seed=2)
+    for level in (1, 2, 3):
+        for r in _read(root, f"validation_L{level}.jsonl"):
+            env = synth.ENVIRONMENTS[r["environment"]]
+            src = r["video_source"]
+            img = np.asarray(Image.open(f"{root}/images/{src}/{r['current_observation_basename']}").convert("RGB"))
+            seen = _dominant_colour(img, env)
+            assert (seen is not None) == r["evidence_in_image"]
+            if r["task_progress_metadata"]:
+                with av.open(f"{root}/videos/{src}/{r['video_basename']}") as c:
+                    frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+                ev = r["evidence_frames"]
+                per_frame = [_dominant_colour(f, env) for f in frames]
+                inside = per_frame[ev["start_frame"] : ev["stop_frame"] + 1]
+                # (the frames next to the span may show a sliver after compression)
+                outside = per_frame[: max(ev["start_frame"] - 1, 0)] + per_frame[ev["stop_frame"] + 2 :]
+                assert sum(c is not None for c in inside) >= 0.9 * len(inside)
+                assert all(c is None for c in outside)
+                seen = seen or collections.Counter(c for c in inside if c).most_common(1)[0][0]
+            else:
+                assert r["evidence_frames"] is None
+            assert f" {seen} " in r["answer"], (level, r["answer"], seen)
+
+
+def test_warmup_has_no_task_knowledge(tmp_path):
+    n = synth.generate_warmup(str(tmp_path / "w"), num=40, seed=0)
+    recs = _read(str(tmp_path / "w"), "training_with_cot_6k.jsonl")
+    assert n == len(recs) == 40
+    text = " ".join(r["response"] + json.dumps(r["prompt"]) for r in recs)
+    assert not any(c in _words(text) for c in synth.COLORS)
+    letters = collections.Counter(re.search(r"<answer>(.)", r["response"]).group(1) for r in recs)
+    assert len(letters) == 4
