@@ -211,11 +211,16 @@ def programs(config, graphdef, abstract_model, mesh, rules) -> Programs:
         model = nnx.merge(graphdef, params)
         return sampler.completion_logprobs(model, prompts, tokens, g.group_size, g.temperature)
 
+    to_compute = jax.jit(cast, out_shardings=train_sh)
+
+    def compute_params(params):  # already in the compute dtype (fp32 runs, a bf16 reference): no copy
+        return params if all(x.dtype == cdt for x in jax.tree.leaves(params)) else to_compute(params)
+
     return Programs(
         graphdef=graphdef,
         mesh=mesh,
         to_rollout=jax.jit(cast, out_shardings=roll_sh),
-        to_compute=jax.jit(cast, out_shardings=train_sh),
+        to_compute=compute_params,
         logprobs=jax.jit(logprobs),
     )
 

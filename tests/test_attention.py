@@ -206,7 +206,7 @@ def test_cli_bad_inputs_are_clear_errors(prepared, tmp_path, capsys):
     assert _cli("--ckpt", str(tmp_path / "nope"), "--split", "L1", *base) == 2
     assert "not found" in capsys.readouterr().err
     assert _cli("--ckpt", a, "--split", "L3", *base) == 2
-    assert "holds split 'L1', not 'L3'" in capsys.readouterr().err
+    assert "holds split(s) L1, not L3" in capsys.readouterr().err
     empty = ["--tfrecord-dir", str(tmp_path), "--out", str(tmp_path / "o")]
     assert _cli("--ckpt", a, "--split", "L2", *empty) == 2
     assert "seedr1 prep" in capsys.readouterr().err
