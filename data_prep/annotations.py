@@ -109,6 +109,8 @@ def parse(split: str, rec, data_root: str) -> dict:
         domain="",
         video_source="",
         response="",
+        evidence_start_frame=-1,  # optional: clip frames that show the answer's evidence (synthetic data)
+        evidence_stop_frame=-1,
         video=None,
         image=None,
     )
@@ -143,6 +145,9 @@ def parse(split: str, rec, data_root: str) -> dict:
         if gold not in ("A", "B", "C", "D"):
             raise BadSample(f"golden_choice_idx {gold!r} is not a letter A..D")
         item["golden_letter"] = gold
+    ev = rec.get("evidence_frames")  # optional {start_frame, stop_frame} in the clip's numbering; else ignored
+    if isinstance(ev, dict) and all(isinstance(ev.get(k), int) for k in ("start_frame", "stop_frame")):
+        item.update(evidence_start_frame=ev["start_frame"], evidence_stop_frame=ev["stop_frame"])
     if progress:
         item["video"] = _inside(data_root, "videos", source, _field(rec, "video_basename"))
     item["image"] = _inside(data_root, "images", source, _field(rec, "current_observation_basename"))

@@ -38,6 +38,9 @@ def features(frame_format: str = "png") -> tfds.features.FeaturesDict:
             "num_video_frames": tfds.features.Scalar(np.int32),
             "video_fps": tfds.features.Scalar(np.float32),
             "image": tfds.features.Sequence(img),  # 0 (LongVideoBench) or 1 current observation
+            # clip frames (inclusive, the video's own numbering) showing the answer's evidence; -1 when unknown
+            "evidence_start_frame": tfds.features.Scalar(np.int32),
+            "evidence_stop_frame": tfds.features.Scalar(np.int32),
         }
     )
 

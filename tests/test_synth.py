@@ -150,3 +150,30 @@ def test_warmup_has_no_task_knowledge(tmp_path):
     assert not any(c in _words(text) for c in synth.COLORS)
     letters = collections.Counter(re.search(r"<answer>(.)", r["response"]).group(1) for r in recs)
     assert len(letters) == 4
+
+
+def test_prep_keeps_the_evidence_span_for_attention(tmp_path):
+    """`seedr1 prep` stores each record's evidence span; the attention diagnostic maps it onto sampled frames."""
+    from data_prep import prep
+    from seedr1_jax import attention, data
+
+    root = str(tmp_path / "data")
+    synth.generate(root, num_train=2, num_val=6, seed=5)
+    out = str(tmp_path / "tfr")
+    assert prep.prepare(root, "L1", out, workers=1, progress=False)["skipped"] == 0
+    recs = {str(r["sample_id"]): r for r in _read(root, "validation_L1.jsonl")}
+    cfg = data.default_config()
+    cfg.tfrecord_dir, cfg.split = out, "L1"
+    with_video = 0
+    for _, ex in data.examples(cfg, 0, 1, epochs=1, shuffle=False):
+        r = recs[ex["sample_id"].decode()]
+        frames = attention.evidence_frames(ex)
+        if r["evidence_frames"] is None:
+            assert ex["evidence_start_frame"] == -1 and frames is None
+            continue
+        with_video += 1
+        span = r["evidence_frames"]
+        assert (ex["evidence_start_frame"], ex["evidence_stop_frame"]) == (span["start_frame"], span["stop_frame"])
+        picked = [int(ex["frame_indices"][j]) for j in frames]
+        assert picked and all(span["start_frame"] <= f <= span["stop_frame"] for f in picked)
+    assert with_video >= 1
