@@ -18,7 +18,10 @@ import numpy as np
 from flax import nnx
 
 from .batch import GRPOBatch, Prompts
-from .processor import IM_END_ID as IM_END  # <|im_end|>: ends the assistant turn; closes the completion mask
+from .processor import IM_END_ID, PAD_ID
+
+IM_END = IM_END_ID  # <|im_end|>: ends the assistant turn; closes the completion mask
+ENDOFTEXT = PAD_ID  # <|endoftext|>: also stops sampling, and is Qwen2's pad token
 
 REDUCTIONS = ("sequence", "token", "dr_grpo")
 

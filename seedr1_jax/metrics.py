@@ -59,9 +59,11 @@ class MetricsWriter:
 
     def text(self, step: int, name: str, texts: list[str]):
         if self.enabled and self.tb is not None:
+            from tensorboard.compat.proto import summary_pb2
             from tensorboard.plugins.text import summary as text_summary
 
-            self._event(step, summary=text_summary.pb(name, "\n\n---\n\n".join(texts)))
+            pb = text_summary.pb(name, "\n\n---\n\n".join(texts))  # a TensorFlow proto when TF is installed
+            self._event(step, summary=summary_pb2.Summary.FromString(pb.SerializeToString()))
 
     def flush(self):
         if self.enabled:

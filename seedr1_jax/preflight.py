@@ -187,16 +187,17 @@ def validate_eval(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> N
 
 
 def write_config(workdir: str, config) -> str:
-    """Writes the run's full config to `workdir/config.json` (and a readable `config.yaml`); returns the json path.
+    """Writes the run's full config to `workdir/run_config.json` (and a readable `run_config.yaml`); returns the
+    json path. (Not config.json: a workdir is a valid `model.init`, and config.json marks a Hugging Face folder.)
 
     Only process 0 writes. The console gets a one-line pointer to it instead of the whole dump."""
     import jax
 
-    path = fs.join(workdir, "config.json")
+    path = fs.join(workdir, "run_config.json")
     if jax.process_index() == 0:
         fs.makedirs(workdir)
         fs.write_text(path, config.to_json_best_effort(indent=2, sort_keys=True) + "\n")
-        fs.write_text(fs.join(workdir, "config.yaml"), str(config))
+        fs.write_text(fs.join(workdir, "run_config.yaml"), str(config))
     return path
 
 

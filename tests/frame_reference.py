@@ -59,11 +59,11 @@ def pipeline_frames(tfrecord_dir: str, split: str, max_frames: int = 16) -> dict
     std = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
     out = {}
     for ex in ds.as_numpy_iterator():
-        px = ex["pixels"]  # [S, 324, 1176]: rows (bh, bw, mh, mw), columns (C, tp, 14, 14)
+        px = ex["pixels"]  # [1 + S, 324, 1176]: rows (bh, bw, mh, mw), columns (C, tp, 14, 14)
         s = px.shape[0]
         x = px.reshape(s, 9, 9, 2, 2, 3, 2, 14, 14).transpose(0, 6, 1, 3, 7, 2, 4, 8, 5)
         frames = (x.reshape(s * 2, SIDE, SIDE, 3) * std + mean) * 255.0
         n = int(ex["num_frames"])
-        img = frames[-2] if ex["has_image"] else None
-        out[ex["sample_id"].decode()] = (frames[:n], img, ex["frame_indices"])
+        img = frames[0] if ex["has_image"] else None  # the image segment comes first, then the video's
+        out[ex["sample_id"].decode()] = (frames[2 : 2 + n], img, ex["frame_indices"])
     return out

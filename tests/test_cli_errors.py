@@ -219,4 +219,4 @@ def test_write_config_round_trips(tmp_path):
         back = json.loads(fs.read_text(path))
         assert back["algo"] == "sft" and back["optim"]["lr"] == 0.25
         assert back["mesh"]["shape"] == list(cfg.mesh.shape) and back["grpo"]["rewards"] == dict(cfg.grpo.rewards)
-        assert "lr: 0.25" in fs.read_text(fs.join(where, "config.yaml"))
+        assert "lr: 0.25" in fs.read_text(fs.join(where, "run_config.yaml"))

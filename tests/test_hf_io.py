@@ -353,7 +353,7 @@ def test_import_keeps_and_export_returns_the_hf_folders_files(tmp_path):
         assert (out / f).read_bytes() == (hf_dir / f).read_bytes(), f
     assert json.loads((out / "video_preprocessor_config.json").read_text())["max_frames"] == 16  # filled in
     # a workdir written from the loaded (and rebuilt) model, as `seedr1 train` does, points at the same files
-    from seedr1_jax.train import _rebuild
+    from seedr1_jax.checkpoint import _rebuild
 
     write_model_json(str(tmp_path / "wd"), _rebuild(load_params(str(tmp_path / "moved"))))
     assert _read_model_json(str(tmp_path / "wd"))[2] == str(tmp_path / "moved" / "hf_files")
