@@ -111,12 +111,8 @@ def apply_rope(x, cos, sin):
     return (xf * cos + rotate_half(xf) * sin).astype(x.dtype)
 
 
-def attention(q, k, v, mask, *, dtype):
-    """Grouped-query softmax attention.
-
-    q: [B, T, N, H]; k, v: [B, S, K, H]; mask: bool broadcastable to [B, 1, 1, T, S] or [B, T, S].
-    Softmax in fp32 (like transformers' eager path). Returns [B, T, N, H].
-    """
+def _softmax_weights(q, k, mask, dtype):
+    """float32[B, K, G, T, S] grouped-query attention weights (logits in `dtype`, softmax in fp32)."""
     b, t, n, h = q.shape
     kh = k.shape[2]
     q = q.reshape(b, t, kh, n // kh, h)
@@ -125,7 +121,17 @@ def attention(q, k, v, mask, *, dtype):
     if mask.ndim == 3:
         mask = mask[:, None, None]
     logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-    probs = jax.nn.softmax(logits, axis=-1).astype(dtype)
+    return jax.nn.softmax(logits, axis=-1)
+
+
+def attention(q, k, v, mask, *, dtype):
+    """Grouped-query softmax attention.
+
+    q: [B, T, N, H]; k, v: [B, S, K, H]; mask: bool broadcastable to [B, 1, 1, T, S] or [B, T, S].
+    Softmax in fp32 (like transformers' eager path). Returns [B, T, N, H].
+    """
+    b, t, n, h = q.shape
+    probs = _softmax_weights(q, k, mask, dtype).astype(dtype)
     out = jnp.einsum("bkgts,bskh->btkgh", probs, v.astype(dtype))
     return out.reshape(b, t, n, h)
 
@@ -135,15 +141,8 @@ def attention_probs(q, k, mask, *, dtype):
 
     For analysis (`attention.py`) only: the model's layers call `attention`, whose program this leaves as is.
     """
-    b, t, n, h = q.shape
-    kh = k.shape[2]
-    q = q.reshape(b, t, kh, n // kh, h)
-    logits = jnp.einsum("btkgh,bskh->bkgts", q.astype(dtype), k.astype(dtype)) * (h**-0.5)
-    logits = logits.astype(jnp.float32)
-    if mask.ndim == 3:
-        mask = mask[:, None, None]
-    logits = jnp.where(mask, logits, jnp.finfo(jnp.float32).min)
-    return jax.nn.softmax(logits, axis=-1).reshape(b, n, t, k.shape[1])
+    b, t, n, _ = q.shape
+    return _softmax_weights(q, k, mask, dtype).reshape(b, n, t, k.shape[1])
 
 
 def remat(fn, policy: str):
