@@ -223,7 +223,7 @@ def init_random(cfg: ModelConfig, mesh, rules, seed=0):
     def make():
         return nnx.state(Qwen2VL(cfg, rngs=nnx.Rngs(seed)))
 
-    state = jax.jit(make, out_shardings=shardings)() if mesh is not None else jax.jit(make)()
+    state = jax.jit(make, out_shardings=shardings)()  # shardings is None without a mesh
     return nnx.merge(nnx.graphdef(abstract), state)
 
 

@@ -27,8 +27,14 @@ TRAIN_RULES: tuple[tuple[str, object], ...] = (
     ("patch", None),
     ("norm", None),
 )
-# Rollout: no fsdp split, so the 256 decode steps never all-gather weights; tensor parallel only.
-ROLLOUT_RULES = tuple((k, None if v == "fsdp" else v) for k, v in TRAIN_RULES)  # see rollout_rules
+
+
+def rollout_rules(rules):
+    """The rollout rules of training `rules`: fsdp dropped, so decoding never all-gathers weights."""
+    return tuple((k, None if v == "fsdp" else v) for k, v in rules)
+
+
+ROLLOUT_RULES = rollout_rules(TRAIN_RULES)
 DEFAULT_RULES = TRAIN_RULES
 
 
@@ -131,11 +137,6 @@ def replicated_fraction(state, mesh: Mesh, rules=None) -> float:
         total += n
         repl += n if all(p is None for p in spec) else 0
     return repl / max(total, 1)
-
-
-def rollout_rules(rules):
-    """The rollout rules of training `rules`: fsdp dropped, so decoding never all-gathers weights."""
-    return tuple((k, None if v == "fsdp" else v) for k, v in rules)
 
 
 def shard_model(model, mesh: Mesh, rules=None):
