@@ -24,6 +24,9 @@ def base_config() -> ConfigDict:
     c.grpo = ConfigDict()
     c.grpo.group_size = 8  # G completions per prompt
     c.grpo.max_new_tokens = 256
+    # > 0: the update skips completion columns every sequence has finished, keeping a multiple of this many
+    # (grpo.trim_completions; one update compile per kept length). 0: always max_new_tokens (one compile).
+    c.grpo.completion_bucket = 0
     c.grpo.temperature = 1.0
     c.grpo.top_k = 50
     c.grpo.top_p = 1.0

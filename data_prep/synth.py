@@ -75,13 +75,13 @@ L3_VOCAB = {
     "Work": (["file the reports", "set up the desk"], ["folder", "stapler", "binder", "mug"]),
 }
 FPS_CHOICES = [8, 12, 24, 30]
+OPTION_ORDERS = ("sorted", "shuffle")  # how a sample's four options are listed (see `order_options`)
 # (width, height): not square, so the 252x252 resize really drops the aspect ratio
 FRAME_SIZE = {"EpicKitchens": (128, 96), "Ego4D": (96, 128), "LongVideoBench": (128, 72)}
 VIDEO_Q = "Considering the progress shown in the video and my current observation in the last frame, what action should I take next in order to {goal}?"  # noqa: E501
 IMAGE_Q = "Considering my current observation shown in the image, what action should I take next in order to {goal}?"
 L3_Q = "Considering the progress shown in the video and my current observation in the last frame, which item should I put away next in order to {goal}?"  # noqa: E501
 LVB_Q = "Which object's colour matches the shape shown moving through the video?"
-WARMUP_Q = "Which of these actions could I take next?"
 
 
 # ---- rendering --------------------------------------------------------------------------------------
@@ -234,7 +234,18 @@ def _options(color, verb, obj, rng):
     return f"{verb} the {color} {obj}", [f"{verb} the {others[i]} {obj}" for i in rng.permutation(len(others))]
 
 
-def _validation(rng, root, level, n, media=True):
+def order_options(answer: str, others: list[str], gold: int, option_order: str) -> tuple[list[str], int]:
+    """The four options and the answer's index: `gold` places the answer among `others` ("shuffle"), or the
+    options are sorted alphabetically ("sorted": then the letter is a function of the colour seen)."""
+    opts = others[:gold] + [answer] + others[gold:]
+    if option_order == "sorted":
+        opts = sorted(opts)
+    elif option_order != "shuffle":
+        raise ValueError(f"option_order must be one of {OPTION_ORDERS}, got {option_order!r}")
+    return opts, opts.index(answer)
+
+
+def _validation(rng, root, level, n, media=True, option_order="shuffle"):
     out = []
     for i in range(n):
         env = ("kitchen",) if level == 1 else UNSEEN_ENVS
@@ -252,8 +263,7 @@ def _validation(rng, root, level, n, media=True):
             media=media,
         )
         answer, neg = _options(color, verb, obj, rng)
-        gold = int(rng.integers(4))
-        opts = neg[:gold] + [answer] + neg[gold:]
+        opts, gold = order_options(answer, neg, int(rng.integers(4)), option_order)
         rec.update({f"choice_{'abcd'[j]}": o for j, o in enumerate(opts)})
         rec.update(golden_choice_idx="ABCD"[gold], answer=answer, sample_id=i)
         if level == 3:
@@ -267,11 +277,16 @@ def _validation(rng, root, level, n, media=True):
     return out
 
 
-def cot_response(rec: dict, color: str, letter: str, answer: str) -> str:
-    """The distilled-style chain of thought: names where the evidence is and what it shows."""
+def describe(rec: dict, color: str) -> str:
+    """What the sample shows, in words: where the evidence is and its colour."""
     shape = ENVIRONMENTS[rec["environment"]].shape
     where = "video and the image" if rec["task_progress_metadata"] else "image"
-    return f"<think>The {shape} in the {where} is {color}.</think><answer>{letter}. {answer}</answer>"
+    return f"The {shape} in the {where} is {color}."
+
+
+def cot_response(rec: dict, color: str, letter: str, answer: str) -> str:
+    """The distilled-style chain of thought: names where the evidence is and what it shows."""
+    return f"<think>{describe(rec, color)}</think><answer>{letter}. {answer}</answer>"
 
 
 def _sft_record(rec, source, opts, response):
@@ -296,8 +311,14 @@ def _dirs(out):
         os.makedirs(os.path.join(out, d), exist_ok=True)
 
 
-def generate(out: str, num_train: int = 64, num_val: int = 32, seed: int = 0, media: bool = True) -> dict[str, int]:
-    """Writes the dataset (annotations only when `media` is False); returns {annotation file: record count}."""
+def generate(
+    out: str, num_train: int = 64, num_val: int = 32, seed: int = 0, media: bool = True, option_order: str = "sorted"
+) -> dict[str, int]:
+    """Writes the dataset (annotations only when `media` is False); returns {annotation file: record count}.
+
+    option_order: how validation and train_cot options are listed ("sorted" or "shuffle", `order_options`);
+    the training split stores answer + negatives and the input pipeline orders them (`data.option_order`).
+    """
     rng = np.random.default_rng(seed)
     _dirs(out)
     files = {}
@@ -312,14 +333,15 @@ def generate(out: str, num_train: int = 64, num_val: int = 32, seed: int = 0, me
         if i < max(num_train // 2, 1):
             opts = [*neg, answer]
             opts = [opts[j] for j in rng.permutation(4)]
-            letter = "ABCD"[opts.index(answer)]
+            opts, gold = order_options(answer, [o for o in opts if o != answer], opts.index(answer), option_order)
+            letter = "ABCD"[gold]
             cot.append(_sft_record(rec, "EpicKitchens", opts, cot_response(rec, color, letter, answer)))
     _write_jsonl(os.path.join(out, "annotations", "training_6k.jsonl"), train)
     _write_jsonl(os.path.join(out, "annotations", "training_with_cot_6k.jsonl"), cot)
     files.update({"training_6k.jsonl": len(train), "training_with_cot_6k.jsonl": len(cot)})
 
     for level in (1, 2, 3):
-        recs = _validation(rng, out, level, num_val, media=media)
+        recs = _validation(rng, out, level, num_val, media=media, option_order=option_order)
         _write_jsonl(os.path.join(out, "annotations", f"validation_L{level}.jsonl"), recs)
         files[f"validation_L{level}.jsonl"] = len(recs)
 
@@ -348,34 +370,38 @@ def generate(out: str, num_train: int = 64, num_val: int = 32, seed: int = 0, me
     return files
 
 
-def generate_warmup(out: str, num: int = 64, seed: int = 0) -> int:
-    """A generic answer-format warm-up set (as `training_with_cot_6k.jsonl` under `out`): noise images, a
-    generic question over four colourless actions, and responses whose letter is uniformly random (no task
-    knowledge: no colours, no link to the pixels). Returns the record count."""
+def generate_warmup(
+    out: str, num: int = 64, seed: int = 0, option_order: str = "sorted", media: bool = True
+) -> list[str]:
+    """The "Vanilla" warm-up set (as `training_with_cot_6k.jsonl` under `out`): prompts shaped like the task's
+    (kitchen clips + observation images, the same questions and four coloured options, listed by
+    `option_order`), responses `<think>The <shape> in the video and the image is <colour>.</think><answer>X</answer>`:
+    the think describes what is seen (perception, like a pretrained captioner's), the letter X is drawn uniformly
+    at random, independently of the pixels. It teaches the answer format and to describe the scene, not which
+    option to choose. Returns the colour each sample shows (for tests; not written)."""
     rng = np.random.default_rng([seed, 7])
     _dirs(out)
-    env, recs = ENVIRONMENTS["kitchen"], []
+    recs, colours = [], []
     for i in range(num):
-        stem = f"W{i:05d}"
-        mrng = np.random.default_rng(int(rng.integers(2**62)))
-        write_png(os.path.join(out, "images", "EpicKitchens", stem + ".png"), observation_image(mrng, env, None))
-        verb = VERBS[int(rng.integers(len(VERBS)))]
-        opts = [f"{verb} the {OBJECTS[j]}" for j in rng.permutation(len(OBJECTS))[:4]]
-        k = int(rng.integers(4))
-        rec = dict(task_progress_metadata=[], current_observation_basename=stem + ".png", question=WARMUP_Q)
-        response = f"<think>Any of these actions is possible.</think><answer>{'ABCD'[k]}. {opts[k]}</answer>"
+        stem = f"W{i:02d}_{i:05d}"
+        rec, color, (verb, obj) = _episode(rng, out, "kitchen", stem, with_video=i % 5 != 4, media=media)
+        answer, neg = _options(color, verb, obj, rng)
+        opts, _ = order_options(answer, neg, int(rng.integers(4)), option_order)
+        k = int(rng.integers(4))  # the response's letter: independent of the colour
+        response = f"<think>{describe(rec, color)}</think><answer>{'ABCD'[k]}</answer>"
         recs.append(_sft_record(rec, "EpicKitchens", opts, response))
+        colours.append(color)
     _write_jsonl(os.path.join(out, "annotations", "training_with_cot_6k.jsonl"), recs)
-    return len(recs)
+    return colours
 
 
-def run(out: str, num_train: int = 64, num_val: int = 32, seed: int = 0) -> int:
+def run(out: str, num_train: int = 64, num_val: int = 32, seed: int = 0, option_order: str = "sorted") -> int:
     """`seedr1 synth`: writes the dataset and prints what it wrote; returns the exit code."""
     if num_train < 1 or num_val < 1:
         print("seedr1 synth: error: --num-train and --num-val must be >= 1")
         return 2
     t0 = time.perf_counter()
-    files = generate(out, num_train=num_train, num_val=num_val, seed=seed)
+    files = generate(out, num_train=num_train, num_val=num_val, seed=seed, option_order=option_order)
     for name, n in files.items():
         print(f"  annotations/{name}: {n} records")
     print(f"synthetic SEED-Bench-R1 data written to {out} in {time.perf_counter() - t0:.1f}s")

@@ -25,6 +25,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--num-train", type=int, default=64)
     p.add_argument("--num-val", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--option-order",
+        choices=("sorted", "shuffle"),
+        default="sorted",
+        help="list each sample's options alphabetically (the toy default: the letter follows from the colour "
+        "seen) or in random order (the real benchmarks'); pair with --config.data.option_order",
+    )
 
     p = _add(sub, "prep", "decode, sample and resize frames; write TFRecords for one split")
     p.add_argument("--data-root", required=True)
@@ -208,7 +215,9 @@ def _run(args, extra):
     if args.cmd == "synth":
         from data_prep.synth import run
 
-        return run(args.out, num_train=args.num_train, num_val=args.num_val, seed=args.seed)
+        return run(
+            args.out, num_train=args.num_train, num_val=args.num_val, seed=args.seed, option_order=args.option_order
+        )
     if args.cmd == "prep":
         from data_prep.prep import run
 

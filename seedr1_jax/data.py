@@ -42,6 +42,7 @@ def default_config() -> ml_collections.ConfigDict:
     c.tfrecord_dir = ""  # `seedr1 prep --out` folder (or the prepared split's version folder itself)
     c.split = "train"  # prepared split to read: train, train_cot, L1, L2, L3 or lvb
     c.batch_size = 8  # prompts per step, global; each JAX process reads batch_size / process_count
+    c.eval_batch_size = 0  # prompts per evaluation batch (`eval_batches`), global; 0 = batch_size
     c.max_prompt_len = 1024  # T: every prompt is left-padded to this; longer prompts are skipped (or raise)
     c.max_frames = 16  # video frames per sample at most (the prep setting); S = max_frames / 2 + 1 segments
     c.seed = 0  # shuffling of files/examples and the training-set option order
@@ -49,6 +50,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.shuffle_buffer = 256  # examples held for shuffling (each ~14 MB once patchified; shuffled before decoding)
     c.num_epochs = 0  # passes over the data; 0 repeats forever
     c.num_negatives = 3  # training split: negatives sampled per pass, plus the answer, shuffled
+    # training split's option order: "shuffle" (the reference) or "sorted" (alphabetical; the toy configs, whose
+    # synthetic options differ only in a colour, so that the letter follows from the colour seen)
+    c.option_order = "shuffle"
     c.tokenizer = ""  # folder with a Qwen2-VL tokenizer.json; empty uses the bundled Qwen2 BPE
     c.strict = False  # a prompt longer than max_prompt_len raises instead of being skipped and logged
     return c
@@ -191,8 +195,9 @@ def _str(x) -> str:
     return x.decode("utf-8") if isinstance(x, bytes) else str(x)
 
 
-def training_options(answer: str, negatives, seed: int, epoch: int, sample_id: str, k: int = 3):
-    """The reference's option construction, seeded: k negatives sampled + the answer, shuffled.
+def training_options(answer: str, negatives, seed: int, epoch: int, sample_id: str, k: int = 3, order="shuffle"):
+    """The reference's option construction, seeded: k negatives sampled + the answer, shuffled (or, with
+    `order="sorted"`, listed alphabetically).
 
     Returns (options list[str], ground-truth letter). Depends only on (seed, epoch, sample_id), not on the
     order or the process that reads the sample.
@@ -201,6 +206,10 @@ def training_options(answer: str, negatives, seed: int, epoch: int, sample_id: s
     negs = [negatives[i] for i in rng.choice(len(negatives), size=min(k, len(negatives)), replace=False)]
     opts = [*negs, answer]
     opts = [opts[i] for i in rng.permutation(len(opts))]
+    if order == "sorted":
+        opts = sorted(opts)
+    elif order != "shuffle":
+        raise ConfigError(f'data.option_order must be "shuffle" or "sorted", got {order!r}')
     return opts, P.LETTERS[opts.index(answer)]
 
 
@@ -224,7 +233,8 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     else:
         if not options:
             negs = [_str(o) for o in ex["negative_answers"]]
-            options, letter = training_options(answer, negs, cfg.seed, epoch, sid, int(cfg.num_negatives))
+            k, order = int(cfg.num_negatives), cfg.get("option_order", "shuffle")
+            options, letter = training_options(answer, negs, cfg.seed, epoch, sid, k, order)
         ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid)
     loss = np.zeros_like(ids)
     response = _str(ex["response"])
@@ -426,6 +436,7 @@ def eval_batches(
         cfg.tfrecord_dir = tfrecord_dir
     if split:
         cfg.split = split
+    cfg.batch_size = cfg.get("eval_batch_size", 0) or cfg.batch_size
 
     model_cfg = ModelConfig() if model_cfg is None else model_cfg
     pi, pc = _processes(process_index, process_count)

@@ -137,17 +137,21 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
 
     stage("synth")
     data_root, tfr = os.path.join(workdir, "data"), os.path.join(workdir, "tfrecords")
+    warm_root, warm_tfr = os.path.join(workdir, "data_warmup"), os.path.join(workdir, "tfrecords_warmup")
     if not os.path.isdir(os.path.join(data_root, "annotations")):
-        synth.generate(data_root, num_train=64, num_val=NUM_EVAL, seed=0)
+        synth.generate(data_root, num_train=64, num_val=NUM_EVAL, seed=0, option_order="sorted")
+    if not os.path.isdir(os.path.join(warm_root, "annotations")):
+        synth.generate_warmup(warm_root, num=64, seed=0, option_order="sorted")
     stage("prep")
-    for split in ("train", "train_cot", "L1"):
-        if not os.path.isdir(os.path.join(tfr, "seed_bench_r1", split)):
-            prep.prepare(data_root, split, tfr, max_frames=get_config().data.max_frames, progress=True)
+    frames = get_config().data.max_frames
+    for root, out, split in ((data_root, tfr, "train"), (data_root, tfr, "L1"), (warm_root, warm_tfr, "train_cot")):
+        if not os.path.isdir(os.path.join(out, "seed_bench_r1", split)):
+            prep.prepare(root, split, out, max_frames=frames, progress=True)
 
-    stage("sft warm-up")
+    stage("format warm-up (SFT)")
     sft_dir, grpo_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")
     c = get_config("sft")
-    c.data.tfrecord_dir = tfr
+    c.data.tfrecord_dir = warm_tfr
     c.train.num_steps = sft_steps or c.train.num_steps
     c.train.checkpoint_every = c.train.num_steps
     if train.main(c, sft_dir) != 0:

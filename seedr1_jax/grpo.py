@@ -228,6 +228,24 @@ def programs(config, graphdef, abstract_model, mesh, rules) -> Programs:
     )
 
 
+def trim_completions(tokens: np.ndarray, mask: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drops the trailing completion columns that no sequence uses (mask 0 in every row), keeping a multiple of
+    `bucket` columns (at most C), so the update's log-prob passes skip them; 0 keeps all C columns.
+
+    The loss is unchanged: a dropped column is masked out in every row, and causality keeps the earlier
+    columns' log-probs. A row that never closed its mask (no <|im_end|>) uses every column, so nothing is
+    dropped. Each kept length compiles the update once: at most C / bucket programs.
+
+    Args:
+      tokens, mask: int[N, C] from `sampler.generate`.
+    """
+    if bucket <= 0:
+        return tokens, mask
+    used = int(mask.sum(axis=1).max()) if mask.size else 0
+    keep = min(tokens.shape[1], max(1, -(-used // bucket)) * bucket)
+    return tokens[:, :keep], mask[:, :keep]
+
+
 def reference_params(config, initial_params, progs: Programs):
     """The frozen reference: a `grpo.ref_dtype` copy of the weights `model.init` gave, or None when beta = 0.
 
@@ -267,7 +285,7 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
         top_k=g.top_k,
         top_p=g.top_p,
     )
-    tokens, mask = np.asarray(out["tokens"]), np.asarray(out["mask"])
+    tokens, mask = trim_completions(np.asarray(out["tokens"]), np.asarray(out["mask"]), g.get("completion_bucket", 0))
     timings["rollout"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()

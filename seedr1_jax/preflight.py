@@ -77,9 +77,12 @@ def check_values(config) -> None:
 
     d = config.data
     _need(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be >= 1")
+    _need(d.get("eval_batch_size", 0) >= 0, "data.eval_batch_size", d.get("eval_batch_size"), "must be >= 0")
     _need(d.max_prompt_len >= 1, "data.max_prompt_len", d.max_prompt_len, "must be >= 1")
     _need(d.max_frames >= 2 and d.max_frames % 2 == 0, "data.max_frames", d.max_frames, "must be even and >= 2")
     _need(d.split in TRAIN_SPLITS, "data.split", d.split, f"use one of {', '.join(TRAIN_SPLITS)}")
+    order = d.get("option_order", "shuffle")
+    _need(order in ("shuffle", "sorted"), "data.option_order", order, "use 'shuffle' (the reference) or 'sorted'")
 
     if config.algo == "grpo":
         from .grpo import REDUCTIONS
@@ -88,6 +91,8 @@ def check_values(config) -> None:
         g = config.grpo
         _need(g.group_size >= 2, "grpo.group_size", g.group_size, "must be >= 2 (advantages compare a group)")
         _need(g.max_new_tokens >= 1, "grpo.max_new_tokens", g.max_new_tokens, "must be >= 1")
+        bucket = g.get("completion_bucket", 0)
+        _need(bucket >= 0, "grpo.completion_bucket", bucket, "must be >= 0 (0 keeps every completion column)")
         _need(g.temperature > 0, "grpo.temperature", g.temperature, "must be > 0")
         _need(0 < g.top_p <= 1, "grpo.top_p", g.top_p, "must be in (0, 1]")
         _need(g.top_k >= 0, "grpo.top_k", g.top_k, "must be >= 0 (0 disables)")
@@ -169,6 +174,7 @@ def validate_eval(config, workdir: str, split: str, ckpt=None, hf_dir=None) -> N
         raise ConfigError(f"--split {split!r}: use one of {', '.join(SPLITS)}")
     d = config.data
     _need(d.batch_size >= 1, "data.batch_size", d.batch_size, "must be >= 1")
+    _need(d.get("eval_batch_size", 0) >= 0, "data.eval_batch_size", d.get("eval_batch_size"), "must be >= 0")
     _need(d.max_frames >= 2 and d.max_frames % 2 == 0, "data.max_frames", d.max_frames, "must be even and >= 2")
     _need(config.model.dtype in DTYPES, "model.dtype", config.model.dtype, f"use one of {', '.join(DTYPES)}")
     own = config.eval.get(split, "")

@@ -94,8 +94,8 @@ def _prepare_data(workdir: str, budget: dict) -> tuple[str, str]:
     tfr, warm_tfr = os.path.join(workdir, "tfrecords"), os.path.join(workdir, "tfrecords_warmup")
     frames = get_config().data.max_frames
     if not os.path.exists(os.path.join(root, "done")):
-        synth.generate(root, num_train=budget["num_train"], num_val=budget["num_val"], seed=0)
-        synth.generate_warmup(warm_root, num=budget["num_train"], seed=0)
+        synth.generate(root, num_train=budget["num_train"], num_val=budget["num_val"], seed=0, option_order="sorted")
+        synth.generate_warmup(warm_root, num=budget["num_train"], seed=0, option_order="sorted")
         open(os.path.join(root, "done"), "w").close()
     for split in ("train", "train_cot", *SPLITS):
         if not os.path.exists(os.path.join(tfr, f"prep_report_{split}.json")):

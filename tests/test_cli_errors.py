@@ -73,6 +73,8 @@ def test_bad_config_value(prepared, tmp_path, capsys):
     argv = ["train", *TINY, "--workdir", str(tmp_path / "w"), f"--config.data.tfrecord_dir={tfr}"]
     err = _run(capsys, [*argv, "--config.data.split=L1", "--config.grpo.group_size=1"])
     assert "config.grpo.group_size=1" in err and ">= 2" in err
+    err = _run(capsys, [*argv, "--config.data.option_order=random"])
+    assert "config.data.option_order='random'" in err and "sorted" in err
     err = _run(capsys, [*argv, "--config.data.split=L1", "--config.model.init=preset:nope"])
     assert "config.model.init='preset:nope'" in err and "qwen2_vl_7b" in err
     err = _run(capsys, [*argv, "--config.data.split=L1", f"--config.model.init={tmp_path / 'nomodel'}"])

@@ -10,7 +10,7 @@ import pytest
 from data_prep import prep, synth
 from seedr1_jax import data
 from seedr1_jax import processor as P
-from seedr1_jax.config import ModelConfig
+from seedr1_jax.config import ConfigError, ModelConfig
 
 S, L, PD = 9, 324, 1176
 
@@ -128,6 +128,11 @@ def test_options_seeded_and_reshuffled_per_epoch(prepared):
     opts, letter = data.training_options("ans", ["n1", "n2", "n3", "n4", "n5"], 0, 0, "id7")
     assert opts == data.training_options("ans", ["n1", "n2", "n3", "n4", "n5"], 0, 0, "id7")[0]
     assert len(opts) == 4 and opts[P.LETTERS.index(letter)] == "ans"
+    # data.option_order="sorted": the same sampled negatives, listed alphabetically
+    s_opts, s_letter = data.training_options("ans", ["n1", "n2", "n3", "n4", "n5"], 0, 0, "id7", order="sorted")
+    assert s_opts == sorted(opts) and s_opts[P.LETTERS.index(s_letter)] == "ans"
+    with pytest.raises(ConfigError, match="data.option_order"):
+        data.training_options("ans", ["n1", "n2", "n3"], 0, 0, "id7", order="random")
 
 
 def test_lvb_and_sft_batches(prepared):
@@ -135,6 +140,11 @@ def test_lvb_and_sft_batches(prepared):
     lvb = {r["id"]: r for r in _annotations(root, "longvideobench_val.jsonl")}
     batches = list(data.eval_batches(_cfg(out, "train"), None, out, split="lvb", process_index=0, process_count=1))
     assert len(batches) == 2 and batches[-1]["valid"].tolist() == [True, False]
+    cfg = _cfg(out, "train")
+    cfg.eval_batch_size = 3  # evaluation batches of their own size; training's batch_size stays 2
+    (one,) = data.eval_batches(cfg, None, out, split="lvb", process_index=0, process_count=1)
+    assert one["valid"].tolist() == [True] * 3 and cfg.batch_size == 2
+    assert one["sample_id"].tolist() == [s for b in batches for s, v in zip(b["sample_id"], b["valid"]) if v]
     for b in batches:
         for i in range(2):
             r = lvb[b["sample_id"][i]]

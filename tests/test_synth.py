@@ -22,11 +22,12 @@ def _words(text):
     return re.findall(r"[a-z]+", text.lower())
 
 
-def _as_mc(train):
-    """Training records -> (question, options, letter) the way the input pipeline builds them (seeded shuffle)."""
+def _as_mc(train, order="shuffle"):
+    """Training records -> (question, options, letter) the way the input pipeline builds them (seeded shuffle,
+    or sorted: `data.option_order`)."""
     out = []
     for r in train:
-        opts, letter = training_options(r["answer"], r["negative_answers"], 0, 0, str(r["sample_id"]))
+        opts, letter = training_options(r["answer"], r["negative_answers"], 0, 0, str(r["sample_id"]), order=order)
         out.append((r["question"], opts, letter))
     return out
 
@@ -66,26 +67,39 @@ class TextOnly:
         return float(np.mean([self.predict(q, o) == letter for q, o, letter in samples]))
 
 
-@pytest.fixture(scope="module")
-def text_root(tmp_path_factory):
+@pytest.fixture(scope="module", params=synth.OPTION_ORDERS)
+def text_data(tmp_path_factory, request):
     root = str(tmp_path_factory.mktemp("text") / "data")
-    synth.generate(root, num_train=600, num_val=400, seed=1, media=False)
-    return root
+    synth.generate(root, num_train=600, num_val=400, seed=1, media=False, option_order=request.param)
+    return root, request.param
 
 
-def test_text_only_baseline_is_at_chance(text_root):
-    clf = TextOnly().fit(_as_mc(_read(text_root, "training_6k.jsonl")))
+@pytest.fixture(scope="module")
+def text_root(text_data):
+    return text_data[0]
+
+
+def test_text_only_baseline_is_at_chance(text_data):
+    """Whichever way the options are listed (sorted: the letter follows from the colour; shuffled), the text
+    alone does not tell the answer."""
+    root, order = text_data
+    clf = TextOnly().fit(_as_mc(_read(root, "training_6k.jsonl"), order))
     for level in (1, 2, 3):
-        acc = clf.accuracy(_val_mc(_read(text_root, f"validation_L{level}.jsonl")))
+        recs = _read(root, f"validation_L{level}.jsonl")
+        if order == "sorted":
+            assert all([r[f"choice_{c}"] for c in "abcd"] == sorted(r[f"choice_{c}"] for c in "abcd") for r in recs)
+        acc = clf.accuracy(_val_mc(recs))
         assert acc <= 0.35, f"L{level}: a text-only classifier scores {acc:.1%} (chance 25%): the text leaks the answer"
+    letters = collections.Counter(letter for _, _, letter in _as_mc(_read(root, "training_6k.jsonl"), order))
+    assert min(letters.values()) > 0.15 * sum(letters.values())  # every letter is a common answer
 
 
-def test_text_only_baseline_catches_a_planted_cue(text_root):
+def test_text_only_baseline_catches_a_planted_cue(text_root, text_data):
     """The chance-level result above is not a weak classifier: a dataset whose answers are mostly red (a cue a
     careless generator could leave) is caught."""
     train = _read(text_root, "training_6k.jsonl")
     biased = [r for r in train if " red " in r["answer"] or r["sample_id"] % 8 == 0]
-    clf = TextOnly().fit(_as_mc(biased))
+    clf = TextOnly().fit(_as_mc(biased, text_data[1]))
     val = [r for r in _read(text_root, "validation_L1.jsonl") if " red " in r["answer"] or r["sample_id"] % 8 == 0]
     assert clf.accuracy(_val_mc(val)) >= 0.45  # 52% measured; chance is 25%
 
@@ -143,13 +157,21 @@ def test_pixels_decide_the_answer_and_evidence_frames(tmp_path):
 
 
 def test_warmup_has_no_task_knowledge(tmp_path):
-    n = synth.generate_warmup(str(tmp_path / "w"), num=40, seed=0)
+    """The Vanilla warm-up looks like the task (clips, images, coloured options) and describes what is seen, but
+    its letters ignore the pixels."""
+    colours = synth.generate_warmup(str(tmp_path / "w"), num=400, seed=0, media=False)
     recs = _read(str(tmp_path / "w"), "training_with_cot_6k.jsonl")
-    assert n == len(recs) == 40
-    text = " ".join(r["response"] + json.dumps(r["prompt"]) for r in recs)
-    assert not any(c in _words(text) for c in synth.COLORS)
-    letters = collections.Counter(re.search(r"<answer>(.)", r["response"]).group(1) for r in recs)
-    assert len(letters) == 4
+    assert len(recs) == len(colours) == 400
+    assert sum(any(c["type"] == "video" for c in r["prompt"][0]["content"]) for r in recs) == 320
+    thinks = [re.search(r"<think>(.*)</think>", r["response"]).group(1) for r in recs]
+    assert [set(_words(t)) & set(synth.COLORS) for t in thinks] == [{c} for c in colours]  # perception only
+    answers = [re.fullmatch(r"<think>.*</think><answer>([ABCD])</answer>", r["response"]).group(1) for r in recs]
+    options = [re.findall(r"\n([ABCD])\. (.*)", r["prompt"][0]["content"][-1]["text"]) for r in recs]
+    named = [dict(o)[a].split()[-2] for o, a in zip(options, answers)]  # "<verb> the <colour> <object>"
+    hit = np.mean([n == c for n, c in zip(named, colours)])
+    assert 0.18 < hit < 0.32, hit  # the answered option shows the seen colour at chance (25%)
+    letters = collections.Counter(answers)
+    assert sorted(letters) == list("ABCD") and min(letters.values()) > 70
 
 
 def test_prep_keeps_the_evidence_span_for_attention(tmp_path):

@@ -115,3 +115,32 @@ def test_7b_preset_is_almost_fully_sharded(shape):
     mesh = jax.sharding.AbstractMesh(shape, sharding.MESH_AXES)
     frac = sharding.replicated_fraction(nnx.state(abstract_model(preset("qwen2_vl_7b"))), mesh)
     assert frac < 0.01, frac
+
+
+def test_trimmed_completions_give_the_same_update(setup):
+    """grpo.completion_bucket drops columns that every row has finished: same loss, KL and gradient."""
+    model, host, tok = setup
+    config = _config()  # 6 new tokens
+    progs, state, step, ref = _wire(config, model)
+    b = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(3)).batch
+    tokens, mask = np.asarray(b.tokens), np.asarray(b.mask).copy()
+    mask[:, 4:] = 0  # every row stopped by column 3 (one row earlier)
+    mask[0, 2:] = 0
+    adv = jnp.asarray(np.random.default_rng(1).standard_normal(b.advantages.shape), jnp.float32)
+
+    def metrics(t, m):
+        t, m = jnp.asarray(t), jnp.asarray(m)
+        logp = lambda p: progs.logprobs(progs.to_compute(p), b.prompts, t)  # noqa: E731
+        batch = b.replace(tokens=t, mask=m, advantages=adv, anchor_logp=logp(state.params), ref_logp=logp(ref))
+        return step(state, batch)[1]
+
+    t2, m2 = grpo.trim_completions(tokens, mask, bucket=2)
+    assert t2.shape[1] == m2.shape[1] == 4 and (m2 == mask[:, :4]).all()
+    full, trimmed = metrics(tokens, mask), metrics(t2, m2)
+    for k in ("loss", "kl", "grad_norm"):
+        np.testing.assert_allclose(float(trimmed[k]), float(full[k]), rtol=1e-5, atol=1e-9)
+    assert float(full["grad_norm"]) > 0
+    # nothing to drop: a row without a closing <|im_end|> uses every column; bucket 0 keeps everything
+    assert grpo.trim_completions(tokens, np.ones_like(mask), bucket=2)[0].shape[1] == 6
+    assert grpo.trim_completions(tokens, mask, bucket=0)[0].shape[1] == 6
+    assert grpo.trim_completions(tokens, mask, bucket=5)[0].shape[1] == 5
