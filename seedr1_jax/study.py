@@ -1,7 +1,8 @@
 """`seedr1 study`: the paper's table 1 at toy scale: Vanilla vs SFT vs GRPO on synthetic L1/L2/L3 shifts.
 
-Per seed: a shared "Vanilla" start (the tiny random model after a generic answer-format warm-up with random
-letters: it knows `<think>..</think><answer>X. ..</answer>`, not the task), then SFT on train_cot and GRPO on
+Per seed: a shared "Vanilla" start (the tiny random model after a warm-up on task-shaped prompts whose responses
+describe the scene and answer a random letter: it knows `<think>..</think><answer>X</answer>`, not which option
+to pick; `synth.generate_warmup`), then SFT on train_cot and GRPO on
 train from it with a matched budget (the same number of training prompts seen), then Vanilla, SFT and GRPO
 evaluated on L1, L2 and L3 (+ L3 per domain) with `seedr1 eval`'s greedy decoding. Writes study.json,
 study.md and study.png in the workdir; a rerun resumes (finished trainings and evaluations are skipped).
@@ -23,9 +24,9 @@ COLUMNS = ("L1", "L2", "L3", "Daily life", "Hobbies", "Recreation", "Work")
 # The warm-up (batch 8) must be long enough for the format: 30 steps of 4 left the tiny model without
 # `<answer>` tags, so every GRPO group had reward 0 and nothing to learn from (measured).
 BUDGETS = {
-    "default": dict(num_train=256, num_val=96, warmup_steps=100, steps=60, batch=4),
-    "quick": dict(num_train=64, num_val=32, warmup_steps=80, steps=20, batch=4),
-    "smoke": dict(num_train=8, num_val=8, warmup_steps=2, steps=2, batch=4),
+    "default": dict(num_train=256, num_val=96, warmup_samples=320, warmup_steps=100, steps=60, batch=4),
+    "quick": dict(num_train=64, num_val=32, warmup_samples=320, warmup_steps=80, steps=20, batch=4),
+    "smoke": dict(num_train=8, num_val=8, warmup_samples=8, warmup_steps=2, steps=2, batch=4),
 }
 WARMUP_BATCH = 8
 
@@ -95,7 +96,7 @@ def _prepare_data(workdir: str, budget: dict) -> tuple[str, str]:
     frames = get_config().data.max_frames
     if not os.path.exists(os.path.join(root, "done")):
         synth.generate(root, num_train=budget["num_train"], num_val=budget["num_val"], seed=0, option_order="sorted")
-        synth.generate_warmup(warm_root, num=budget["num_train"], seed=0, option_order="sorted")
+        synth.generate_warmup(warm_root, num=budget["warmup_samples"], seed=0, option_order="sorted")
         open(os.path.join(root, "done"), "w").close()
     for split in ("train", "train_cot", *SPLITS):
         if not os.path.exists(os.path.join(tfr, f"prep_report_{split}.json")):
@@ -120,7 +121,8 @@ def run_study(workdir: str, seeds: int = 3, mode: str = "default") -> dict:
     print(
         f"seedr1 study ({mode}): matched budget: SFT and GRPO each see {prompts} training prompts "
         f"({budget['steps']} steps x {budget['batch']} prompts; GRPO samples 8 completions per prompt); "
-        f"Vanilla = {budget['warmup_steps']} x {WARMUP_BATCH} generic format warm-up samples; {seeds} seed(s)",
+        f"Vanilla = {budget['warmup_steps']} x {WARMUP_BATCH} warm-up samples (scene description, random letters); "
+        f"{seeds} seed(s)",
         flush=True,
     )
     tok = load_tokenizer()
