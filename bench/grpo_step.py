@@ -156,7 +156,7 @@ def main():
 
     config = base_config()
     config.grpo.group_size, config.grpo.max_new_tokens = g, c
-    config.model.dtype = "float32"
+    config.model.dtype = config.grpo.ref_dtype = "float32"
     gd, st = nnx.split(model)
     params = st.to_pure_dict()
     tx, _ = update.make_optimizer(config, params, 100)
@@ -174,15 +174,15 @@ def main():
         t0 = time.perf_counter()
         rewards = jnp.asarray(np.random.default_rng(0).integers(0, 2, b * g), jnp.float32)
         prompts = Prompts.of(batch)
-        # what grpo.prepare adds once per rollout: the anchor (policy) and reference log-probs
+        # what grpo.prepare adds once per rollout: the reference (and, where needed, anchor) log-probs
+        fields = grpo.logprob_fields(config, progs, state["train"].params, ref_params, prompts, out["tokens"])
         upd = GRPOBatch(
             prompts=prompts,
             tokens=out["tokens"],
             mask=out["mask"],
             advantages=grpo.group_advantages(rewards, g),
             inner_step=jnp.zeros((), jnp.int32),
-            anchor_logp=progs.logprobs(progs.to_compute(state["train"].params), prompts, out["tokens"]),
-            ref_logp=progs.logprobs(progs.to_compute(ref_params), prompts, out["tokens"]),
+            **fields,
         )
         state["train"], metrics = step_fn(state["train"], upd)
         jax.block_until_ready(metrics)

@@ -56,6 +56,9 @@ class GRPOBatch:
     inner_step: int32[] index of the optimizer step within the rollout (0 .. mu - 1).
     anchor_logp: float32[N, C] or None: the sampling policy's teacher-forced log-probs (beta > 0 or mu > 1).
     ref_logp: float32[N, C] or None: the frozen reference's (beta > 0).
+    pin_anchor: bool[] or None: whether the loss pins the first inner step's log-probs to `anchor_logp`; None
+      means it does (mu > 1). With mu = 1 the anchor is only needed when the policy's weights equal the
+      reference's, and is then the reference's own log-probs (`grpo.logprob_fields`).
     """
 
     prompts: Prompts
@@ -65,6 +68,7 @@ class GRPOBatch:
     inner_step: jax.Array
     anchor_logp: jax.Array | None = None
     ref_logp: jax.Array | None = None
+    pin_anchor: jax.Array | None = None
 
 
 @flax.struct.dataclass

@@ -182,6 +182,8 @@ class Programs:
     to_compute: params -> compute-dtype copy with the training shardings (policy and reference alike).
     logprobs: (compute params, prompt fields, tokens int32[N, C]) -> f32[N, C] teacher-forced log-probs, the
       same code path as the loss (`sampler.completion_logprobs`); one executable for policy and reference.
+    same_as: (params, reference params) -> bool[]: whether the two give `logprobs` the same compute-dtype
+      weights, bit for bit (then `logprobs` returns the same bits for both).
     """
 
     graphdef: Any
@@ -189,6 +191,7 @@ class Programs:
     to_rollout: Any
     to_compute: Any
     logprobs: Any
+    same_as: Any
 
 
 class Prepared(NamedTuple):
@@ -219,12 +222,17 @@ def programs(config, graphdef, abstract_model, mesh, rules) -> Programs:
     def compute_params(params):  # already in the compute dtype (fp32 runs, a bf16 reference): no copy
         return params if all(x.dtype == cdt for x in jax.tree.leaves(params)) else to_compute(params)
 
+    def same(params, ref):  # the casts fuse into the comparison: no compute-dtype copy is made
+        leaves = zip(jax.tree.leaves(params), jax.tree.leaves(ref))
+        return jnp.all(jnp.stack([jnp.array_equal(a.astype(cdt), b.astype(cdt)) for a, b in leaves]))
+
     return Programs(
         graphdef=graphdef,
         mesh=mesh,
         to_rollout=jax.jit(cast, out_shardings=roll_sh),
         to_compute=compute_params,
         logprobs=jax.jit(logprobs),
+        same_as=jax.jit(same),
     )
 
 
@@ -258,14 +266,32 @@ def reference_params(config, initial_params, progs: Programs):
     return jax.jit(lambda p: jax.tree.map(lambda x: x.astype(dt), p))(initial_params)
 
 
+def logprob_fields(config, progs: Programs, params, ref_params, prompts: Prompts, tokens) -> dict:
+    """The reference and anchor log-probs of one rollout (`GRPOBatch` fields), each forward run at most once.
+
+    beta > 0: ref_logp from the reference weights. mu > 1: anchor_logp from the current weights (the old
+    log-probs of later inner steps). mu = 1 with beta > 0 needs no anchor forward: its only role is to make the
+    first step's KL exactly 0 when the policy's weights equal the reference's, and then the reference's
+    log-probs ARE the policy's (same program, same bits), so anchor_logp = ref_logp with `pin_anchor` telling
+    the loss whether the weights are equal. beta = 0 and mu = 1: no forward at all.
+    """
+    g, out = config.grpo, {}
+    if g.beta > 0:
+        out["ref_logp"] = progs.logprobs(progs.to_compute(ref_params), prompts, tokens)
+    if g.mu > 1:
+        out["anchor_logp"] = progs.logprobs(progs.to_compute(params), prompts, tokens)
+    elif g.beta > 0:
+        out.update(anchor_logp=out["ref_logp"], pin_anchor=progs.same_as(params, ref_params))
+    return out
+
+
 def prepare(config, progs: Programs, params, ref_params, host_batch: dict, tokenizer, rng) -> Prepared:
     """Rollout, rewards, advantages, and the reference / anchor log-probs, once per rollout batch.
 
     host_batch: a `data.train_batches` batch (B prompts). Samples G completions per prompt with the current
     weights, scores them on the host (`rewards.compute_rewards`), normalises advantages per group, then runs
-    `progs.logprobs` (outside the mu loop, in the update's compute dtype) for the reference (beta > 0) and for
-    the current policy ("anchor": the old log-probs of mu > 1, and what makes the reference's and the policy's
-    first-step log-probs bit-identical at identical weights).
+    `progs.logprobs` (outside the mu loop, in the update's compute dtype) for the reference (beta > 0) and, with
+    mu > 1, for the current policy ("anchor": the old log-probs); see `logprob_fields`.
     """
     from . import rewards as rw
     from . import sharding
@@ -298,10 +324,7 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     t0 = time.perf_counter()
     extra = dict(tokens=tokens.astype(np.int32), mask=mask.astype(np.int32), advantages=adv.astype(np.float32))
     batch = GRPOBatch(prompts=prompts, inner_step=jnp.zeros((), jnp.int32), **sharding.shard_batch(extra, mesh))
-    if g.beta > 0 or g.mu > 1:
-        batch = batch.replace(anchor_logp=progs.logprobs(progs.to_compute(params), prompts, batch.tokens))
-    if g.beta > 0:
-        batch = batch.replace(ref_logp=progs.logprobs(progs.to_compute(ref_params), prompts, batch.tokens))
+    batch = batch.replace(**logprob_fields(config, progs, params, ref_params, prompts, batch.tokens))
     timings["logprobs"] = time.perf_counter() - t0
 
     lengths = mask.sum(1)
@@ -320,9 +343,10 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
 def loss(model, batch: GRPOBatch, *, config):
     """GRPO loss of one prepared batch (`prepare`) -> (f32[], metrics).
 
-    On the first optimizer step of a rollout (`inner_step == 0`) the weights are those that produced
-    `anchor_logp` through the same code path, so its value is used exactly (gradient from the live pass):
-    the ratio is exactly 1 and, at weights equal to the reference's, the KL and its gradient are exactly 0.
+    On the first optimizer step of a rollout (`inner_step == 0`, and `pin_anchor` unless None) the weights are
+    those that produced `anchor_logp` through the same code path, so its value is used exactly (gradient from
+    the live pass): the ratio is exactly 1 and, at weights equal to the reference's, the KL and its gradient are
+    exactly 0.
     """
     from .sampler import completion_logprobs
 
@@ -331,7 +355,10 @@ def loss(model, batch: GRPOBatch, *, config):
     anchor = batch.anchor_logp
     if anchor is not None:
         pinned = anchor + (logp - jax.lax.stop_gradient(logp))
-        logp = jnp.where(batch.inner_step == 0, pinned, logp)
+        pin = batch.inner_step == 0
+        if batch.pin_anchor is not None:
+            pin = pin & batch.pin_anchor
+        logp = jnp.where(pin, pinned, logp)
     return policy_loss(
         logp,
         anchor if g.mu > 1 else None,

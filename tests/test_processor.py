@@ -1,49 +1,22 @@
 """Parity of seedr1_jax.processor with transformers' Qwen2-VL processors and the docs/recipe.md frame sampling."""
 
-import importlib
-import importlib.machinery
 import json
 import os
 import shutil
-import sys
-import types
 
 import numpy as np
 import pytest
 import torch
-from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen2VLProcessor
+from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
 from seedr1_jax import processor as P
 
 
-def _video_processor_module():
-    """transformers' Qwen2-VL video processor module, imported without torchvision.
+def _video_processor():
+    """transformers' Qwen2-VL video processor with the settings `export-hf` writes (252x252 frames stay 252x252)."""
+    from seedr1_jax.hf_extras import video_processor_config
 
-    The module imports `torchvision.transforms.v2.functional` at the top (for resizing, which we never call);
-    torchvision is not installed, so placeholder modules stand in for the import only. Its `patchify` (the
-    layout under test) is plain torch.
-    """
-    import transformers  # noqa: F401  (its availability checks must run before the placeholders exist)
-
-    names = [
-        "torchvision",
-        "torchvision.transforms",
-        "torchvision.transforms.v2",
-        "torchvision.transforms.v2.functional",
-    ]
-    added = []
-    for n in names:
-        if n not in sys.modules:
-            m = types.ModuleType(n)
-            m.__spec__ = importlib.machinery.ModuleSpec(n, None)
-            sys.modules[n] = m
-            added.append(n)
-    sys.modules["torchvision.transforms.v2"].functional = sys.modules["torchvision.transforms.v2.functional"]
-    try:
-        return importlib.import_module("transformers.models.qwen2_vl.video_processing_qwen2_vl")
-    finally:
-        for n in reversed(added):
-            sys.modules.pop(n, None)
+    return Qwen2VLVideoProcessor(**video_processor_config())
 
 
 @pytest.fixture(scope="module")
@@ -90,8 +63,8 @@ def test_image_252_grid_and_token_count():
 
 @pytest.mark.parametrize("n", [2, 4, 16])
 def test_video_patches_match_transformers_video_layout(n):
-    """Normalisation from the image processor (per frame), layout from transformers' video `patchify` itself."""
-    vp = _video_processor_module()
+    """Normalisation from the image processor (per frame), layout from transformers' video `patchify` itself, and
+    the same pixels from transformers' whole `Qwen2VLVideoProcessor`."""
     ip = Qwen2VLImageProcessorPil()
     frames = _frames(np.random.default_rng(n), n)
     ours, grid = P.video_patches(frames)
@@ -101,11 +74,15 @@ def test_video_patches_match_transformers_video_layout(n):
             for f in frames
         ]
     )
-    ref, gt, gh, gw = vp.Qwen2VLVideoProcessor.patchify(
+    ref, gt, gh, gw = Qwen2VLVideoProcessor.patchify(
         None, torch.from_numpy(chw[None]), patch_size=14, merge_size=2, temporal_patch_size=2
     )
     assert grid.tolist() == [gt, gh, gw] == [n // 2, 18, 18]
     assert np.abs(ours - ref[0].numpy()).max() <= 1e-5
+    # and transformers' whole video processor, set up by the config export-hf writes
+    full = _video_processor()(videos=[frames], return_tensors="np")
+    assert full["video_grid_thw"].tolist() == [grid.tolist()]
+    assert np.abs(ours - np.asarray(full["pixel_values_videos"])).max() <= 1e-5
 
 
 def test_resize_is_pil_bicubic_to_252():
@@ -162,27 +139,12 @@ def test_frame_indices_rejects_degenerate_clips(total, fps):
 
 def _reference_ids(ref_tok, text, image=None, frames=None):
     """transformers: apply_chat_template text -> Qwen2VLProcessor (image processor + pad expansion + tokenizer)."""
-    vp = _video_processor_module()
-
-    class _Processor(Qwen2VLProcessor):
-        def check_argument_for_proper_class(self, name, arg):  # the auto video class lookup needs torchvision
-            return None
-
-    proc = _Processor(
+    proc = Qwen2VLProcessor(
         image_processor=Qwen2VLImageProcessorPil(),
         tokenizer=ref_tok,
-        video_processor=vp.Qwen2VLVideoProcessor(),
+        video_processor=_video_processor(),
         chat_template=P.chat_template(),
     )
-    if frames is not None:
-        # the video processor's resize path needs torchvision; its patch layout is exercised above, so the
-        # expansion here takes the processed grid from its patchify and the processor's own replace_video_token
-        chw = torch.from_numpy(P.normalize(frames)[None])
-        pix, gt, gh, gw = vp.Qwen2VLVideoProcessor.patchify(
-            None, chw, patch_size=14, merge_size=2, temporal_patch_size=2
-        )
-        vid = {"pixel_values_videos": pix[0], "video_grid_thw": torch.tensor([[gt, gh, gw]])}
-        proc._process_videos = lambda videos, **kw: (vid, [proc.replace_video_token(vid, video_idx=0)])
     msgs = P.messages(text, frames is not None, image is not None)
     rendered = proc.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
     out = proc(

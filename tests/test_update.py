@@ -83,6 +83,35 @@ def test_mu2_reference_once_per_rollout_and_first_ratio_exactly_one(setup, monke
     assert len(traced) == 1 and float(m1["ratio_mean"]) != 1.0  # later inner steps see the moved policy
 
 
+def test_mu1_runs_one_forward_per_rollout_and_pins_only_at_identical_weights(setup):
+    """mu = 1, beta > 0: the reference's forward is the only one; at identical weights it doubles as the anchor
+    (KL exactly 0), once the weights moved the loss uses its own live log-probs."""
+    model, host, tok = setup
+    config = _config(mu=1)
+    progs, state, step, ref = _wire(config, model)
+    calls = []
+
+    def counting(params, prompts, tokens):
+        calls.append(1)
+        return progs.logprobs(params, prompts, tokens)
+
+    counted = dataclasses.replace(progs, logprobs=counting)
+    prep = grpo.prepare(config, counted, state.params, ref, host, tok, jax.random.key(3))
+    assert len(calls) == 1 and bool(prep.batch.pin_anchor)
+    # the skipped anchor forward would have given exactly the reference's bits
+    policy = progs.logprobs(progs.to_compute(state.params), prep.batch.prompts, prep.batch.tokens)
+    assert np.asarray(policy).tobytes() == np.asarray(prep.batch.ref_logp).tobytes()
+    rng = np.random.default_rng(1)
+    batch = prep.batch.replace(advantages=jnp.asarray(rng.standard_normal(prep.batch.advantages.shape), jnp.float32))
+    state1, m0 = step(state, batch)
+    assert float(m0["kl"]) == 0.0 and float(m0["ratio_mean"]) == 1.0
+
+    prep1 = grpo.prepare(config, counted, state1.params, ref, host, tok, jax.random.key(3))
+    assert len(calls) == 2 and not bool(prep1.batch.pin_anchor)
+    _, m1 = step(state1, prep1.batch.replace(advantages=batch.advantages))
+    assert float(m1["kl"]) > 0.0 and float(m1["ratio_mean"]) == 1.0  # the moved policy's own live log-probs
+
+
 def test_beta0_mu1_skips_reference_and_anchor(setup):
     model, host, tok = setup
     config = _config(beta=0.0)
