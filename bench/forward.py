@@ -21,7 +21,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration  # noqa: E402
+from common import IMAGE_GRID, VIDEO_GRID, hf_config, prompt, torch_inputs  # noqa: E402
+from transformers import Qwen2VLForConditionalGeneration  # noqa: E402
 
 from seedr1_jax.qwen2_vl import Qwen2VL, prepare_inputs  # noqa: E402
 
@@ -36,25 +37,7 @@ def main():
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--hlo-hash", action="store_true")
     args = ap.parse_args()
-    heads = args.width // 64
-    cfg = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=151936,
-            hidden_size=args.width,
-            intermediate_size=4 * args.width,
-            num_hidden_layers=args.layers,
-            num_attention_heads=heads,
-            num_key_value_heads=max(1, heads // 4),
-            rope_parameters={"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6},
-        ),
-        vision_config=dict(
-            depth=args.vision_layers,
-            embed_dim=args.vision_width,
-            num_heads=args.vision_width // 64,
-            hidden_size=args.width,
-            mlp_ratio=4,
-        ),
-    )
+    cfg = hf_config(args.width, args.layers, args.vision_width, args.vision_layers, max(1, args.width // 256))
     torch.manual_seed(0)
     hf = Qwen2VLForConditionalGeneration(cfg).eval().to(getattr(torch, args.dtype))
     with tempfile.TemporaryDirectory() as d:
@@ -62,21 +45,9 @@ def main():
         ours = Qwen2VL.from_pretrained(d, dtype=args.dtype)
 
     rng = np.random.default_rng(0)
-    text = lambda n: list(rng.integers(0, 150000, n))  # noqa: E731
-    ids = (
-        text(20)
-        + [cfg.vision_start_token_id]
-        + [cfg.video_token_id] * 648
-        + [cfg.vision_end_token_id]
-        + [cfg.vision_start_token_id]
-        + [cfg.image_token_id] * 81
-        + [cfg.vision_end_token_id]
-        + text(150)
-    )
+    ids, image, video = prompt(cfg, rng)
     ids = np.array([ids])
-    video = rng.standard_normal((8 * 18 * 18, 1176)).astype(np.float32)
-    image = rng.standard_normal((18 * 18, 1176)).astype(np.float32)
-    vgrid, igrid = np.array([[8, 18, 18]]), np.array([[1, 18, 18]])
+    vgrid, igrid = np.array([VIDEO_GRID]), np.array([IMAGE_GRID])
     print(
         f"model: text {args.width}x{args.layers}, vision {args.vision_width}x{args.vision_layers}, "
         f"{args.dtype}; tokens {ids.shape[1]}; devices {jax.devices()[0].platform} x{jax.device_count()}"
@@ -101,17 +72,7 @@ def main():
     def ours_once():
         run(st, dev_inputs).block_until_ready()
 
-    mm = torch.zeros_like(torch.from_numpy(ids))
-    mm[torch.from_numpy(ids) == cfg.image_token_id] = 1
-    mm[torch.from_numpy(ids) == cfg.video_token_id] = 2
-    tin = dict(
-        input_ids=torch.from_numpy(ids),
-        pixel_values=torch.from_numpy(image).to(hf.dtype),
-        image_grid_thw=torch.from_numpy(igrid),
-        pixel_values_videos=torch.from_numpy(video).to(hf.dtype),
-        video_grid_thw=torch.from_numpy(vgrid),
-        mm_token_type_ids=mm,
-    )
+    tin = torch_inputs(cfg, ids, image, video, hf.dtype)
 
     def hf_once():
         with torch.no_grad():

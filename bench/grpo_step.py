@@ -6,7 +6,6 @@ Also the sampler's prefix-sharing gain: one G-way call vs G calls of G=1. Prints
     python bench/grpo_step.py [--prompts 2 --group 8 --new-tokens 32 --width 256 --layers 4]
 """
 
-import argparse
 import os
 import sys
 import tempfile
@@ -19,8 +18,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
+from common import IMAGE_GRID, VIDEO_GRID, hf_config, prompt, rollout_parser, torch_inputs  # noqa: E402
 from flax import nnx  # noqa: E402
-from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration  # noqa: E402
+from transformers import Qwen2VLForConditionalGeneration  # noqa: E402
 
 from seedr1_jax import grpo, sampler  # noqa: E402
 from seedr1_jax.qwen2_vl import Qwen2VL, per_sample_inputs  # noqa: E402
@@ -28,31 +28,8 @@ from seedr1_jax.qwen2_vl import Qwen2VL, per_sample_inputs  # noqa: E402
 
 def build_prompts(cfg, n, rng):
     """n prompts in both layouts: transformers (flat, per prompt) and ours (per-sample training batch)."""
-    flat, rows = [], []
-    for i in range(n):
-        text = lambda k: list(rng.integers(0, 150000, k))  # noqa: E731
-        ids = (
-            text(20 + i)
-            + [cfg.vision_start_token_id]
-            + [cfg.video_token_id] * 648
-            + [cfg.vision_end_token_id]
-            + [cfg.vision_start_token_id]
-            + [cfg.image_token_id] * 81
-            + [cfg.vision_end_token_id]
-            + text(150)
-        )
-        video = rng.standard_normal((8 * 18 * 18, 1176)).astype(np.float32)
-        image = rng.standard_normal((18 * 18, 1176)).astype(np.float32)
-        flat.append(
-            dict(
-                input_ids=np.array([ids]),
-                pixel_values=image,
-                image_grid_thw=np.array([[1, 18, 18]]),
-                pixel_values_videos=video,
-                video_grid_thw=np.array([[8, 18, 18]]),
-            )
-        )
-        rows.append((ids, image, video))
+    rows = [prompt(cfg, rng, lead=20 + i) for i in range(n)]
+    flat = [torch_inputs(cfg, np.array([ids]), image, video) for ids, image, video in rows]
     t = max(len(r[0]) for r in rows)
     ids = np.full((n, t), 151643, np.int32)
     am = np.zeros((n, t), np.int32)
@@ -68,32 +45,16 @@ def ours_batch(model_cfg, ids, am, rows):
         ids,
         am,
         [np.concatenate([image, video]) for _, image, video in rows],
-        [[[1, 18, 18]]] * len(rows),
-        [[[8, 18, 18]]] * len(rows),
+        [[IMAGE_GRID]] * len(rows),
+        [[VIDEO_GRID]] * len(rows),
     )
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--prompts", type=int, default=2)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
+    ap = rollout_parser(__doc__)
     args = ap.parse_args()
     b, g, c = args.prompts, args.group, args.new_tokens
-    hcfg = Qwen2VLConfig(
-        text_config=dict(
-            vocab_size=151936,
-            hidden_size=args.width,
-            intermediate_size=4 * args.width,
-            num_hidden_layers=args.layers,
-            num_attention_heads=args.width // 64,
-            num_key_value_heads=max(1, args.width // 256),
-            rope_parameters={"rope_type": "default", "mrope_section": [8, 12, 12], "rope_theta": 1e6},
-        ),
-        vision_config=dict(depth=args.layers, embed_dim=128, num_heads=2, hidden_size=args.width, mlp_ratio=4),
-    )
+    hcfg = hf_config(args.width, args.layers, 128, args.layers, max(1, args.width // 256))
     torch.manual_seed(0)
     hf = Qwen2VLForConditionalGeneration(hcfg).eval()
     hf.generation_config.eos_token_id = None  # fixed-length rollouts on both sides
@@ -116,16 +77,12 @@ def main():
     def torch_step():
         t0 = time.perf_counter()
         seqs = []
-        for p in flat:
-            tin = {k: torch.from_numpy(np.asarray(v)) for k, v in p.items()}
-            mm = torch.zeros_like(tin["input_ids"])
-            mm[tin["input_ids"] == hcfg.image_token_id] = 1
-            mm[tin["input_ids"] == hcfg.video_token_id] = 2
+        for tin in flat:
+            mm = tin["mm_token_type_ids"]
             for _ in range(g):
                 with torch.no_grad():
                     out = hf.generate(
                         **tin,
-                        mm_token_type_ids=mm,
                         do_sample=True,
                         temperature=1.0,
                         top_k=50,

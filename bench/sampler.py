@@ -6,7 +6,6 @@ tokens, 252x252 image -> 81 tokens, ~170 text tokens), on a small random model. 
     python bench/sampler.py [--prompts 2 --group 8 --new-tokens 32 --width 256 --layers 4 --repeats 2]
 """
 
-import argparse
 import os
 import sys
 import time
@@ -15,13 +14,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402
 import numpy as np  # noqa: E402
+from common import IMAGE_GRID, VIDEO_GRID, rollout_parser  # noqa: E402
 from flax import nnx  # noqa: E402
 
 from seedr1_jax import sampler  # noqa: E402
 from seedr1_jax.config import ModelConfig, TextConfig, VisionConfig  # noqa: E402
 from seedr1_jax.qwen2_vl import Qwen2VL, per_sample_inputs  # noqa: E402
 
-VIDEO, IMAGE = (8, 18, 18), (1, 18, 18)  # grid_thw: 16 frames / temporal patch 2, 252 / 14 = 18
+VIDEO, IMAGE = VIDEO_GRID, IMAGE_GRID
 
 
 def prompt_batch(cfg: ModelConfig, n: int, rng) -> dict:
@@ -49,12 +49,7 @@ def prompt_batch(cfg: ModelConfig, n: int, rng) -> dict:
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--prompts", type=int, default=2)
-    ap.add_argument("--group", type=int, default=8)
-    ap.add_argument("--new-tokens", type=int, default=32)
-    ap.add_argument("--width", type=int, default=256)
-    ap.add_argument("--layers", type=int, default=4)
+    ap = rollout_parser(__doc__)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--dtype", default="float32")
     args = ap.parse_args()

@@ -266,19 +266,11 @@ def analyse(
     generated token), spans, metrics per span, heat per span ({"video": [t][h][w], "image": [h][w]}).
     """
     from . import rewards
-    from .sampler import generate, teacher_forced_inputs
+    from .sampler import greedy, teacher_forced_inputs
 
     fields = {k: jnp.asarray(batch[k]) for k in MODEL_KEYS if k in batch}
     if tokens is None:
-        out = generate(
-            model,
-            fields,
-            rng=jax.random.key(0),
-            group_size=1,
-            max_new_tokens=max_new_tokens,
-            greedy=True,
-            repetition_penalty=repetition_penalty,
-        )
+        out = greedy(model, fields, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
         n = int(np.asarray(out["mask"])[0].sum())
         tokens = np.asarray(out["tokens"])[0]
     else:

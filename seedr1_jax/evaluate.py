@@ -106,7 +106,7 @@ def evaluate(
     """
     from tqdm import tqdm
 
-    from .sampler import generate
+    from .sampler import greedy
 
     done = read_results(out_path)
     _repair(out_path, done)
@@ -121,15 +121,7 @@ def evaluate(
         if not todo:
             continue
         batch = sharding.shard_batch(hb, mesh) if mesh is not None else hb
-        out = generate(
-            model,
-            batch,
-            rng=jax.random.key(0),
-            group_size=1,
-            max_new_tokens=max_new_tokens,
-            greedy=True,
-            repetition_penalty=repetition_penalty,
-        )
+        out = greedy(model, batch, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
         tokens, mask = np.asarray(out["tokens"]), np.asarray(out["mask"])
         texts = tokenizer.batch_decode([t[: int(m.sum())] for t, m in zip(tokens, mask)], skip_special_tokens=True)
         lines = []

@@ -252,3 +252,18 @@ def generate(
     )
     mask = grpo.completion_mask(tokens)
     return dict(tokens=tokens, logprobs=logps, mask=mask, lengths=mask.sum(-1), steps=steps)
+
+
+def greedy(model, batch, *, max_new_tokens=256, repetition_penalty=1.0, stop_ids=(IM_END, ENDOFTEXT)) -> dict:
+    """Greedy decoding of one completion per prompt, as `seedr1 eval` and the attention diagnostics decode
+    (docs/recipe.md section 7: repetition penalty 1.05 there). Returns `generate`'s dict (B rows)."""
+    return generate(
+        model,
+        batch,
+        rng=jax.random.key(0),
+        group_size=1,
+        max_new_tokens=max_new_tokens,
+        greedy=True,
+        repetition_penalty=repetition_penalty,
+        stop_ids=stop_ids,
+    )

@@ -144,15 +144,19 @@ def batch(cfg: Qwen2VLConfig, prompts: list[Prompt], left_pad: bool = True) -> d
     return out
 
 
-def hf_logits(model, inputs: dict) -> np.ndarray:
-    cfg = model.config
+def torch_inputs(cfg: Qwen2VLConfig, inputs: dict) -> dict:
+    """Numpy inputs -> torch tensors plus the `mm_token_type_ids` transformers 5 wants (1 image pad, 2 video pad)."""
     tt = {k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}
     ids = tt["input_ids"]
     mm = torch.zeros_like(ids)
     mm[ids == cfg.image_token_id] = 1
     mm[ids == cfg.video_token_id] = 2
+    return dict(tt, mm_token_type_ids=mm)
+
+
+def hf_logits(model, inputs: dict) -> np.ndarray:
     with torch.no_grad():
-        return model(**tt, mm_token_type_ids=mm).logits.float().numpy()
+        return model(**torch_inputs(model.config, inputs)).logits.float().numpy()
 
 
 def per_sample_batch(ours_cfg, prompts: list[Prompt]) -> dict:

@@ -4,7 +4,7 @@ frame pair and merged patch; `seedr1 attention` end to end on a tiny model, with
 import numpy as np
 import pytest
 import torch
-from hf_utils import Prompt, batch, hf_config, save_hf_model
+from hf_utils import Prompt, batch, hf_config, save_hf_model, torch_inputs
 
 from seedr1_jax import attention as A
 from seedr1_jax.qwen2_vl import Qwen2VL, prepare_inputs
@@ -21,13 +21,8 @@ def pair(request, tmp_path_factory):
 
 
 def _hf_attentions(hf, inputs):
-    cfg = hf.config
-    tt = {k: torch.from_numpy(np.asarray(v)) for k, v in inputs.items()}
-    mm = torch.zeros_like(tt["input_ids"])
-    mm[tt["input_ids"] == cfg.image_token_id] = 1
-    mm[tt["input_ids"] == cfg.video_token_id] = 2
     with torch.no_grad():
-        out = hf(**tt, mm_token_type_ids=mm, output_attentions=True)
+        out = hf(**torch_inputs(hf.config, inputs), output_attentions=True)
     return np.stack([a.float().numpy() for a in out.attentions])  # [L, B, N, T, T]
 
 

@@ -9,7 +9,7 @@ import jax
 import numpy as np
 import pytest
 import torch
-from hf_utils import Prompt, batch, hf_logits, per_sample_batch, save_hf_model
+from hf_utils import Prompt, batch, hf_logits, per_sample_batch, save_hf_model, torch_inputs
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
 from seedr1_jax.config import ConfigError, preset
@@ -239,13 +239,10 @@ def test_export_writes_a_complete_folder_that_generates_like_ours(tmp_path):
     assert (ids == 151655).sum() == 81 and (ids == 151656).sum() == 162
 
     reloaded = Qwen2VLForConditionalGeneration.from_pretrained(out).eval()
-    tin = {k: torch.from_numpy(np.asarray(inputs[k])) for k in ("input_ids", "attention_mask", "pixel_values")}
-    tin.update({k: torch.from_numpy(np.asarray(inputs[k])) for k in ("image_grid_thw", "pixel_values_videos")})
-    tin["video_grid_thw"] = torch.from_numpy(np.asarray(inputs["video_grid_thw"]))
-    mm = torch.zeros_like(tin["input_ids"])
-    mm[tin["input_ids"] == 151655], mm[tin["input_ids"] == 151656] = 1, 2
+    keys = ("input_ids", "attention_mask", "pixel_values", "image_grid_thw", "pixel_values_videos", "video_grid_thw")
     with torch.no_grad():
-        ref = reloaded.generate(**tin, mm_token_type_ids=mm, max_new_tokens=8)[0, len(ids) :].tolist()
+        tin = torch_inputs(reloaded.config, {k: inputs[k] for k in keys})
+        ref = reloaded.generate(**tin, max_new_tokens=8)[0, len(ids) :].tolist()
 
     prompt = Prompt(hf.config, rng)
     prompt.ids = ids.tolist()
@@ -253,15 +250,7 @@ def test_export_writes_a_complete_folder_that_generates_like_ours(tmp_path):
     prompt.videos, prompt.video_grids = [np.asarray(inputs["pixel_values_videos"], np.float32)], [[2, 18, 18]]
     ours_model = load_params(str(tmp_path / "ckpt"))
     b = per_sample_batch(ours_model.cfg, [prompt])
-    got = sampler.generate(
-        ours_model,
-        b,
-        rng=jax.random.key(0),
-        group_size=1,
-        max_new_tokens=8,
-        greedy=True,
-        repetition_penalty=generation_config()["repetition_penalty"],
-    )
+    got = sampler.greedy(ours_model, b, max_new_tokens=8, repetition_penalty=generation_config()["repetition_penalty"])
     tokens = np.asarray(got["tokens"])[0].tolist()
     assert tokens[: len(ref)] == ref, (tokens, ref)
     assert len(ref) == 8 or ref[-1] in (151645, 151643)

@@ -4,8 +4,7 @@ equals G independent prefills, stop handling and early exit, sharded equals unsh
 import jax
 import numpy as np
 import pytest
-import torch
-from hf_utils import batch, per_sample_batch, tiny_video_prompts
+from hf_utils import batch, per_sample_batch, tiny_video_prompts, torch_inputs
 
 from seedr1_jax import sampler, sharding
 from seedr1_jax.qwen2_vl import Qwen2VL
@@ -56,21 +55,9 @@ def test_greedy_equals_transformers_generate(setup, penalty):
     hf.generation_config.eos_token_id = None  # compare all steps, no early stop
     for p in prompts:
         b = per_sample_batch(model.cfg, [p])
-        out = sampler.generate(
-            model,
-            b,
-            rng=jax.random.key(0),
-            group_size=1,
-            max_new_tokens=8,
-            greedy=True,
-            repetition_penalty=penalty,
-            stop_ids=(),
-        )
-        inp = {k: torch.from_numpy(np.asarray(v)) for k, v in batch(hf.config, [p]).items()}
-        mm = torch.zeros_like(inp["input_ids"])
-        mm[inp["input_ids"] == hf.config.image_token_id] = 1
-        mm[inp["input_ids"] == hf.config.video_token_id] = 2
-        ref = hf.generate(**inp, mm_token_type_ids=mm, do_sample=False, max_new_tokens=8, repetition_penalty=penalty)[
+        out = sampler.greedy(model, b, max_new_tokens=8, repetition_penalty=penalty, stop_ids=())
+        inp = torch_inputs(hf.config, batch(hf.config, [p]))
+        ref = hf.generate(**inp, do_sample=False, max_new_tokens=8, repetition_penalty=penalty)[
             0, inp["input_ids"].shape[1] :
         ]
         assert np.asarray(out["tokens"])[0].tolist() == ref.tolist()
@@ -98,15 +85,7 @@ def test_stop_tokens_pad_mask_and_early_exit(setup):
     _, model, _, b, _ = setup
     greedy = sampler.generate(model, b, rng=jax.random.key(0), group_size=1, max_new_tokens=6, greedy=True)
     first = np.asarray(greedy["tokens"])[:, 1]  # make each row's 2nd greedy token a stop token
-    out = sampler.generate(
-        model,
-        b,
-        rng=jax.random.key(0),
-        group_size=1,
-        max_new_tokens=6,
-        greedy=True,
-        stop_ids=tuple(int(x) for x in first),
-    )
+    out = sampler.greedy(model, b, max_new_tokens=6, stop_ids=tuple(int(x) for x in first))
     tok, g = np.asarray(out["tokens"]), np.asarray(greedy["tokens"])
     stops = set(int(x) for x in first)
     ends = [next(j for j in range(6) if g[r, j] in stops) for r in range(2)]
