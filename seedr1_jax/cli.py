@@ -57,9 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default=None, help="tensor dtype to write (default: the imported checkpoint's)")
 
-    p = _add(sub, "aot", "compile the train step and sampler for a TPU topology; report memory and FLOPs")
+    p = _add(sub, "aot", "compile the GRPO/SFT programs for a TPU topology; memory, FLOPs and predicted step time")
     p.add_argument("--config", required=True)
     p.add_argument("--topology", required=True, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
+    p.add_argument("--search", action="store_true", help="rank mesh shapes x remat policies that fit")
+    p.add_argument("--chip", default=None, help="predict for another chip of roofline.CHIPS (h100, a100, v5p, ...)")
+    p.add_argument("--devices", type=int, default=None, help="use the topology's first N devices (e.g. 1 GPU)")
+    p.add_argument("--save-hlo", default=None, help="write each compiled program's HLO text to this folder")
     # ---- attention (issue 10) ----
     p = _add(sub, "attention", "where generated tokens look: heatmaps over frames/image, per-token plots, summary")
     src = p.add_mutually_exclusive_group(required=True)
@@ -246,7 +250,14 @@ def _run(args, extra):
     if args.cmd == "aot":
         from .aot import main as aot_main
 
-        return aot_main(_config_from_argv(args.config, extra), args.topology)
+        return aot_main(
+            _config_from_argv(args.config, extra),
+            args.topology,
+            chip=args.chip,
+            devices=args.devices,
+            search_=args.search,
+            save_hlo=args.save_hlo,
+        )
     if args.cmd == "attention":  # issue 10
         from .attention import run as attention_run
 
