@@ -95,6 +95,7 @@ class Cost:
         coll = dict(self.collectives)
         for k, v in o.collectives.items():
             coll[k] = coll.get(k, 0.0) + v
+        coll = {k: v for k, v in coll.items() if abs(v) > 1e-3}  # a loop subtracted back out leaves no kind behind
         return Cost(self.flops + o.flops, self.bytes + o.bytes, coll)
 
     def __sub__(self, o: Cost) -> Cost:
