@@ -190,9 +190,11 @@ def _memory(compiled, resident: int = 0) -> dict:
     return dict(args=args, outputs=m.output_size_in_bytes, temps=m.temp_size_in_bytes, total=total)
 
 
-def compile_programs(config, mesh, rules, save_hlo: str | None = None, log=print, only_update=False) -> list[Program]:
+def compile_programs(
+    config, mesh, rules, save_hlo: str | None = None, log=print, only_update=False, keep: dict | None = None
+) -> list[Program]:
     """Compiles the update (and for GRPO the reference/anchor log-probs and the sampler) at the config's sizes;
-    save_hlo: a folder for each program's compiled HLO text."""
+    save_hlo: a folder for each program's compiled HLO text; keep: a dict that receives the compiled objects."""
     cfg = model_config(config)
     grpo_ = config.algo == "grpo"
     g = config.grpo if grpo_ else None
@@ -207,6 +209,8 @@ def compile_programs(config, mesh, rules, save_hlo: str | None = None, log=print
         hc = roofline.HloCost(text)
         cost, decode = hc.split_dynamic_loop() if name == "sampler" else (hc.total(), None)
         progs.append(Program(name, label, _memory(compiled, resident), cost, decode, time.time() - t0))
+        if keep is not None:
+            keep[name] = compiled
         log(f"compiled {name} in {time.time() - t0:.0f}s")
 
     t0 = time.time()
@@ -338,8 +342,8 @@ def print_report(config, cfg, progs, chip, chips, out=sys.stdout) -> roofline.St
     p_("(analytic: compiled FLOPs x chips / model matmul FLOPs; the update's are 3 x its forward: full remat ~1.33)")
     pred = predict(config, cfg, progs, chip, chips)
     p_(
-        f"\npredicted on {chips} x {chip.name} ({chip.peak_flops / 1e12:.0f} TFLOP/s, "
-        f"{chip.hbm_bw / 1e9:.0f} GB/s HBM, "
+        f"\npredicted on {chips} x {chip.name} ({chip.peak_flops / 1e12:.3g} TFLOP/s, "
+        f"{chip.hbm_bw / 1e9:.3g} GB/s HBM, "
         f"{chip.ici_bw / 1e9:.0f} GB/s ICI out): rollout {pred.rollout_s:.3g} s + log-probs {pred.logprobs_s:.3g} s + "
         f"update {pred.update_s:.3g} s = step {pred.step_s:.3g} s; {pred.tokens_per_s:,.0f} tokens/s; "
         f"MFU {100 * pred.mfu:.1f}% (roofline: a lower bound on time, an upper bound on MFU)"
@@ -473,4 +477,56 @@ def main(
             file=sys.stderr,
         )
         return 1
+    return 0
+
+
+# ---- --validate-cpu --------------------------------------------------------------------------------------
+def _materialize(info, key):
+    """Random arrays for a compiled program's abstract arguments (floats ~N(0, 0.02), integers 0)."""
+    leaves, tree = jax.tree.flatten(info)
+    keys = jax.random.split(key, len(leaves))
+    out = []
+    for k, a in zip(keys, leaves):
+        shape, dtype = a.shape, a.dtype
+        if jax.dtypes.issubdtype(dtype, jax.dtypes.prng_key):
+            out.append(jax.random.key(0))
+        elif jnp.issubdtype(dtype, jnp.floating):
+            out.append(0.02 * jax.random.normal(k, shape, dtype))
+        else:
+            out.append(jnp.zeros(shape, dtype))
+    return jax.tree.unflatten(tree, out)
+
+
+def validate_cpu(config, repeats: int = 3) -> int:
+    """Predicted vs measured seconds of each program on this host (one CPU device, a measured GEMM peak and
+    copy bandwidth as the chip): how far the roofline is from a real run."""
+    devs = jax.devices("cpu")[:1]
+    mesh = topology_mesh(devs, (1, 1, 1))
+    rules = tuple(tuple(r) for r in config.mesh.rules) if config.mesh.get("rules") else sharding.TRAIN_RULES
+    cfg = model_config(config)
+    chip = roofline.measure_cpu_chip()
+    print(f"this CPU as a chip: {chip.peak_flops / 1e9:.1f} GFLOP/s float32 GEMM, {chip.hbm_bw / 1e9:.1f} GB/s copy")
+    compiled = {}
+    progs = compile_programs(config, mesh, rules, log=print, keep=compiled)
+    print_report(config, cfg, progs, chip, 1)
+    k = calls_per_step(config)
+    print(f"\n{'program':<28} {'predicted s':>12} {'measured s':>11} {'measured/predicted':>19}")
+    total_p = total_m = 0.0
+    for p in progs:
+        args, kwargs = compiled[p.name].args_info
+        best = float("inf")
+        for r in range(repeats):
+            a, kw = _materialize((args, kwargs), jax.random.key(r))  # fresh buffers: the update donates its state
+            jax.block_until_ready((a, kw))
+            t0 = time.perf_counter()
+            jax.block_until_ready(compiled[p.name](*a, **kw))
+            best = min(best, time.perf_counter() - t0)
+        if p.name == "sampler":
+            pred = roofline.seconds(p.cost, chip) + k["decode"] * roofline.seconds(p.decode, chip)
+        else:
+            pred = roofline.seconds(p.cost, chip)
+        n = k.get(p.name, 1)
+        total_p, total_m = total_p + n * pred, total_m + n * best
+        print(f"{p.name:<28} {pred:12.3f} {best:11.3f} {best / pred:19.2f}")
+    print(f"{'step (x calls per step)':<28} {total_p:12.3f} {total_m:11.3f} {total_m / total_p:19.2f}")
     return 0

@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "aot", "compile the GRPO/SFT programs for a TPU topology; memory, FLOPs and predicted step time")
     p.add_argument("--config", required=True)
-    p.add_argument("--topology", required=True, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
+    p.add_argument("--topology", default=None, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
+    p.add_argument("--validate-cpu", action="store_true", help="predicted vs measured seconds on this CPU")
     p.add_argument("--search", action="store_true", help="rank mesh shapes x remat policies that fit")
     p.add_argument("--chip", default=None, help="predict for another chip of roofline.CHIPS (h100, a100, v5p, ...)")
     p.add_argument("--devices", type=int, default=None, help="use the topology's first N devices (e.g. 1 GPU)")
@@ -250,6 +251,14 @@ def _run(args, extra):
     if args.cmd == "aot":
         from .aot import main as aot_main
 
+        if args.validate_cpu:
+            from .aot import validate_cpu
+
+            return validate_cpu(_config_from_argv(args.config, extra))
+        if not args.topology:
+            from .config import ConfigError
+
+            raise ConfigError("seedr1 aot needs --topology (e.g. v5p:4x4x2) unless --validate-cpu is given")
         return aot_main(
             _config_from_argv(args.config, extra),
             args.topology,
