@@ -311,7 +311,8 @@ def _fits(progs, chip) -> bool:
     return all(p.memory["total"] <= chip.hbm_bytes for p in progs)
 
 
-def print_report(config, cfg, progs, chip, chips, out=sys.stdout) -> roofline.StepPrediction:
+def print_report(config, cfg, progs, chip, chips, out=None) -> roofline.StepPrediction:
+    out = out or sys.stdout
     gib = lambda x: x / 2**30  # noqa: E731
     p_ = lambda *a: print(*a, file=out)  # noqa: E731
     p_(f"\n{'program':<48} {'args':>8} {'outputs':>8} {'temps':>8} {'total':>8} {'HBM':>8}  (GiB per chip)")
@@ -343,7 +344,7 @@ def print_report(config, cfg, progs, chip, chips, out=sys.stdout) -> roofline.St
     pred = predict(config, cfg, progs, chip, chips)
     p_(
         f"\npredicted on {chips} x {chip.name} ({chip.peak_flops / 1e12:.3g} TFLOP/s, "
-        f"{chip.hbm_bw / 1e9:.3g} GB/s HBM, "
+        f"{chip.hbm_bw / 1e9:.0f} GB/s HBM, "
         f"{chip.ici_bw / 1e9:.0f} GB/s ICI out): rollout {pred.rollout_s:.3g} s + log-probs {pred.logprobs_s:.3g} s + "
         f"update {pred.update_s:.3g} s = step {pred.step_s:.3g} s; {pred.tokens_per_s:,.0f} tokens/s; "
         f"MFU {100 * pred.mfu:.1f}% (roofline: a lower bound on time, an upper bound on MFU)"

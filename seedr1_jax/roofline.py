@@ -232,6 +232,14 @@ def _window(attrs: str, key: str, nd: int, default: int) -> list[int]:
     return [int(v.split("_")[0]) for v in m.group(1).split("x")]
 
 
+def _through_copies(local: dict, name: str):
+    """The instruction behind `name`, looking through copies, bitcasts and converts (None if not local)."""
+    ins = local.get(name)
+    while ins is not None and ins.opcode in ("copy", "bitcast", "convert") and ins.operands:
+        ins = local.get(ins.operands[0])
+    return ins
+
+
 def _conv_flops(ins: _Instr, shapes: dict) -> float:
     """2 x multiply-adds of a convolution (TPU dots lower to these), counting only window taps that land on real
     input elements (padding and base-dilation holes skipped), as XLA's HloCostAnalysis does."""
@@ -287,13 +295,21 @@ class HloCost:
             return None
         limit = int(lim.operands[0])
         idx = int(re.search(r"index=(\d+)", gte.attrs).group(1))
-        init = 0
+        init, step = 0, 1
         tup = shapes.get("__instr__", {}).get(ins.operands[0])
         if tup is not None and tup.opcode == "tuple" and idx < len(tup.operands):
-            src = shapes["__instr__"].get(tup.operands[idx])
+            src = _through_copies(shapes["__instr__"], tup.operands[idx])
             if src is not None and src.opcode == "constant":
                 init = int(src.operands[0])
-        return max(limit - init, 0)
+        body = self.comps[re.search(r"body=%?([\w.\-]+)", ins.attrs).group(1)]
+        local_b = {i.name: i for i in body}
+        if body and body[-1].opcode == "tuple" and idx < len(body[-1].operands):
+            inc = _through_copies(local_b, body[-1].operands[idx])
+            if inc is not None and inc.opcode == "add":  # a loop XLA widened advances its counter by > 1
+                consts = [_through_copies(local_b, o) for o in inc.operands]
+                consts = [c for c in consts if c is not None and c.opcode == "constant"]
+                step = max(int(consts[0].operands[0]), 1) if consts else 1
+        return max(-(-(limit - init) // step), 0)
 
     def _fused(self, name: str) -> Cost:
         """FLOPs (and collectives) inside a fused computation; its bytes are counted by the fusion."""

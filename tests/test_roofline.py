@@ -77,6 +77,12 @@ def test_hand_made_hlo_counts_the_loop_trip_count():
     [(_, trips, one)] = h.loops()
     assert trips == 3
     _same(one, ITER)
+    # a loop XLA widened: its counter advances by 2 up to 6 (still 3 iterations of the body)
+    wide = roofline.HloCost(
+        HLO.replace("LIMIT", "constant(6)").replace("%one = s32[] constant(1)", "%one = s32[] constant(2)")
+    )
+    assert wide.loops()[0][1] == 3
+    _same(wide.total(), OUTSIDE + ITER * 3)
 
 
 def test_a_run_time_trip_count_is_split_off_as_one_step():
