@@ -427,6 +427,8 @@ def main(
     devices: int | None = None,
     search_: bool = False,
     save_hlo: str | None = None,
+    meshes: str | None = None,
+    remats: str | None = None,
 ) -> int:
     """`seedr1 aot`: returns 0 when every program fits the chip's HBM (with --search: when any configuration does)."""
     all_devices = topology_devices(topology)
@@ -444,7 +446,12 @@ def main(
     )
     if search_:
         print(head + "; searching mesh shapes x remat policies")
-        ok, rejected = search(config, devs, hw)
+        try:
+            shapes = [tuple(int(x) for x in m.split(",")) for m in meshes.split(";")] if meshes else None
+        except ValueError:
+            raise ConfigError(f"--meshes {meshes!r}: use data,fsdp,tensor shapes joined by ';'") from None
+        policies = tuple(remats.split(",")) if remats else REMAT_CHOICES
+        ok, rejected = search(config, devs, hw, meshes=shapes, remats=policies)
         print(f"\n{'rank':>4} {'mesh (data, fsdp, tensor)':>26} {'remat':<34} {'GiB/chip':>9} {'step s':>8} {'MFU':>6}")
         for i, r in enumerate(ok, 1):
             print(

@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topology", default=None, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
     p.add_argument("--validate-cpu", action="store_true", help="predicted vs measured seconds on this CPU")
     p.add_argument("--search", action="store_true", help="rank mesh shapes x remat policies that fit")
+    p.add_argument("--meshes", default=None, help="--search only these, e.g. '1,32,1;1,8,4' (default: all)")
+    p.add_argument("--remats", default=None, help="--search only these remat policies, comma-separated")
     p.add_argument("--chip", default=None, help="predict for another chip of roofline.CHIPS (h100, a100, v5p, ...)")
     p.add_argument("--devices", type=int, default=None, help="use the topology's first N devices (e.g. 1 GPU)")
     p.add_argument("--save-hlo", default=None, help="write each compiled program's HLO text to this folder")
@@ -265,6 +267,8 @@ def _run(args, extra):
             chip=args.chip,
             devices=args.devices,
             search_=args.search,
+            meshes=args.meshes,
+            remats=args.remats,
             save_hlo=args.save_hlo,
         )
     if args.cmd == "attention":  # issue 10
