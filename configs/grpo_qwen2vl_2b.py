@@ -17,4 +17,5 @@ def get_config(arg: str | None = None):
     c = _get_7b_config(arg)
     if arg is None:
         c.model.init = "preset:qwen2_vl_2b"
+        c.mesh.shape = (1, -1, 1)  # one GPU; on a slice `--config.mesh.shape="(1,-1,2)"` (2 kv heads) also works
     return c
