@@ -64,9 +64,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default=None, help="tensor dtype to write (default: the imported checkpoint's)")
 
-    p = _add(sub, "aot", "compile the train step and sampler for a TPU topology; report memory and FLOPs")
+    p = _add(sub, "aot", "compile the GRPO/SFT programs for a TPU topology; memory, FLOPs and predicted step time")
     p.add_argument("--config", required=True)
-    p.add_argument("--topology", required=True, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
+    p.add_argument("--topology", default=None, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
+    p.add_argument("--validate-cpu", action="store_true", help="predicted vs measured seconds on this CPU")
+    p.add_argument("--search", action="store_true", help="rank mesh shapes x remat policies that fit")
+    p.add_argument("--meshes", default=None, help="--search only these, e.g. '1,32,1;1,8,4' (default: all)")
+    p.add_argument("--remats", default=None, help="--search only these remat policies, comma-separated")
+    p.add_argument("--chip", default=None, help="predict for another chip of roofline.CHIPS (h100, a100, v5p, ...)")
+    p.add_argument("--devices", type=int, default=None, help="use the topology's first N devices (e.g. 1 GPU)")
+    p.add_argument("--save-hlo", default=None, help="write each compiled program's HLO text to this folder")
     # ---- attention (issue 10) ----
     p = _add(sub, "attention", "where generated tokens look: heatmaps over frames/image, per-token plots, summary")
     src = p.add_mutually_exclusive_group(required=True)
@@ -255,7 +262,24 @@ def _run(args, extra):
     if args.cmd == "aot":
         from .aot import main as aot_main
 
-        return aot_main(_config_from_argv(args.config, extra), args.topology)
+        if args.validate_cpu:
+            from .aot import validate_cpu
+
+            return validate_cpu(_config_from_argv(args.config, extra))
+        if not args.topology:
+            from .config import ConfigError
+
+            raise ConfigError("seedr1 aot needs --topology (e.g. v5p:4x4x2) unless --validate-cpu is given")
+        return aot_main(
+            _config_from_argv(args.config, extra),
+            args.topology,
+            chip=args.chip,
+            devices=args.devices,
+            search_=args.search,
+            meshes=args.meshes,
+            remats=args.remats,
+            save_hlo=args.save_hlo,
+        )
     if args.cmd == "attention":  # issue 10
         from .attention import run as attention_run
 
