@@ -207,9 +207,7 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     model = load_params(grpo_dir)
     batch = next(iter(data.eval_batches(c.data, model.cfg, tfr, split="L1")))
     err = _transformers_check(hf_dir, model, batch)
-    plot = _plot(
-        workdir, grpo_dir, accs[BEFORE], cis[BEFORE], accs[AFTER], cis[AFTER], c.train.num_steps
-    )
+    plot = _plot(workdir, grpo_dir, accs[BEFORE], cis[BEFORE], accs[AFTER], cis[AFTER], c.train.num_steps)
 
     names = list(times)
     durations = {
