@@ -87,41 +87,51 @@ def _metric_means(workdir: str, key: str, n: int) -> tuple[float, float]:
     return float(np.mean(vals[:n])), float(np.mean(vals[-n:]))
 
 
-def _transformers_check(hf_dir: str, model, batch) -> float | None:
-    """Max |logits(transformers) - logits(ours)| on one prompt of the eval data, or None without torch."""
-    try:
-        import torch
-        from transformers import Qwen2VLForConditionalGeneration
-    except ImportError:
-        return None
+def _hf_logits(npz: str, hf_dir: str) -> None:
+    """In a fresh process (see `_transformers_check`): transformers' logits for the inputs in `npz` -> npz."""
+    import torch
+    from transformers import Qwen2VLForConditionalGeneration
 
+    x = dict(np.load(npz))
     hf = Qwen2VLForConditionalGeneration.from_pretrained(hf_dir).eval()
+    tin = {k: torch.from_numpy(v) for k, v in x.items()}
+    with torch.no_grad():
+        np.save(npz[: -len(".npz")] + "_hf.npy", hf(**tin).logits.numpy()[0])
+
+
+def _transformers_check(hf_dir: str, model, batch) -> float | None:
+    """Max |logits(transformers) - logits(ours)| on one prompt of the eval data, or None without torch.
+
+    transformers runs in a child process: torch 2.14 crashes (SIGSEGV) when torch._dynamo or torchvision is
+    first imported after tensorflow, which this process has loaded for the input pipeline.
+    """
+    import subprocess
+    import sys
+    import tempfile
+
     keep = batch["attention_mask"][0].astype(bool)
-    ids = batch["input_ids"][0][keep][None]
+    ids = batch["input_ids"][0][keep][None].astype(np.int64)
     cfg = model.cfg
     n_vid = int((ids == cfg.video_token_id).sum()) // 81
     pix = batch["pixels"][0]  # [S, 324, P]: the image, then the video segments
-    tin = dict(input_ids=torch.from_numpy(ids.astype(np.int64)))
-    mm = torch.zeros_like(tin["input_ids"])
-    mm[tin["input_ids"] == cfg.image_token_id] = 1
-    mm[tin["input_ids"] == cfg.video_token_id] = 2
-    tin["mm_token_type_ids"] = mm
-    tin["pixel_values"] = torch.from_numpy(pix[0])
-    tin["image_grid_thw"] = torch.tensor([[1, 18, 18]])
+    mm = np.zeros_like(ids)
+    mm[ids == cfg.image_token_id] = 1
+    mm[ids == cfg.video_token_id] = 2
+    x = dict(input_ids=ids, mm_token_type_ids=mm, pixel_values=pix[0], image_grid_thw=np.array([[1, 18, 18]]))
     if n_vid:
-        tin["pixel_values_videos"] = torch.from_numpy(pix[1 : 1 + n_vid].reshape(-1, pix.shape[-1]))
-        tin["video_grid_thw"] = torch.tensor([[n_vid, 18, 18]])
-    with torch.no_grad():
-        ref = hf(**tin).logits.numpy()[0]
-    ours = np.asarray(
-        model(
-            ids,
-            pixel_values=tin["pixel_values"].numpy(),
-            image_grid_thw=tin["image_grid_thw"].numpy(),
-            pixel_values_videos=tin["pixel_values_videos"].numpy() if n_vid else None,
-            video_grid_thw=tin["video_grid_thw"].numpy() if n_vid else None,
-        )
-    )[0]
+        x.update(pixel_values_videos=pix[1 : 1 + n_vid].reshape(-1, pix.shape[-1]), video_grid_thw=[[n_vid, 18, 18]])
+    with tempfile.TemporaryDirectory() as d:
+        npz = os.path.join(d, "inputs.npz")
+        np.savez(npz, **{k: np.asarray(v) for k, v in x.items()})
+        code = f"from seedr1_jax.demo import _hf_logits; _hf_logits({npz!r}, {hf_dir!r})"
+        res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+        if res.returncode and "No module named 'torch'" in res.stderr:
+            return None
+        if res.returncode:
+            raise RuntimeError(f"transformers reload of {hf_dir} failed:\n{res.stderr[-2000:]}")
+        ref = np.load(os.path.join(d, "inputs_hf.npy"))
+    x.pop("mm_token_type_ids")
+    ours = np.asarray(model(**{k: np.asarray(v) for k, v in x.items()}))[0]
     return float(np.abs(ref - ours).max())
 
 

@@ -11,6 +11,11 @@ os.environ["ALLOW_MULTIPLE_LIBTPU_LOAD"] = "1"
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+# torch 2.14 (the test extra's pin, for torchvision) segfaults when torch._dynamo or torchvision is first imported
+# after tensorflow in the same process (`import tensorflow; import torchvision` -> SIGSEGV, measured); transformers
+# imports both lazily, so load them before any test module can import tensorflow.
 import jax  # noqa: E402
+import torch._dynamo  # noqa: E402, F401
+import torchvision  # noqa: E402, F401
 
 jax.config.update("jax_threefry_partitionable", True)
