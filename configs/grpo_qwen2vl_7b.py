@@ -7,8 +7,8 @@
 
 The default mesh is (data 1, fsdp -1, tensor 4): parameters and Adam state are sharded over every device, and
 the 4-way tensor axis (one per kv head) lets each chip stream only a quarter of the bf16 weights per decoded
-token and splits the 8 prompts without replicating their pass (predicted on v5p-64: step 2.76 s with fsdp
-only -> 0.68 s; README, "Predicted step time"). Check the fit and the speed first:
+token and splits the 8 prompts without replicating their pass (predicted on v5p-64: step 2.49 s with fsdp
+only -> 0.62 s; README, "Predicted step time"). Check the fit and the speed first:
 `seedr1 aot --config configs/grpo_qwen2vl_7b.py --topology v5p:4x4x2` (`--search` ranks other meshes); change
 `--config.mesh.shape` for other layouts. Argument "cpu": a local smoke run with a tiny random model.
 """

@@ -264,11 +264,12 @@ def model_flops(config, cfg) -> dict:
 
 
 def calls_per_step(config) -> dict:
-    """How often each program runs in one GRPO/SFT step (a rollout batch)."""
+    """How often each program runs in one GRPO/SFT step (a rollout batch): the log-probs forward runs for the
+    reference (beta > 0) and, with mu > 1, for the anchor (`grpo.logprob_fields`)."""
     if config.algo == "sft":
         return dict(update=1)
     g = config.grpo
-    return dict(update=g.mu, logprobs=int(g.beta > 0) + int(g.beta > 0 or g.mu > 1), sampler=1, decode=g.max_new_tokens)
+    return dict(update=g.mu, logprobs=int(g.beta > 0) + int(g.mu > 1), sampler=1, decode=g.max_new_tokens)
 
 
 def predict(config, cfg, progs: list[Program], chip: roofline.Chip, chips: int) -> roofline.StepPrediction:
