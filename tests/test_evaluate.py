@@ -51,6 +51,7 @@ def _cmd(workdir, tfr, ckpt, split="L1"):
         ckpt,
         f"--config.data.tfrecord_dir={tfr}",
         "--config.data.batch_size=2",
+        "--config.data.eval_batch_size=2",  # 6 batches of 2: the kill lands between two of them
         "--config.data.max_frames=4",
         "--config.data.max_prompt_len=512",
         "--config.eval.max_new_tokens=6",
