@@ -282,17 +282,17 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
 def stack(rows: list[dict], cfg) -> dict:
     """Rows -> a batch dict (module docstring); hw_pos is the same 18x18 layout for every segment.
 
-    A batch whose rows use only their first vision segment (image-only prompts) keeps just that segment, so
-    the vision tower never encodes empty video padding; other batches keep all S (two shapes, two compiles).
+    The batch keeps the segments up to the last one any row uses (an image-only batch keeps one, a batch of
+    clips shorter than `max_frames` drops the trailing video segments), so the vision tower never encodes a
+    segment that no row uses; at most `max_frames / 2 + 1` shapes, one compile each.
     """
     from .vision import hw_positions
 
-    b, s = len(rows), int(cfg.max_frames) // 2 + 1
+    b = len(rows)
     out = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "positions"}
     out["positions"] = np.stack([r["positions"] for r in rows], axis=1)
-    if out["vision_index"].max() < P.TOKENS_PER_SEGMENT:
-        s = 1
-        out["pixels"] = np.ascontiguousarray(out["pixels"][:, :1])
+    s = max(1, int(out["vision_index"].max()) // P.TOKENS_PER_SEGMENT + 1)
+    out["pixels"] = np.ascontiguousarray(out["pixels"][:, :s])
     hw = hw_positions(P.GRID, P.GRID, P.MERGE).astype(np.int32)
     out["hw_pos"] = np.ascontiguousarray(np.broadcast_to(hw, (b, s, *hw.shape)))
     if not any(r["loss_mask"].any() for r in rows):

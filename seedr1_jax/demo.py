@@ -20,7 +20,6 @@ BEFORE, AFTER = "after the warm-up", "after GRPO"
 # Vanilla warm-up samples: with 64 the tiny model memorised them and named the colour of held-out samples at
 # chance (22/96, measured); it needs varied scenes to learn to describe them
 WARMUP_SAMPLES = 320
-WARMUP_STEPS = 120  # at a constant lr: the held-out colour is named right in 58 of 96 samples (100 cosine: 36)
 
 
 def wilson_interval(k: int, n: int, z: float = 1.96) -> tuple[float, float]:
@@ -167,11 +166,10 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
 
     stage("Vanilla warm-up (SFT: answer format + scene description, random letters)")
     sft_dir, grpo_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")
-    c = get_config("sft")
+    c = get_config("warmup")
     c.data.tfrecord_dir = warm_tfr
-    c.optim.schedule = "constant"  # a cosine over 100 steps decays before the model learns to see the colour
-    c.train.num_steps = sft_steps or WARMUP_STEPS
-    c.train.checkpoint_every = c.train.num_steps
+    if sft_steps:
+        c.train.num_steps = c.train.checkpoint_every = sft_steps
     if train.main(c, sft_dir) != 0:
         return 1
 
@@ -179,9 +177,6 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     c = get_config("grpo")
     c.data.tfrecord_dir = tfr
     c.model.init = sft_dir
-    # 8 prompts x G=4 (the same 32 completions per step as 4 x 8, more colours per step), a per-token loss
-    # (DAPO's "token" reduction: the answer letter is not diluted by each sequence's length) and lr 1e-3
-    c.data.batch_size, c.grpo.group_size, c.grpo.reduction, c.optim.lr = 8, 4, "token", 1e-3
     c.train.num_steps = grpo_steps or c.train.num_steps
     accs, cis = {}, {}
 

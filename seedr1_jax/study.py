@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 
 import numpy as np
@@ -20,31 +21,25 @@ METHODS = ("Vanilla", "SFT", "GRPO")
 SPLITS = ("L1", "L2", "L3")
 COLUMNS = ("L1", "L2", "L3", "Daily life", "Hobbies", "Recreation", "Work")
 
-# sizes per mode; `steps` is the number of SFT and of GRPO steps, each of `batch` prompts (matched budget).
-# The warm-up (batch 8) must be long enough for the format: 30 steps of 4 left the tiny model without
-# `<answer>` tags, so every GRPO group had reward 0 and nothing to learn from (measured).
+# sizes per mode; `steps` is the number of SFT and of GRPO steps, each of `batch` prompts (matched budget). The
+# warm-up ("Vanilla") and the GRPO settings are configs/tiny.py's "warmup" and "grpo", as `seedr1 demo` runs them.
 BUDGETS = {
-    "default": dict(num_train=256, num_val=96, warmup_samples=320, warmup_steps=100, steps=60, batch=4),
-    "quick": dict(num_train=64, num_val=32, warmup_samples=320, warmup_steps=80, steps=20, batch=4),
+    "default": dict(num_train=256, num_val=96, warmup_samples=320, warmup_steps=120, steps=30, batch=8),
+    "quick": dict(num_train=64, num_val=32, warmup_samples=320, warmup_steps=120, steps=15, batch=8),
     "smoke": dict(num_train=8, num_val=8, warmup_samples=8, warmup_steps=2, steps=2, batch=4),
 }
-WARMUP_BATCH = 8
 
 
 def _configs(budget: dict, tfr: str, warm_tfr: str, seed: int):
     """The three training configs (tiny model): format warm-up, SFT on train_cot, GRPO on train."""
     from configs.tiny import get_config
 
-    warm = get_config("sft")
+    warm, sft, grpo = get_config("warmup"), get_config("sft"), get_config("grpo")
     warm.data.tfrecord_dir = warm_tfr
-    sft = get_config("sft")
-    sft.data.tfrecord_dir = tfr
-    grpo = get_config("grpo")
-    grpo.data.tfrecord_dir = tfr
+    sft.data.tfrecord_dir = grpo.data.tfrecord_dir = tfr
     for c in (warm, sft, grpo):
         c.train.seed = c.data.seed = seed
-        c.data.batch_size = budget["batch"]
-    warm.data.batch_size = WARMUP_BATCH
+    sft.data.batch_size = grpo.data.batch_size = budget["batch"]
     warm.train.num_steps = budget["warmup_steps"]
     sft.train.num_steps = grpo.train.num_steps = budget["steps"]
     for c in (warm, sft, grpo):
@@ -52,14 +47,24 @@ def _configs(budget: dict, tfr: str, warm_tfr: str, seed: int):
     return warm, sft, grpo
 
 
-def _train(config, workdir: str) -> None:
+def _train(config, workdir: str) -> float:
     from . import train
 
-    if os.path.exists(os.path.join(workdir, "done")):
-        return
+    done = os.path.join(workdir, "done")
+    if os.path.exists(done):
+        return _seconds(done)
+    t0 = time.time()
     if train.main(config, workdir) != 0:
         raise RuntimeError(f"training in {workdir} failed; see its log above, then rerun to resume")
-    open(os.path.join(workdir, "done"), "w").close()
+    with open(done, "w") as f:
+        f.write(f"{time.time() - t0:.1f}")
+    return _seconds(done)
+
+
+def _seconds(done: str) -> float:
+    """The seconds a finished stage took (its `done` marker holds them; 0 for an older, empty marker)."""
+    with open(done) as f:
+        return float(f.read().strip() or 0)
 
 
 def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer) -> dict:
@@ -71,6 +76,7 @@ def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer) -> dict:
     if os.path.exists(summary):
         with open(summary) as f:
             return json.load(f)
+    t0 = time.time()
     model = load_params(run_dir)
     rows = evaluate.evaluate(
         model,
@@ -82,18 +88,23 @@ def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer) -> dict:
         progress=False,
     )
     out = {"split": split, "n": len(rows), "accuracy": evaluate.accuracy_table(rows, split)}
+    out["seconds"] = time.time() - t0
     with open(summary, "w") as f:
         json.dump(out, f, indent=2)
     return out
 
 
-def _prepare_data(workdir: str, budget: dict) -> tuple[str, str]:
+def _prepare_data(workdir: str, budget: dict) -> tuple[str, str, float]:
     from configs.tiny import get_config
     from data_prep import prep, synth
 
     root, warm_root = os.path.join(workdir, "data"), os.path.join(workdir, "data_warmup")
     tfr, warm_tfr = os.path.join(workdir, "tfrecords"), os.path.join(workdir, "tfrecords_warmup")
     frames = get_config().data.max_frames
+    done = os.path.join(workdir, "data_done")
+    if os.path.exists(done):
+        return tfr, warm_tfr, _seconds(done)
+    t0 = time.time()
     if not os.path.exists(os.path.join(root, "done")):
         synth.generate(root, num_train=budget["num_train"], num_val=budget["num_val"], seed=0, option_order="sorted")
         synth.generate_warmup(warm_root, num=budget["warmup_samples"], seed=0, option_order="sorted")
@@ -103,7 +114,9 @@ def _prepare_data(workdir: str, budget: dict) -> tuple[str, str]:
             prep.prepare(root, split, tfr, max_frames=frames, progress=False, workers=1)
     if not os.path.exists(os.path.join(warm_tfr, "prep_report_train_cot.json")):
         prep.prepare(warm_root, "train_cot", warm_tfr, max_frames=frames, progress=False, workers=1)
-    return tfr, warm_tfr
+    with open(done, "w") as f:
+        f.write(f"{time.time() - t0:.1f}")
+    return tfr, warm_tfr, _seconds(done)
 
 
 def run_study(workdir: str, seeds: int = 3, mode: str = "default") -> dict:
@@ -116,13 +129,14 @@ def run_study(workdir: str, seeds: int = 3, mode: str = "default") -> dict:
     budget = BUDGETS[mode]
     t0 = time.time()
     os.makedirs(workdir, exist_ok=True)
-    tfr, warm_tfr = _prepare_data(workdir, budget)
+    tfr, warm_tfr, work = _prepare_data(workdir, budget)  # work: seconds of every stage, over all invocations
     prompts = budget["steps"] * budget["batch"]
+    warm, _, grpo = _configs(budget, tfr, warm_tfr, 0)
     print(
         f"seedr1 study ({mode}): matched budget: SFT and GRPO each see {prompts} training prompts "
-        f"({budget['steps']} steps x {budget['batch']} prompts; GRPO samples 8 completions per prompt); "
-        f"Vanilla = {budget['warmup_steps']} x {WARMUP_BATCH} warm-up samples (scene description, random letters); "
-        f"{seeds} seed(s)",
+        f"({budget['steps']} steps x {budget['batch']} prompts; GRPO samples {grpo.grpo.group_size} completions "
+        f"per prompt); Vanilla = {warm.train.num_steps} x {warm.data.batch_size} warm-up samples (scene "
+        f"description, random letters); {seeds} seed(s)",
         flush=True,
     )
     tok = load_tokenizer()
@@ -131,14 +145,16 @@ def run_study(workdir: str, seeds: int = 3, mode: str = "default") -> dict:
         warm, sft, grpo = _configs(budget, tfr, warm_tfr, seed)
         base = os.path.join(workdir, f"seed{seed}")
         dirs = {m: os.path.join(base, m.lower()) for m in METHODS}
-        _train(warm, dirs["Vanilla"])
+        work += _train(warm, dirs["Vanilla"])
         sft.model.init = grpo.model.init = dirs["Vanilla"]
-        _train(sft, dirs["SFT"])
-        _train(grpo, dirs["GRPO"])
+        work += _train(sft, dirs["SFT"]) + _train(grpo, dirs["GRPO"])
         for m in METHODS:
             for split in SPLITS:
                 r = _evaluate(dirs[m], split, grpo, tfr, tok)
-                cells.append(dict(seed=seed, method=m, split=split, n=r["n"], accuracy=r["accuracy"]))
+                work += r.get("seconds", 0.0)
+                with open(os.path.join(dirs[m], f"eval_{split}.jsonl")) as f:
+                    said = reasoning([json.loads(x) for x in f])
+                cells.append(dict(seed=seed, method=m, split=split, n=r["n"], accuracy=r["accuracy"], reasoning=said))
                 print(f"  seed {seed} {m:<8}{split}: {r['accuracy'].get(split, float('nan')):6.2f}% (n={r['n']})")
     result = dict(
         mode=mode,
@@ -146,10 +162,41 @@ def run_study(workdir: str, seeds: int = 3, mode: str = "default") -> dict:
         budget=dict(budget, training_prompts_each=prompts),
         cells=cells,
         table=summarize(cells),
-        seconds=time.time() - t0,
+        seconds=work,  # data, trainings and evaluations, summed over the invocations that ran them
+        seconds_this_run=time.time() - t0,
     )
     write_outputs(workdir, result)
     return result
+
+
+_OPTION = re.compile(r"^([A-E])\. (.*)$", re.MULTILINE)
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def reasoning(rows: list[dict]) -> dict:
+    """What the greedy completions of one cell say, read against the synthetic data's one visual fact (the object's
+    colour, named by the correct option): `think_sees` = % of completions whose `<think>` names the colour shown,
+    `answer_follows` = % whose answer letter is the option naming the colour their `<think>` names (whether
+    the answer follows from the stated evidence, right or wrong), `format` = % with both tags."""
+    from data_prep.synth import COLORS
+
+    from .rewards import extract_answer, format_reward
+
+    def colour(text):
+        found = [c for c in COLORS if re.search(rf"\b{c}\b", text or "")]
+        return found[0] if len(found) == 1 else None
+
+    sees = follows = fmt = 0
+    for r in rows:
+        options = dict(_OPTION.findall(r["prompt"]))
+        think = _THINK.search(r["response"] or "")
+        said = colour(think.group(1)) if think else None
+        answer = (extract_answer(r["response"] or "") or "")[:1]
+        sees += said is not None and said == colour(options.get(r["answer"]))
+        follows += said is not None and answer in options and colour(options[answer]) == said
+        fmt += format_reward(r["response"] or "") == 1.0
+    n = max(len(rows), 1)
+    return dict(think_sees=100 * sees / n, answer_follows=100 * follows / n, format=100 * fmt / n)
 
 
 def summarize(cells: list[dict]) -> dict:
@@ -187,7 +234,25 @@ def format_markdown(result: dict) -> str:
         lines.append(f"| {m} | " + " | ".join(row) + " |")
     n = {c["split"]: c["n"] for c in result["cells"]}
     lines += ["", "samples per split: " + ", ".join(f"{k} {v}" for k, v in n.items())]
-    lines.append(f"time: {result['seconds']:.0f}s")
+    lines += [
+        "",
+        "What the completions say (mean over seeds, % of samples; `study.reasoning`): the `<think>` names the colour "
+        "shown / the answer is the option naming the colour the `<think>` names / both tags present.",
+        "",
+        "| model | " + " | ".join(SPLITS) + " |",
+        "|---" * (len(SPLITS) + 1) + "|",
+    ]
+    for m in METHODS:
+        row = []
+        for split in SPLITS:
+            rs = [c["reasoning"] for c in result["cells"] if c["method"] == m and c["split"] == split]
+            mean = {k: np.mean([r[k] for r in rs]) for k in ("think_sees", "answer_follows", "format")} if rs else {}
+            row.append(" / ".join(f"{mean[k]:.0f}" for k in mean) if mean else "-")
+        lines.append(f"| {m} | " + " | ".join(row) + " |")
+    lines.append(
+        f"time: {result['seconds']:.0f}s of data, training and evaluation (this invocation: "
+        f"{result['seconds_this_run']:.0f}s; a resumed study reuses what earlier ones finished)"
+    )
     return "\n".join(lines)
 
 

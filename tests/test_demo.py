@@ -89,6 +89,9 @@ def test_demo_end_to_end(tmp_path):
         lo, hi = s[key + "_ci95"]
         assert 0 <= lo <= s[key] <= hi <= 100 and hi - lo < 25
     assert [step for step, _ in s["acc_curve"]] == [10, 20]  # train.eval_every = 10 of 30 GRPO steps
+    # GRPO makes the model better at the held-out task: measured +21.9 points (29.2% -> 51.0%) with the default
+    # seed, +15 required of the demo (README); the test asks for a smaller, clearly non-zero gain
+    assert s["acc_grpo"] - s["acc_sft"] >= 10, s
     assert s["transformers_max_abs_diff"] is not None and s["transformers_max_abs_diff"] <= 1e-4
     assert (tmp_path / "grpo_metrics.png").stat().st_size > 1000
     assert "seedr1 demo summary" in res.stdout and "95% CI" in res.stdout

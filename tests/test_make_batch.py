@@ -1,5 +1,6 @@
 """The public batch builder (`data.make_batch`) equals the data pipeline's batch for the same sample, and a
-batch of image-only prompts encodes no empty video segments yet gives the same logits."""
+batch encodes no vision segment that none of its rows uses (image-only prompts, short clips) yet gives the same
+logits."""
 
 import json
 import os
@@ -50,21 +51,27 @@ def test_make_batch_equals_pipeline(prepared):
     assert checked >= 1  # at least one sample had a video
 
 
-def test_image_only_batch_skips_empty_segments_same_logits():
+@pytest.mark.parametrize("frames", [0, 4])
+def test_unused_segments_are_not_encoded_same_logits(frames):
+    """An image-only prompt keeps one vision segment, a 4-frame clip 1 + 2 (not 1 + max_frames / 2): the same
+    logits as the full, zero-padded layout."""
     cfg = preset("tiny")
     model = init_random(cfg, None, None, seed=0)
     rng = np.random.default_rng(0)
     img = rng.integers(0, 255, (300, 200, 3), dtype=np.uint8)
-    b = data.make_batch("What next?", ["a", "b", "c", "d"], image=img, model_cfg=cfg)
-    assert b["pixels"].shape[1] == 1 and b["hw_pos"].shape[1] == 1  # no video: one segment, not 9
-    padded = dict(b, pixels=np.pad(b["pixels"], ((0, 0), (0, 8), (0, 0), (0, 0))))
-    padded["hw_pos"] = np.repeat(b["hw_pos"], 9, axis=1)
+    video = rng.integers(0, 255, (frames, 120, 160, 3), dtype=np.uint8) if frames else None
+    b = data.make_batch("What next?", ["a", "b", "c", "d"], image=img, video=video, model_cfg=cfg)
+    s = 1 + frames // 2
+    assert b["pixels"].shape[1] == s and b["hw_pos"].shape[1] == s  # not 9
+    padded = dict(b, pixels=np.pad(b["pixels"], ((0, 0), (0, 9 - s), (0, 0), (0, 0))))
+    padded["hw_pos"] = np.repeat(b["hw_pos"][:, :1], 9, axis=1)
     keys = ("input_ids", "positions", "attention_mask", "pixels", "hw_pos", "vision_index")
     fwd = jax.jit(lambda x: model.logits(model.forward(**x)))
     a = np.asarray(fwd({k: b[k] for k in keys}))
     c = np.asarray(fwd({k: padded[k] for k in keys}))
     assert np.abs(a - c).max() <= 1e-5
     assert (b["input_ids"][0] == P.IMAGE_PAD_ID).sum() == 81
+    assert (b["input_ids"][0] == P.VIDEO_PAD_ID).sum() == 81 * (s - 1)
 
 
 def test_make_batch_from_frames_generates():
