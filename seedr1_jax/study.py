@@ -212,47 +212,45 @@ def summarize(cells: list[dict]) -> dict:
     return table
 
 
+def _md_table(columns, cell) -> list[str]:
+    """A markdown table, one row per method: `cell(method, column)` gives each entry."""
+    head = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
+    return head + [f"| {m} | " + " | ".join(cell(m, col) for col in columns) + " |" for m in METHODS]
+
+
 def format_markdown(result: dict) -> str:
     from .evaluate import REFERENCE
 
     t = result["table"]
     b = result["budget"]
+
+    def accuracy(m, col):
+        c = t.get(m, {}).get(col)
+        return (f"{c['mean']:.1f} ± {c['std']:.1f}" if c else "-") + f" [{REFERENCE[m][col]:.1f}]"
+
+    def said(m, split):
+        rs = [c["reasoning"] for c in result["cells"] if c["method"] == m and c["split"] == split]
+        keys = ("think_sees", "answer_follows", "format")
+        return " / ".join(f"{np.mean([r[k] for r in rs]):.0f}" for k in keys) if rs else "-"
+
+    n = {c["split"]: c["n"] for c in result["cells"]}
     lines = [
         f"Toy study ({result['mode']}, {result['seeds']} seed(s), mean ± std over seeds; accuracy %; chance 25%). "
         f"Matched budget: SFT and GRPO each saw {b['training_prompts_each']} training prompts. "
         f"Paper (Qwen2-VL-7B, docs/recipe.md section 8) in brackets.",
         "",
-        "| model | " + " | ".join(COLUMNS) + " |",
-        "|---" * (len(COLUMNS) + 1) + "|",
-    ]
-    for m in METHODS:
-        row = []
-        for col in COLUMNS:
-            cell = t.get(m, {}).get(col)
-            ours = f"{cell['mean']:.1f} ± {cell['std']:.1f}" if cell else "-"
-            row.append(f"{ours} [{REFERENCE[m][col]:.1f}]")
-        lines.append(f"| {m} | " + " | ".join(row) + " |")
-    n = {c["split"]: c["n"] for c in result["cells"]}
-    lines += ["", "samples per split: " + ", ".join(f"{k} {v}" for k, v in n.items())]
-    lines += [
+        *_md_table(COLUMNS, accuracy),
+        "",
+        "samples per split: " + ", ".join(f"{k} {v}" for k, v in n.items()),
         "",
         "What the completions say (mean over seeds, % of samples; `study.reasoning`): the `<think>` names the colour "
         "shown / the answer is the option naming the colour the `<think>` names / both tags present.",
         "",
-        "| model | " + " | ".join(SPLITS) + " |",
-        "|---" * (len(SPLITS) + 1) + "|",
-    ]
-    for m in METHODS:
-        row = []
-        for split in SPLITS:
-            rs = [c["reasoning"] for c in result["cells"] if c["method"] == m and c["split"] == split]
-            mean = {k: np.mean([r[k] for r in rs]) for k in ("think_sees", "answer_follows", "format")} if rs else {}
-            row.append(" / ".join(f"{mean[k]:.0f}" for k in mean) if mean else "-")
-        lines.append(f"| {m} | " + " | ".join(row) + " |")
-    lines.append(
+        *_md_table(SPLITS, said),
+        "",
         f"time: {result['seconds']:.0f}s of data, training and evaluation (this invocation: "
-        f"{result['seconds_this_run']:.0f}s; a resumed study reuses what earlier ones finished)"
-    )
+        f"{result['seconds_this_run']:.0f}s; a resumed study reuses what earlier ones finished)",
+    ]
     return "\n".join(lines)
 
 
