@@ -177,7 +177,11 @@ def reasoning(rows: list[dict]) -> dict:
     """What the greedy completions of one cell say, read against the synthetic data's one visual fact (the object's
     colour, named by the correct option): `think_sees` = % of completions whose `<think>` names the colour shown,
     `answer_follows` = % whose answer letter is the option naming the colour their `<think>` names (whether
-    the answer follows from the stated evidence, right or wrong), `format` = % with both tags."""
+    the answer follows from the stated evidence, right or wrong), `format` = % with both tags, `one_letter` = % that
+    give the cell's most common answer letter (100: the same letter whatever the pixels, so the accuracy is that
+    letter's share of the split)."""
+    from collections import Counter
+
     from data_prep.synth import COLORS
 
     from .rewards import extract_answer, format_reward
@@ -187,6 +191,7 @@ def reasoning(rows: list[dict]) -> dict:
         return found[0] if len(found) == 1 else None
 
     sees = follows = fmt = 0
+    letters = Counter()
     for r in rows:
         options = dict(_OPTION.findall(r["prompt"]))
         think = _THINK.search(r["response"] or "")
@@ -195,8 +200,12 @@ def reasoning(rows: list[dict]) -> dict:
         sees += said is not None and said == colour(options.get(r["answer"]))
         follows += said is not None and answer in options and colour(options[answer]) == said
         fmt += format_reward(r["response"] or "") == 1.0
+        letters[answer] += answer != ""
     n = max(len(rows), 1)
-    return dict(think_sees=100 * sees / n, answer_follows=100 * follows / n, format=100 * fmt / n)
+    top = max(letters.values(), default=0)
+    return dict(
+        think_sees=100 * sees / n, answer_follows=100 * follows / n, format=100 * fmt / n, one_letter=100 * top / n
+    )
 
 
 def summarize(cells: list[dict]) -> dict:
@@ -230,7 +239,7 @@ def format_markdown(result: dict) -> str:
 
     def said(m, split):
         rs = [c["reasoning"] for c in result["cells"] if c["method"] == m and c["split"] == split]
-        keys = ("think_sees", "answer_follows", "format")
+        keys = ("think_sees", "answer_follows", "format", "one_letter")
         return " / ".join(f"{np.mean([r[k] for r in rs]):.0f}" for k in keys) if rs else "-"
 
     n = {c["split"]: c["n"] for c in result["cells"]}
@@ -244,7 +253,8 @@ def format_markdown(result: dict) -> str:
         "samples per split: " + ", ".join(f"{k} {v}" for k, v in n.items()),
         "",
         "What the completions say (mean over seeds, % of samples; `study.reasoning`): the `<think>` names the colour "
-        "shown / the answer is the option naming the colour the `<think>` names / both tags present.",
+        "shown / the answer is the option naming the colour the `<think>` names / both tags present / the most "
+        "common answer letter (100: one letter whatever the pixels).",
         "",
         *_md_table(SPLITS, said),
         "",

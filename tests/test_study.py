@@ -58,4 +58,5 @@ def test_reasoning_reads_the_evidence_and_the_answer():
         dict(prompt=prompt, answer="A", response="<think>red or blue</think><answer>A</answer>"),
     ]
     got = study.reasoning(rows)
-    assert got == dict(think_sees=50.0, answer_follows=25.0, format=75.0)
+    assert got == dict(think_sees=50.0, answer_follows=25.0, format=75.0, one_letter=25.0)  # C, B, none, A: each once
+    assert study.reasoning(rows[:2] + rows[:2])["one_letter"] == 50.0  # C, B, C, B
