@@ -15,7 +15,7 @@ from configs.common import base_config
 
 def get_config(arg: str | None = None):
     c = base_config()
-    c.algo = arg or "grpo"
+    c.algo = "sft" if arg == "warmup" else arg or "grpo"
     c.model.init = "preset:tiny"
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
@@ -45,8 +45,6 @@ def get_config(arg: str | None = None):
     c.optim.schedule = "constant"
     c.eval.max_new_tokens = 48
     c.train.eval_every = 10  # held-out L1 accuracy every N GRPO steps (`seedr1 demo`, via train.main callbacks)
-    if arg == "warmup":
-        c.algo = "sft"
     if c.algo == "sft":
         c.data.split = "train_cot"
         c.data.batch_size = 8

@@ -292,7 +292,8 @@ def stack(rows: list[dict], cfg) -> dict:
     out = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "positions"}
     out["positions"] = np.stack([r["positions"] for r in rows], axis=1)
     s = max(1, int(out["vision_index"].max()) // P.TOKENS_PER_SEGMENT + 1)
-    out["pixels"] = np.ascontiguousarray(out["pixels"][:, :s])
+    if s < out["pixels"].shape[1]:
+        out["pixels"] = np.ascontiguousarray(out["pixels"][:, :s])
     hw = hw_positions(P.GRID, P.GRID, P.MERGE).astype(np.int32)
     out["hw_pos"] = np.ascontiguousarray(np.broadcast_to(hw, (b, s, *hw.shape)))
     if not any(r["loss_mask"].any() for r in rows):
