@@ -68,6 +68,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--config", required=True)
     p.add_argument("--topology", default=None, help="e.g. v5p:4x4x4, v4:4x4x4, v5e:2x2")
     p.add_argument("--validate-cpu", action="store_true", help="predicted vs measured seconds on this CPU")
+    p.add_argument(
+        "--validate", action="store_true", help="predicted vs measured seconds on this machine's first device (a GPU)"
+    )
+    p.add_argument("--validate-json", default=None, help="--validate/--validate-cpu: also write the figures here")
     p.add_argument("--search", action="store_true", help="rank mesh shapes x remat policies that fit")
     p.add_argument("--meshes", default=None, help="--search only these, e.g. '1,32,1;1,8,4' (default: all)")
     p.add_argument("--remats", default=None, help="--search only these remat policies, comma-separated")
@@ -262,14 +266,18 @@ def _run(args, extra):
     if args.cmd == "aot":
         from .aot import main as aot_main
 
-        if args.validate_cpu:
-            from .aot import validate_cpu
+        if args.validate_cpu or args.validate:
+            from .aot import validate
 
-            return validate_cpu(_config_from_argv(args.config, extra))
+            platform = "cpu" if args.validate_cpu else None
+            cfg = _config_from_argv(args.config, extra)
+            return validate(cfg, platform, out_json=args.validate_json, save_hlo=args.save_hlo)
         if not args.topology:
             from .config import ConfigError
 
-            raise ConfigError("seedr1 aot needs --topology (e.g. v5p:4x4x2) unless --validate-cpu is given")
+            raise ConfigError(
+                "seedr1 aot needs --topology (e.g. v5p:4x4x2) unless --validate or --validate-cpu is given"
+            )
         return aot_main(
             _config_from_argv(args.config, extra),
             args.topology,

@@ -39,12 +39,16 @@ CHIPS = {
     # NVIDIA H100 SXM datasheet (nvidia.com/en-us/data-center/h100): 989 TFLOP/s dense bf16, 80 GB HBM3 at
     # 3.35 TB/s, NVLink 900 GB/s bidirectional.
     "h100": Chip("H100 SXM 80GB", 989e12, 80 * GiB, 3350 * GB, 900 * GB / 2),
+    # NVIDIA H200 datasheet (nvidia.com/en-us/data-center/h200): the H100's 989 TFLOP/s dense bf16, 141 GB HBM3e
+    # at 4.8 TB/s, NVLink 900 GB/s bidirectional; nvidia-smi reports 143771 MiB (140 GiB).
+    "h200": Chip("H200 SXM 141GB", 989e12, 140 * GiB, 4800 * GB, 900 * GB / 2),
     # NVIDIA A100 datasheet (nvidia.com/en-us/data-center/a100): 312 TFLOP/s dense bf16, 40 GB HBM2 at
     # 1555 GB/s, NVLink 600 GB/s bidirectional.
     "a100": Chip("A100 SXM 40GB", 312e12, 40 * GiB, 1555 * GB, 600 * GB / 2),
 }
 # jax device_kind prefixes (longest match wins) -> CHIPS key
 DEVICE_KINDS = {"TPU v4": "v4", "TPU v5 lite": "v5e", "TPU v5": "v5p", "TPU v5p": "v5p", "TPU v6 lite": "v6e"}
+DEVICE_KINDS.update({"NVIDIA H100": "h100", "NVIDIA H200": "h200", "NVIDIA A100-SXM4-40GB": "a100"})
 
 
 def chip_for(device_kind: str) -> Chip | None:
@@ -54,16 +58,21 @@ def chip_for(device_kind: str) -> Chip | None:
     return CHIPS.get(key) if key else None
 
 
-def measure_cpu_chip(n: int = 2048, copy_mib: int = 256, repeats: int = 5) -> Chip:
-    """This host as a "chip": peak = the best float32 GEMM rate of an n x n jnp.dot, bandwidth = the best rate
-    of copying a `copy_mib` MiB float32 array (read + write counted), no interconnect (one device)."""
+def measure_chip(device=None, repeats: int = 10) -> Chip:
+    """One jax device as a "chip", measured: peak = the best GEMM rate of an n x n matrix product (float32, n = 2048
+    on a CPU; bfloat16, n = 8192 on an accelerator), bandwidth = the best rate of scaling a large array (read +
+    write counted: 256 MiB on a CPU, 2 GiB elsewhere), HBM = the device's memory limit, no interconnect."""
     import jax
     import jax.numpy as jnp
 
-    a = jnp.ones((n, n), jnp.float32)
-    dot = jax.jit(lambda x: x @ x)
-    x = jnp.ones((copy_mib * 2**20 // 4,), jnp.float32)
-    copy = jax.jit(lambda v: v * 1.0000001)
+    device = device or jax.devices()[0]
+    cpu = device.platform == "cpu"
+    n, dtype, nbytes = (2048, jnp.float32, 256 * 2**20) if cpu else (8192, jnp.bfloat16, 2 * 2**30)
+    k1, k2 = jax.random.split(jax.random.key(0))
+    a = jax.device_put(jax.random.normal(k1, (n, n), dtype), device)
+    x = jax.device_put(jax.random.normal(k2, (nbytes // jnp.dtype(dtype).itemsize,), dtype), device)
+    dot = jax.jit(lambda m: m @ m)
+    scale = jax.jit(lambda v: v * jnp.asarray(1.0001, dtype))
 
     def best(f, arg):
         f(arg).block_until_ready()
@@ -75,8 +84,21 @@ def measure_cpu_chip(n: int = 2048, copy_mib: int = 256, repeats: int = 5) -> Ch
         return min(times)
 
     peak = 2 * n**3 / best(dot, a)
-    bw = 2 * x.nbytes / best(copy, x)
-    return Chip("this CPU (measured)", peak, float("inf"), bw, float("inf"))
+    bw = 2 * x.nbytes / best(scale, x)
+    try:
+        stats = device.memory_stats() or {}
+    except Exception:  # noqa: BLE001 - a backend without memory statistics
+        stats = {}
+    hbm = float(stats.get("bytes_limit", float("inf")))
+    name = "this CPU" if cpu else device.device_kind
+    return Chip(f"{name} (measured)", peak, hbm, bw, float("inf"))
+
+
+def measure_cpu_chip(repeats: int = 5) -> Chip:
+    """This host's first CPU device as a chip (`measure_chip`)."""
+    import jax
+
+    return measure_chip(jax.devices("cpu")[0], repeats)
 
 
 # ---- costs of a compiled program ------------------------------------------------------------------------
@@ -270,6 +292,19 @@ def _dot_flops(ins: _Instr, shapes: dict) -> float:
     return 2.0 * _elements(ins.type) * float(k)
 
 
+_GEMM_CALL = re.compile(r'custom_call_target="__cublas\$(?:lt\$)?(?:gemm|matmul)')
+
+
+def _gemm_call_flops(ins: _Instr, shapes: dict) -> float:
+    """2 x multiply-adds of a cuBLAS GEMM custom-call (how GPU HLO carries most dots): the output is the first
+    array of its (result, workspace) tuple, the contracting dims are in its backend config."""
+    lhs = _arrays(shapes[ins.operands[0]])[0][1]
+    m = re.search(r'"lhs_contracting_dimensions":\[([^\]]*)\]', ins.attrs)
+    dims = [int(x.strip('" ')) for x in m.group(1).split(",") if x.strip('" ')] if m else []
+    k = np.prod([lhs[i] for i in dims], dtype=np.float64)
+    return 2.0 * float(np.prod(_arrays(ins.type)[0][1], dtype=np.float64)) * float(k)
+
+
 class HloCost:
     """Costs of one compiled HLO module. Each computation's cost includes what it calls: a while body times its
     trip count (read from the loop condition), a fusion's FLOPs from its fused computation. HBM bytes are
@@ -333,9 +368,15 @@ class HloCost:
             if root is not None and root.opcode != "tuple"
             else [r for r in comp if root and r.name in root.operands]
         )
-        in_place = {r.operands[0] for r in roots if r.opcode == "dynamic-update-slice"}
-        out = 0.0
         local = {i.name: i for i in comp}
+        in_place = set()  # parameters a root dynamic-update-slice writes in place (GPU HLO: through a bitcast)
+        for r in roots:
+            if r.opcode == "dynamic-update-slice":
+                base = r.operands[0]
+                while base in local and local[base].opcode == "bitcast":
+                    base = local[base].operands[0]
+                in_place.add(base)
+        out = 0.0
         for r in roots:
             if r.opcode == "dynamic-update-slice":
                 out += _nbytes(local[r.operands[1]].type) if r.operands[1] in local else _nbytes(r.type)
@@ -365,6 +406,8 @@ class HloCost:
             for u in users.get(name, []):
                 if u.opcode in ("dynamic-slice", "slice", "gather") and u.operands[0] == name:
                     total += _nbytes(u.type)
+                elif u.opcode == "dynamic-update-slice" and u.operands[0] == name and users.get(u.name):
+                    total += read(u.name)  # a slice of the updated buffer (GPU fuses cache update + layer slice)
                 elif u.opcode == "bitcast":
                     total += read(u.name)
                 elif u.opcode == "fusion":
@@ -399,13 +442,15 @@ class HloCost:
                     for callee in names.split(","):
                         total = total + self._walk(callee.strip().lstrip("%"), count_bytes)
                 continue
-            if op == "fusion":
+            if op in ("fusion", "fusion-start"):  # GPU HLO runs some fusions async: start (counted), done
                 total = total + self._fused(re.search(r"calls=%?([\w.\-]+)", ins.attrs).group(1))
                 nbytes = self._fusion_bytes(ins, shapes) if count_bytes else 0.0
             elif op == "dot":
                 flops = _dot_flops(ins, shapes)
             elif op == "convolution":
                 flops = _conv_flops(ins, shapes)
+            elif op == "custom-call" and _GEMM_CALL.search(ins.attrs):
+                flops = _gemm_call_flops(ins, shapes)
             elif op in _ELEMENTWISE:
                 flops = _elements(ins.type)
             elif op in ("reduce", "reduce-window"):
@@ -413,11 +458,18 @@ class HloCost:
             if base in COLLECTIVES:
                 in_bytes = sum(_nbytes(shapes.get(o, "")) for o in ins.operands)
                 coll = {base: _collective_bytes(ins, base, in_bytes)}
-            if count_bytes and op != "fusion" and op not in _SKIP_BYTES and not op.endswith("-done"):
+            own = op not in ("fusion", "fusion-start") and op not in _SKIP_BYTES and not op.endswith("-done")
+            if count_bytes and own:
                 if op == "dynamic-slice":
                     nbytes = 2 * _nbytes(ins.type)
                 elif op == "dynamic-update-slice":
                     nbytes = 2 * _nbytes(shapes.get(ins.operands[1], ""))
+                elif op == "custom-call":  # a GPU library call: its trailing s8/u8 output is scratch (workspace)
+                    outs = _arrays(ins.type)
+                    while len(outs) > 1 and outs[-1][0] in ("s8", "u8") and len(outs[-1][1]) == 1:
+                        outs.pop()
+                    nbytes = sum(_ITEM[d] * float(np.prod(sh, dtype=np.float64)) for d, sh in outs)
+                    nbytes += sum(_nbytes(shapes.get(o, "")) for o in ins.operands)
                 else:
                     nbytes = _nbytes(ins.type) + sum(_nbytes(shapes.get(o, "")) for o in ins.operands)
             total = total + Cost(flops, nbytes, coll)

@@ -46,3 +46,25 @@ def test_unknown_chip_is_a_clear_error():
 
     with pytest.raises(ConfigError, match="--chip 'b200': choose one of"):
         aot.device_chip([], "b200")
+
+
+def test_validate_times_every_program_and_the_decode_apart(tmp_path, capsys):
+    """`seedr1 aot --validate-cpu` on the tiny config: every program timed, the sampler ran all C tokens on the
+    random weights (masks filled with ones), decode per token = (C-token run - 1-token run) / (C - 1)."""
+    out = tmp_path / "v.json"
+    assert aot.validate(get_config("cpu"), "cpu", repeats=1, out_json=str(out)) == 0
+    import json
+
+    v = json.loads(out.read_text())
+    c = get_config("cpu").grpo.max_new_tokens
+    assert v["sampler_tokens_run"] == c
+    m = v["measured_s"]
+    assert set(m) == {"update", "logprobs", "sampler (prefill + C x decode)", "prefill (+ 1 decode step)",
+                      "decode, one token"}  # fmt: skip
+    assert m["decode, one token"] == pytest.approx(
+        (m["sampler (prefill + C x decode)"] - m["prefill (+ 1 decode step)"]) / (c - 1)
+    )
+    [pred] = v["predicted_s"].values()  # a CPU has no datasheet entry: the measured chip only
+    assert all(p > 0 for p in pred.values()) and 0 < v["update_mfu"] < 1
+    assert v["step_measured_s"] == pytest.approx(m["update"] + m["logprobs"] + m["sampler (prefill + C x decode)"])
+    assert "decode:" in capsys.readouterr().out

@@ -94,6 +94,87 @@ def test_a_run_time_trip_count_is_split_off_as_one_step():
     _same(rest, OUTSIDE)
 
 
+GEMM_HLO = """HloModule gpu
+
+ENTRY %main (x: bf16[4,64,32], w: bf16[32,48]) -> bf16[4,64,48] {
+  %x = bf16[4,64,32]{2,1,0} parameter(0)
+  %w = bf16[32,48]{1,0} parameter(1)
+  %g = (bf16[4,64,48]{2,1,0}, s8[1024]{0}) custom-call(%x, %w), custom_call_target="__cublas$lt$matmul", \
+backend_config={"gemm_backend_config":{"dot_dimension_numbers":{"lhs_contracting_dimensions":["2"],\
+"rhs_contracting_dimensions":["0"],"lhs_batch_dimensions":[],"rhs_batch_dimensions":[]}}}
+  ROOT %r = bf16[4,64,48]{2,1,0} get-tuple-element(%g), index=0
+}
+"""
+
+
+def test_a_cublas_gemm_custom_call_counts_its_flops():
+    """GPU HLO carries dots as cuBLAS custom-calls: 2 x 4*64*48 outputs x 32 contracted, workspace not counted."""
+    assert roofline.HloCost(GEMM_HLO).total().flops == 2 * 4 * 64 * 48 * 32
+    other = GEMM_HLO.replace("__cublas$lt$matmul", "__cudnn$norm")
+    assert roofline.HloCost(other).total().flops == 0
+
+
+def test_a_device_measured_as_a_chip():
+    c = roofline.measure_chip(jax.devices("cpu")[0], repeats=2)
+    assert c.peak_flops > 1e8 and c.hbm_bw > 1e8  # any CPU this suite runs on does 0.1 GFLOP/s and 0.1 GB/s
+    assert roofline.chip_for("NVIDIA H200") is roofline.CHIPS["h200"]
+    assert roofline.chip_for("NVIDIA H100 80GB HBM3") is roofline.CHIPS["h100"]
+
+
+# GPU HLO patterns (read off an H200 compile of the 2B sampler): a layer's weight slice as an async fusion
+# (fusion-start/-done), and the KV cache written in place through a bitcast, then the layer's slice read back.
+CACHE_HLO = """HloModule gpu_cache
+
+%fused_ds (p0: bf16[28,64,64], p1: s32[]) -> bf16[1,64,64] {
+  %p0 = bf16[28,64,64]{2,1,0} parameter(0)
+  %p1 = s32[] parameter(1)
+  %z = s32[] constant(0)
+  ROOT %ds = bf16[1,64,64]{2,1,0} dynamic-slice(%p0, %p1, %z, %z), dynamic_slice_sizes={1,64,64}
+}
+
+%fused_dus_ds (q0: bf16[28,8,64], q1: bf16[1,1,64], q2: s32[]) -> bf16[1,8,64] {
+  %q0 = bf16[28,8,64]{2,1,0} parameter(0)
+  %b = bf16[28,8,64]{2,1,0} bitcast(%q0)
+  %q1 = bf16[1,1,64]{2,1,0} parameter(1)
+  %q2 = s32[] parameter(2)
+  %z = s32[] constant(0)
+  %u = bf16[28,8,64]{2,1,0} dynamic-update-slice(%b, %q1, %q2, %z, %z)
+  ROOT %s = bf16[1,8,64]{2,1,0} dynamic-slice(%u, %q2, %z, %z), dynamic_slice_sizes={1,8,64}
+}
+
+%fused_dus (r0: bf16[28,8,64], r1: bf16[1,1,64], r2: s32[]) -> bf16[28,8,64] {
+  %r0 = bf16[28,8,64]{2,1,0} parameter(0)
+  %b = bf16[28,8,64]{2,1,0} bitcast(%r0)
+  %r1 = bf16[1,1,64]{2,1,0} parameter(1)
+  %r2 = s32[] parameter(2)
+  %z = s32[] constant(0)
+  ROOT %u = bf16[28,8,64]{2,1,0} dynamic-update-slice(%b, %r1, %r2, %z, %z)
+}
+
+ENTRY %main (w: bf16[28,64,64], c: bf16[28,8,64], n: bf16[1,1,64], i: s32[]) -> bf16[1,8,64] {
+  %w = bf16[28,64,64]{2,1,0} parameter(0)
+  %c = bf16[28,8,64]{2,1,0} parameter(1)
+  %n = bf16[1,1,64]{2,1,0} parameter(2)
+  %i = s32[] parameter(3)
+  %fs = ((bf16[28,64,64]{2,1,0}, s32[]), bf16[1,64,64]{2,1,0}, u32[]) fusion-start(%w, %i), kind=kLoop, calls=%fused_ds
+  %fd = bf16[1,64,64]{2,1,0} fusion-done(%fs)
+  %kv = bf16[1,8,64]{2,1,0} fusion(%c, %n, %i), kind=kLoop, calls=%fused_dus_ds
+  %c2 = bf16[28,8,64]{2,1,0} fusion(%c, %n, %i), kind=kLoop, calls=%fused_dus
+  ROOT %o = bf16[1,8,64]{2,1,0} add(%kv, %kv)
+}
+"""
+
+
+def test_gpu_slices_and_in_place_cache_updates_count_only_what_they_touch():
+    """Every term by hand (bytes): the async weight slice reads and writes one 64x64 bf16 layer (8192 + 8192, +4
+    for the index) and never the 28-layer stack; the fused update-then-slice reads the layer slice it returns (1024)
+    plus the new row (128) and index (4) and writes 1024; the in-place update writes only its row (128) and reads
+    the row and index (132); the add reads 2 x 1024 and writes 1024."""
+    c = roofline.HloCost(CACHE_HLO).total()
+    assert c.bytes == (8192 + 4 + 8192) + (1024 + 128 + 4 + 1024) + (128 + 128 + 4) + 3 * 1024
+    assert c.flops == 8 * 64
+
+
 def test_roofline_arithmetic_on_a_hand_made_cost_table():
     chip = roofline.Chip("toy", peak_flops=1e3, hbm_bytes=1e9, hbm_bw=1e4, ici_bw=1e3)
     c = OUTSIDE + ITER * 3  # 6147 FLOPs, 14128 B, 4608 + 768 B of collectives
