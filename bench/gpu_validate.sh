@@ -4,7 +4,8 @@
 # on random weights, beside the roofline's prediction from the GPU's own HLO (datasheet and measured chip).
 #   bash bench/gpu_validate.sh OUTDIR [VARIANT ...]   (CONFIG=configs/X.py[:arg] PY=python3 TIMEOUT=500)
 # VARIANT: XLA GPU settings, one run each: base (default), dsf (dynamic-slice fusion: gemms read scanned layer
-# slices in place), cb (WHILE/CONDITIONAL in CUDA command buffers), both. OUTDIR/VARIANT.json, .log; the first
+# slices in place), cb (WHILE/CONDITIONAL in CUDA command buffers), both, unroll (model.decode_unroll: the decode
+# walks the layers unrolled). PROGRAMS=sampler times only the rollout. OUTDIR/VARIANT.json, .log; the first
 # variant also writes its compiled HLO to OUTDIR/hlo. Wheels in .whl/ (ml-collections; flax at the project's pin,
 # kept only if it imports beside the image's jax) are installed to /tmp first when present.
 set -uo pipefail
@@ -32,14 +33,17 @@ cb=--xla_gpu_enable_command_buffer=+WHILE,+CONDITIONAL
 rc=0
 hlo=(--save-hlo "$out/hlo")
 for v in "${variants[@]}"; do
+  extra=()
   case $v in
     base) flags= ;; dsf) flags=$dsf ;; cb) flags=$cb ;; both) flags="$dsf $cb" ;;
-    *) echo "unknown variant $v (base, dsf, cb, both)" >&2; exit 2 ;;
+    unroll) flags= extra=(--config.model.decode_unroll=True) ;;
+    *) echo "unknown variant $v (base, dsf, cb, both, unroll)" >&2; exit 2 ;;
   esac
   echo "== variant $v: XLA_FLAGS=$flags"
   xf=$(echo "$flags ${XLA_FLAGS:-}" | xargs)
   env ${xf:+XLA_FLAGS="$xf"} timeout "${TIMEOUT:-500}" "$py" -m seedr1_jax.cli aot \
     --config "${CONFIG:-configs/grpo_qwen2vl_2b.py}" --validate --validate-json "$out/$v.json" "${hlo[@]}" \
+    --programs "${PROGRAMS:-update,logprobs,sampler}" "${extra[@]}" \
     >"$out/$v.log" 2>&1
   r=$?
   [ $r -eq 0 ] || rc=$r

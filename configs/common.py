@@ -14,6 +14,9 @@ def base_config() -> ConfigDict:
     c.model.dtype = "bfloat16"  # compute dtype
     c.model.param_dtype = "float32"  # master weights (and Adam state)
     c.model.remat_policy = "full"  # gradient checkpointing per layer: none, full, or a jax.checkpoint_policies name
+    # decoding walks the layers unrolled instead of in a loop: static layer slices of the stacked weights and KV
+    # cache (no per-token slice copies where the backend makes them), at a longer sampler compile
+    c.model.decode_unroll = False
     c.model.freeze_vision = False  # the reference trains the vision tower too
 
     c.mesh = ConfigDict()

@@ -191,10 +191,17 @@ def _memory(compiled, resident: int = 0) -> dict:
 
 
 def compile_programs(
-    config, mesh, rules, save_hlo: str | None = None, log=print, only_update=False, keep: dict | None = None
+    config,
+    mesh,
+    rules,
+    save_hlo: str | None = None,
+    log=print,
+    programs=("update", "logprobs", "sampler"),
+    keep: dict | None = None,
 ) -> list[Program]:
     """Compiles the update (and for GRPO the reference/anchor log-probs and the sampler) at the config's sizes;
-    save_hlo: a folder for each program's compiled HLO text; keep: a dict that receives the compiled objects."""
+    programs: which of them; save_hlo: a folder for each program's compiled HLO text; keep: a dict that receives
+    the compiled objects."""
     cfg = model_config(config)
     grpo_ = config.algo == "grpo"
     g = config.grpo if grpo_ else None
@@ -213,21 +220,21 @@ def compile_programs(
             keep[name] = compiled
         log(f"compiled {name} in {time.time() - t0:.0f}s")
 
-    t0 = time.time()
-    step_c, _, prompt = compile_update(config, cfg, mesh, rules)
-    ref = 0
-    if grpo_ and g.beta > 0:  # the frozen reference stays resident beside the train state during the update
-        ref = _per_chip_bytes(abstract_params(cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))[1])
-    label = "train step (fwd/bwd + AdamW)" + (" + ref held" if ref else "")
-    add("update", label, step_c, t0, ref)
-    del step_c
-    if only_update:
-        return progs
-    if grpo_ and (g.beta > 0 or g.mu > 1):
+    prompt = abstract_batch(config, cfg, mesh, config.algo)[1]
+    if "update" in programs:
+        t0 = time.time()
+        step_c, _, prompt = compile_update(config, cfg, mesh, rules)
+        ref = 0
+        if grpo_ and g.beta > 0:  # the frozen reference stays resident beside the train state during the update
+            ref = _per_chip_bytes(abstract_params(cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))[1])
+        label = "train step (fwd/bwd + AdamW)" + (" + ref held" if ref else "")
+        add("update", label, step_c, t0, ref)
+        del step_c
+    if grpo_ and (g.beta > 0 or g.mu > 1) and "logprobs" in programs:
         t0 = time.time()
         lp_c, resident = compile_logprobs(config, cfg, mesh, rules, prompt)
         add("logprobs", "ref/anchor log-probs (fwd) + state held", lp_c, t0, resident)
-    if grpo_:
+    if grpo_ and "sampler" in programs:
         t0 = time.time()
         add(
             "sampler",
@@ -386,7 +393,7 @@ def evaluate(config, devices, meshes=None, remats=REMAT_CHOICES, log=print) -> l
                     progs = compile_programs(c, mesh, rules, log=lambda *_: None)
                     others = [p for p in progs if p.name != "update"]
                 else:
-                    progs = compile_programs(c, mesh, rules, log=lambda *_: None, only_update=True) + others
+                    progs = compile_programs(c, mesh, rules, log=lambda *_: None, programs=("update",)) + others
                 row["progs"] = progs
                 log(f"mesh {shape} remat {remat}: {max(p.memory['total'] for p in progs) / 2**30:.2f} GiB/chip")
             except (ConfigError, ValueError, jax.errors.JaxRuntimeError) as e:
@@ -527,12 +534,18 @@ def _best_time(compiled, repeats: int, check=None) -> float:
 
 
 def validate(
-    config, platform: str | None = None, repeats: int = 3, out_json: str | None = None, save_hlo: str | None = None
+    config,
+    platform: str | None = None,
+    repeats: int = 3,
+    out_json: str | None = None,
+    save_hlo: str | None = None,
+    programs=("update", "logprobs", "sampler"),
 ) -> int:
     """Predicted vs measured seconds of each program on this machine's first device (`platform`: cpu, gpu, ...;
     default jax's default backend), with the device measured as a chip (`roofline.measure_chip`) and, for a
     known accelerator, its datasheet figures; the sampler's decode is timed apart (its C-token run minus a 1-token
-    run). Prints measured update MFU, decode tokens/s and step time; `out_json` receives the figures."""
+    run). Prints measured update MFU, decode tokens/s and step time (of the `programs` timed); `out_json` receives
+    the figures."""
     import json
 
     devs = (jax.devices(platform) if platform else jax.devices())[:1]
@@ -548,17 +561,18 @@ def validate(
         f" copy (measured){f'; datasheet {sheet.name}' if sheet else ''}"
     )
     compiled = {}
-    progs = compile_programs(config, mesh, rules, save_hlo=save_hlo, log=print, keep=compiled)
+    progs = compile_programs(config, mesh, rules, save_hlo=save_hlo, log=print, programs=programs, keep=compiled)
     k = calls_per_step(config)
     c_new = k.get("decode", 0)
-    if config.algo == "grpo" and c_new > 1:  # the rollout with one new token: prefill (+ vision) and one decode step
+    if "sampler" in compiled and c_new > 1:  # the rollout with one new token: prefill (+ vision) and one decode step
         one = copy.deepcopy(config)
         one.grpo.max_new_tokens = 1
         t0 = time.time()
         prompt = abstract_batch(config, cfg, mesh, "grpo")[1]
         compiled["prefill"] = compile_sampler(one, cfg, mesh, rules, prompt)
         print(f"compiled prefill (the sampler with 1 new token) in {time.time() - t0:.0f}s")
-    print_report(config, cfg, progs, chips[-1], 1)
+    if "update" in compiled:
+        print_report(config, cfg, progs, chips[-1], 1)
     steps_run = {}
 
     def sampler_check(name):
@@ -604,7 +618,7 @@ def validate(
     cells = "".join(f" {p:26.4f} {total_m / p:11.2f}" for p in total_p)
     print(f"{'step':<36} {total_m:11.4f}{cells}")
 
-    mf = model_flops(config, cfg)
+    mf = {n: f for n, f in model_flops(config, cfg).items() if n in times or (n == "decode" and "sampler" in times)}
     peak = chips[-1].peak_flops
     summary = dict(
         device=dev.device_kind,
@@ -613,15 +627,16 @@ def validate(
         predicted_s={c.name: {n: r[2][i] for n, r in rows.items()} for i, c in enumerate(chips)},
         step_measured_s=total_m,
         step_predicted_s={c.name: total_p[i] for i, c in enumerate(chips)},
-        update_mfu=mf["update"] / (times["update"] * peak),
+        update_mfu=mf["update"] / (times["update"] * peak) if "update" in times else None,
         step_mfu=sum(mf[n] * k.get(n, 0) for n in ("update", "logprobs", "sampler", "decode") if n in mf)
         / (total_m * peak),
         compile_s={p.name: p.compile_s for p in progs},
         sampler_tokens_run=steps_run.get("sampler"),
     )
+    upd = f"update MFU {100 * summary['update_mfu']:.1f}%, " if "update" in times else ""
     print(
-        f"\nmeasured on {dev.device_kind}: step {total_m:.3f} s; update MFU {100 * summary['update_mfu']:.1f}%, "
-        f"step MFU {100 * summary['step_mfu']:.1f}% of {peak / 1e12:.3g} TFLOP/s ({chips[-1].name})"
+        f"\nmeasured on {dev.device_kind}: {'+'.join(programs)} {total_m:.3f} s; {upd}"
+        f"MFU {100 * summary['step_mfu']:.1f}% of {peak / 1e12:.3g} TFLOP/s ({chips[-1].name})"
     )
     if "decode, one token" in rows:
         n_seq = config.data.batch_size * config.grpo.group_size

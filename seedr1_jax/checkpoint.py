@@ -159,7 +159,12 @@ def export_hf(ckpt: str, out: str, dtype=None) -> int:
 def model_config_overrides(config) -> dict:
     """The experiment's dtype/remat choices, applied over whatever architecture model.init names."""
     m = config.model
-    return dict(dtype=m.dtype, param_dtype=m.param_dtype, remat_policy=m.remat_policy)
+    return dict(
+        dtype=m.dtype,
+        param_dtype=m.param_dtype,
+        remat_policy=m.remat_policy,
+        decode_unroll=bool(m.get("decode_unroll", False)),
+    )
 
 
 def model_config(config) -> ModelConfig:

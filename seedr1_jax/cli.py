@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--validate", action="store_true", help="predicted vs measured seconds on this machine's first device (a GPU)"
     )
     p.add_argument("--validate-json", default=None, help="--validate/--validate-cpu: also write the figures here")
+    p.add_argument("--programs", default="update,logprobs,sampler", help="--validate: which programs to time")
     p.add_argument("--search", action="store_true", help="rank mesh shapes x remat policies that fit")
     p.add_argument("--meshes", default=None, help="--search only these, e.g. '1,32,1;1,8,4' (default: all)")
     p.add_argument("--remats", default=None, help="--search only these remat policies, comma-separated")
@@ -271,7 +272,8 @@ def _run(args, extra):
 
             platform = "cpu" if args.validate_cpu else None
             cfg = _config_from_argv(args.config, extra)
-            return validate(cfg, platform, out_json=args.validate_json, save_hlo=args.save_hlo)
+            progs = tuple(args.programs.split(","))
+            return validate(cfg, platform, out_json=args.validate_json, save_hlo=args.save_hlo, programs=progs)
         if not args.topology:
             from .config import ConfigError
 

@@ -110,7 +110,9 @@ class TextModel(nnx.Module):
                 h = constrain(h, BATCH, None, None)
                 return nnx.merge(graphdef, layer_state)(h, cos, sin, mask, kv, write_index, i), None
 
-            (x, cache), _ = jax.lax.scan(step, (x, cache), (state, jnp.arange(self.cfg.text.num_layers)))
+            n = self.cfg.text.num_layers
+            unroll = True if self.cfg.decode_unroll else 1
+            (x, cache), _ = jax.lax.scan(step, (x, cache), (state, jnp.arange(n)), unroll=unroll)
             return self.norm(x), cache
 
         def body(h, xs):

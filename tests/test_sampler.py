@@ -110,3 +110,16 @@ def test_sharded_greedy_equals_unsharded(setup):
         )
     assert np.array_equal(np.asarray(out["tokens"]), np.asarray(ref["tokens"]))
     assert np.abs(np.asarray(out["logprobs"]) - np.asarray(ref["logprobs"])).max() <= 1e-5
+
+
+def test_unrolled_decode_equals_the_layer_loop(setup):
+    """model.decode_unroll walks the layers unrolled while decoding: the same tokens and log-probs."""
+    from flax import nnx
+
+    _, model, _, b, _ = setup
+    unrolled = nnx.clone(model)
+    unrolled.model.cfg = unrolled.model.cfg.replace(decode_unroll=True)
+    kw = dict(rng=jax.random.key(2), group_size=3, max_new_tokens=6)
+    a, u = sampler.generate(model, b, **kw), sampler.generate(unrolled, b, **kw)
+    assert np.array_equal(np.asarray(a["tokens"]), np.asarray(u["tokens"]))
+    assert np.abs(np.asarray(a["logprobs"]) - np.asarray(u["logprobs"])).max() <= 1e-5
