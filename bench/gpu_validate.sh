@@ -4,9 +4,9 @@
 # on random weights, beside the roofline's prediction from the GPU's own HLO (datasheet and measured chip).
 #   bash bench/gpu_validate.sh OUTDIR [VARIANT ...]   (CONFIG=configs/X.py[:arg] PY=python3 TIMEOUT=500)
 # VARIANT: XLA GPU settings, one run each: base (default), dsf (dynamic-slice fusion: gemms read scanned layer
-# slices in place), cb (WHILE/CONDITIONAL in CUDA command buffers), both, unroll (model.decode_unroll: the decode
-# walks the layers unrolled). PROGRAMS=sampler times only the rollout. OUTDIR/VARIANT.json, .log; the first
-# variant also writes its compiled HLO to OUTDIR/hlo. Wheels in .whl/ (ml-collections; flax at the project's pin,
+# slices in place), cb (WHILE/CONDITIONAL in CUDA command buffers), both, unroll / scan (model.decode_unroll on /
+# off; the default "auto" is on for GPUs). PROGRAMS=sampler times only the rollout. OUTDIR/VARIANT.json, .log;
+# the first variant also writes its compiled HLO to OUTDIR/hlo. Wheels in .whl/ (ml-collections; flax at the project's pin,
 # kept only if it imports beside the image's jax) are installed to /tmp first when present.
 set -uo pipefail
 out=${1:-${OUT:-/tmp/gpu_validate}}
@@ -36,8 +36,9 @@ for v in "${variants[@]}"; do
   extra=()
   case $v in
     base) flags= ;; dsf) flags=$dsf ;; cb) flags=$cb ;; both) flags="$dsf $cb" ;;
-    unroll) flags= extra=(--config.model.decode_unroll=True) ;;
-    *) echo "unknown variant $v (base, dsf, cb, both, unroll)" >&2; exit 2 ;;
+    unroll) flags= extra=(--config.model.decode_unroll=on) ;;
+    scan) flags= extra=(--config.model.decode_unroll=off) ;;
+    *) echo "unknown variant $v (base, dsf, cb, both, unroll, scan)" >&2; exit 2 ;;
   esac
   echo "== variant $v: XLA_FLAGS=$flags"
   xf=$(echo "$flags ${XLA_FLAGS:-}" | xargs)

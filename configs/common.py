@@ -14,9 +14,9 @@ def base_config() -> ConfigDict:
     c.model.dtype = "bfloat16"  # compute dtype
     c.model.param_dtype = "float32"  # master weights (and Adam state)
     c.model.remat_policy = "full"  # gradient checkpointing per layer: none, full, or a jax.checkpoint_policies name
-    # decoding walks the layers unrolled instead of in a loop: static layer slices of the stacked weights and KV
-    # cache (no per-token slice copies where the backend makes them), at a longer sampler compile
-    c.model.decode_unroll = False
+    # the rollout splits the bf16 weights and the KV cache per layer once and decodes with the layers unrolled: no
+    # per-token copies of layer slices (XLA:GPU makes them), at one more copy of the bf16 weights and a longer compile
+    c.model.decode_unroll = "auto"  # "on", "off", "auto" = on for GPUs
     c.model.freeze_vision = False  # the reference trains the vision tower too
 
     c.mesh = ConfigDict()

@@ -163,8 +163,17 @@ def model_config_overrides(config) -> dict:
         dtype=m.dtype,
         param_dtype=m.param_dtype,
         remat_policy=m.remat_policy,
-        decode_unroll=bool(m.get("decode_unroll", False)),
+        decode_unroll=decode_unroll(m.get("decode_unroll", "auto")),
     )
+
+
+def decode_unroll(value) -> bool:
+    """config.model.decode_unroll: "on", "off", or "auto" = on where jax's default backend is a GPU (XLA:GPU copies
+    every layer's weight and cache slice out of the stacked arrays on each decoded token; XLA:TPU does not)."""
+    v = str(value).lower()
+    if v == "auto":
+        return jax.default_backend() == "gpu"
+    return v in ("on", "true")
 
 
 def model_config(config) -> ModelConfig:

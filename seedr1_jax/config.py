@@ -68,7 +68,7 @@ class ModelConfig:
     param_dtype: str = "float32"  # master weights
     dtype: str = "float32"  # activations / matmul inputs
     remat_policy: str = "none"  # "none", "full", or any name in jax.checkpoint_policies
-    decode_unroll: bool = False  # decoding unrolls the layer loop (static layer slices; longer compile)
+    decode_unroll: bool = False  # decoding runs the layers unrolled on per-layer weights and cache (sampler.py)
     hf_dtype: str = "bfloat16"  # dtype written by export (the checkpoint's original dtype after import)
 
     def replace(self, **kw) -> ModelConfig:

@@ -93,16 +93,31 @@ class TextModel(nnx.Module):
         ang = jnp.concatenate([ang, ang], axis=-1)[:, :, None, :]
         return jnp.cos(ang), jnp.sin(ang)
 
-    def __call__(self, x, positions, mask, cache=None, write_index=None, in_place=False):
+    def per_layer(self):
+        """The stacked layers as a list of per-layer states (one copy), for `__call__(layers=...)`."""
+        _, state = nnx.split(self.layers)
+        return [jax.tree.map(lambda a, i=i: a[i], state) for i in range(self.cfg.text.num_layers)]
+
+    def __call__(self, x, positions, mask, cache=None, write_index=None, in_place=False, layers=None):
         """x: [B, T, D] embeddings; positions: int32[3, B, T]; mask: bool[B, T, S].
 
         cache: optional (k, v) each [L, B, S, K, H]. Returns (normed hidden [B, T, D], new cache or None).
         in_place (inference only, e.g. decoding): the cache rides in the layer scan's carry and only the new rows
         are written; by default it is scanned as per-layer inputs/outputs, which rewrites (and copies) the whole
         cache on every call but is what differentiation needs (a carried cache would be saved once per layer).
+        layers (inference only): `per_layer()`'s list; cache is then a list of per-layer (k, v) [B, S, K, H] and the
+        layers run unrolled on them, so no layer's weights or cache rows are sliced out of a stack (XLA:GPU copies
+        such slices on every call).
         """
         cos, sin = self.rotary(positions)
         graphdef, state = nnx.split(self.layers)
+        if layers is not None:
+            new = []
+            for layer_state, kv in zip(layers, cache):
+                x = constrain(x, BATCH, None, None)
+                x, kv = nnx.merge(graphdef, layer_state)(x, cos, sin, mask, kv, write_index)
+                new.append(kv)
+            return self.norm(x), new
         if in_place:
 
             def step(carry, xs):
@@ -110,9 +125,7 @@ class TextModel(nnx.Module):
                 h = constrain(h, BATCH, None, None)
                 return nnx.merge(graphdef, layer_state)(h, cos, sin, mask, kv, write_index, i), None
 
-            n = self.cfg.text.num_layers
-            unroll = True if self.cfg.decode_unroll else 1
-            (x, cache), _ = jax.lax.scan(step, (x, cache), (state, jnp.arange(n)), unroll=unroll)
+            (x, cache), _ = jax.lax.scan(step, (x, cache), (state, jnp.arange(self.cfg.text.num_layers)))
             return self.norm(x), cache
 
         def body(h, xs):

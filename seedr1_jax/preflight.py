@@ -58,6 +58,8 @@ def check_values(config) -> None:
 
         ok = hasattr(jax.checkpoint_policies, str(m.remat_policy))
         _need(ok, "model.remat_policy", m.remat_policy, "use 'none', 'full' or a name in jax.checkpoint_policies")
+    du = str(m.get("decode_unroll", "auto")).lower()
+    _need(du in ("auto", "on", "off", "true", "false"), "model.decode_unroll", du, "use 'auto', 'on' or 'off'")
     shape = tuple(config.mesh.shape)
     ok = len(shape) == 3 and all(isinstance(s, int) and (s >= 1 or s == -1) for s in shape)
     _need(ok and shape.count(-1) <= 1, "mesh.shape", shape, "give (data, fsdp, tensor), ints >= 1, at most one -1")

@@ -174,6 +174,10 @@ def _generate(
         presence = jnp.zeros((b, vocab + 1), bool).at[jnp.arange(b)[:, None], prompt_tokens].set(True)
         presence = jnp.repeat(presence[:, :vocab], g, axis=0)
     stops = jnp.asarray(stop_ids, jnp.int32)
+    layers = None
+    if model.cfg.decode_unroll:  # per-layer weights and cache, split once per rollout (`TextModel.per_layer`)
+        layers = model.model.per_layer()
+        cache = [(cache[0][i], cache[1][i]) for i in range(len(layers))]
 
     def cond(st):
         i, done = st[0], st[3]
@@ -194,7 +198,9 @@ def _generate(
         key_valid = key_valid.at[:, t + i].set(True)
         pos = jnp.broadcast_to((next_pos + i)[None, :, None], (3, n, 1))
         x = model.model.embed_tokens(tok[:, None])
-        h, cache = model.model(x, pos, key_valid[:, None, :], cache=cache, write_index=t + i, in_place=True)
+        h, cache = model.model(
+            x, pos, key_valid[:, None, :], cache=cache, write_index=t + i, in_place=layers is None, layers=layers
+        )
         return i + 1, tokens, logps, done, cache, model.logits(h[:, 0]), key_valid, presence, rng
 
     init = (

@@ -99,11 +99,13 @@ def test_stop_tokens_pad_mask_and_early_exit(setup):
     assert np.asarray(completion_mask(im)).tolist() == [[1, 1, 1, 0, 0]]
 
 
-def test_sharded_greedy_equals_unsharded(setup):
+@pytest.mark.parametrize("unroll", [False, True])
+def test_sharded_greedy_equals_unsharded(setup, unroll):
     _, model, _, b, hf_dir = setup
     ref = sampler.generate(model, b, rng=jax.random.key(0), group_size=4, max_new_tokens=5, greedy=True)
     mesh = sharding.make_mesh((2, 2, 2))
     sharded = sharding.shard_model(Qwen2VL.from_pretrained(hf_dir, dtype="float32"), mesh, sharding.ROLLOUT_RULES)
+    sharded.cfg = sharded.model.cfg = sharded.cfg.replace(decode_unroll=unroll)  # per-layer split keeps shardings
     with jax.set_mesh(mesh):
         out = sampler.generate(
             sharded, sharding.shard_batch(b, mesh), rng=jax.random.key(0), group_size=4, max_new_tokens=5, greedy=True
@@ -113,13 +115,29 @@ def test_sharded_greedy_equals_unsharded(setup):
 
 
 def test_unrolled_decode_equals_the_layer_loop(setup):
-    """model.decode_unroll walks the layers unrolled while decoding: the same tokens and log-probs."""
+    """model.decode_unroll decodes on per-layer weights and cache, the layers unrolled: the same tokens and
+    log-probs as the layer scan over the stacked cache."""
     from flax import nnx
 
     _, model, _, b, _ = setup
     unrolled = nnx.clone(model)
-    unrolled.model.cfg = unrolled.model.cfg.replace(decode_unroll=True)
+    unrolled.cfg = unrolled.model.cfg = model.cfg.replace(decode_unroll=True)
     kw = dict(rng=jax.random.key(2), group_size=3, max_new_tokens=6)
     a, u = sampler.generate(model, b, **kw), sampler.generate(unrolled, b, **kw)
     assert np.array_equal(np.asarray(a["tokens"]), np.asarray(u["tokens"]))
     assert np.abs(np.asarray(a["logprobs"]) - np.asarray(u["logprobs"])).max() <= 1e-5
+
+
+def test_decode_unroll_auto_is_on_for_gpus_only():
+    from configs.grpo_qwen2vl_7b import get_config
+    from seedr1_jax import checkpoint, preflight
+    from seedr1_jax.config import ConfigError
+
+    assert jax.default_backend() == "cpu"  # this suite: "auto" resolves off
+    assert [checkpoint.decode_unroll(v) for v in ("auto", "on", "off", "ON")] == [False, True, False, True]
+    c = get_config("cpu")
+    c.model.decode_unroll = "on"
+    assert checkpoint.model_config(c).decode_unroll is True
+    c.model.decode_unroll = "sometimes"
+    with pytest.raises(ConfigError, match="model.decode_unroll='sometimes'"):
+        preflight.check_values(c)
