@@ -268,7 +268,7 @@ def _run(args, extra):
         from .aot import main as aot_main
 
         if args.validate_cpu or args.validate:
-            from .aot import validate
+            from .validate import validate
 
             platform = "cpu" if args.validate_cpu else None
             cfg = _config_from_argv(args.config, extra)

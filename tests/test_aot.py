@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from configs.grpo_qwen2vl_7b import get_config
-from seedr1_jax import aot, roofline
+from seedr1_jax import aot, roofline, validate
 
 
 def _tiny(algo):
@@ -52,7 +52,7 @@ def test_validate_times_every_program_and_the_decode_apart(tmp_path, capsys):
     """`seedr1 aot --validate-cpu` on the tiny config: every program timed, the sampler ran all C tokens on the
     random weights (masks filled with ones), decode per token = (C-token run - 1-token run) / (C - 1)."""
     out = tmp_path / "v.json"
-    assert aot.validate(get_config("cpu"), "cpu", repeats=1, out_json=str(out)) == 0
+    assert validate.validate(get_config("cpu"), "cpu", repeats=1, out_json=str(out)) == 0
     import json
 
     v = json.loads(out.read_text())
