@@ -223,7 +223,7 @@ def compile_programs(
     prompt = abstract_batch(config, cfg, mesh, config.algo)[1]
     if "update" in programs:
         t0 = time.time()
-        step_c, _, prompt = compile_update(config, cfg, mesh, rules)
+        step_c, _, _ = compile_update(config, cfg, mesh, rules)
         ref = 0
         if grpo_ and g.beta > 0:  # the frozen reference stays resident beside the train state during the update
             ref = _per_chip_bytes(abstract_params(cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))[1])

@@ -94,13 +94,6 @@ def measure_chip(device=None, repeats: int = 10) -> Chip:
     return Chip(f"{name} (measured)", peak, hbm, bw, float("inf"))
 
 
-def measure_cpu_chip(repeats: int = 5) -> Chip:
-    """This host's first CPU device as a chip (`measure_chip`)."""
-    import jax
-
-    return measure_chip(jax.devices("cpu")[0], repeats)
-
-
 # ---- costs of a compiled program ------------------------------------------------------------------------
 COLLECTIVES = ("all-gather", "reduce-scatter", "all-reduce", "all-to-all", "collective-permute")
 

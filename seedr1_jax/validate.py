@@ -97,19 +97,11 @@ def validate(
         print(f"compiled prefill (the sampler with 1 new token) in {time.time() - t0:.0f}s")
     if "update" in compiled:
         print_report(config, cfg, progs, chips[-1], 1)
-    steps_run = {}
-
-    def sampler_check(name):
-        def check(out):
-            steps_run[name] = int(out[2])
-
-        return check
-
+    steps_run = {}  # tokens each rollout decoded (its third output)
     times = {}
     for name in compiled:
-        times[name] = _best_time(
-            compiled[name], repeats, sampler_check(name) if name in ("sampler", "prefill") else None
-        )
+        check = (lambda out, n=name: steps_run.__setitem__(n, int(out[2]))) if name in ("sampler", "prefill") else None
+        times[name] = _best_time(compiled[name], repeats, check)
         print(f"measured {name}: {times[name]:.4f} s (best of {repeats})")
     if steps_run.get("sampler", c_new) < c_new:
         print(f"warning: the sampler stopped after {steps_run['sampler']} of {c_new} tokens (every row sampled a stop)")
@@ -175,8 +167,3 @@ def validate(
         with open(out_json, "w") as f:
             json.dump(summary, f, indent=1)
     return 0
-
-
-def validate_cpu(config, repeats: int = 3) -> int:
-    """`validate` on this host's first CPU device."""
-    return validate(config, "cpu", repeats)
