@@ -24,7 +24,7 @@ import torch  # noqa: E402
 from common import IMAGE_GRID, VIDEO_GRID, hf_config, prompt, torch_inputs  # noqa: E402
 from transformers import Qwen2VLForConditionalGeneration  # noqa: E402
 
-from seedr1_jax.qwen2_vl import Qwen2VL, prepare_inputs  # noqa: E402
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL, prepare_inputs  # noqa: E402
 
 
 def main():

@@ -22,8 +22,8 @@ from common import IMAGE_GRID, VIDEO_GRID, hf_config, prompt, rollout_parser, to
 from flax import nnx  # noqa: E402
 from transformers import Qwen2VLForConditionalGeneration  # noqa: E402
 
-from seedr1_jax import grpo, sampler  # noqa: E402
-from seedr1_jax.qwen2_vl import Qwen2VL, per_sample_inputs  # noqa: E402
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL, per_sample_inputs  # noqa: E402
+from seedr1_jax.rl import grpo, sampler  # noqa: E402
 
 
 def build_prompts(cfg, n, rng):
@@ -108,8 +108,8 @@ def main():
 
     # ---- ours ----
     from configs.common import base_config
-    from seedr1_jax import update
-    from seedr1_jax.batch import GRPOBatch, Prompts
+    from seedr1_jax.data.batch import GRPOBatch, Prompts
+    from seedr1_jax.rl import update
 
     config = base_config()
     config.grpo.group_size, config.grpo.max_new_tokens = g, c

@@ -17,9 +17,9 @@ import numpy as np  # noqa: E402
 from common import IMAGE_GRID, VIDEO_GRID, rollout_parser  # noqa: E402
 from flax import nnx  # noqa: E402
 
-from seedr1_jax import sampler  # noqa: E402
-from seedr1_jax.config import ModelConfig, TextConfig, VisionConfig  # noqa: E402
-from seedr1_jax.qwen2_vl import Qwen2VL, per_sample_inputs  # noqa: E402
+from seedr1_jax.models.config import ModelConfig, TextConfig, VisionConfig  # noqa: E402
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL, per_sample_inputs  # noqa: E402
+from seedr1_jax.rl import sampler  # noqa: E402
 
 VIDEO, IMAGE = VIDEO_GRID, IMAGE_GRID
 

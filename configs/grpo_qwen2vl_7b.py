@@ -8,11 +8,11 @@
 The default mesh is (data 1, fsdp -1, tensor 4): parameters and Adam state are sharded over every device, and
 the 4-way tensor axis (one per kv head) lets each chip stream only a quarter of the bf16 weights per decoded
 token and splits the 8 prompts without replicating their pass (predicted on v5p-64: step 2.49 s with fsdp
-only -> 0.62 s; README, "Predicted step time"). Check the fit and the speed first:
+only -> 0.62 s; docs/performance.md, "What the predictor showed"). Check the fit and the speed first:
 `seedr1 aot --config configs/grpo_qwen2vl_7b.py --topology v5p:4x4x2` (`--search` ranks other meshes); change
 `--config.mesh.shape` for other layouts. On 16-64 chips `--search` found a data axis of 2-4 faster where memory
 allows (predicted: v5p-64 (4, 2, 4) 0.58 s vs 0.62 s; v5e-64 (2, 8, 4) 2.44 vs 3.01 s; v6e-64 (4, 4, 4) 0.94 vs
-1.17 s; README, "--search per slice"), e.g. `--config.mesh.shape="(2,-1,4)"`.
+1.17 s; docs/performance.md, "--search per slice"), e.g. `--config.mesh.shape="(2,-1,4)"`.
 Argument "cpu": a local smoke run with a tiny random model.
 """
 

@@ -3,11 +3,13 @@
     seedr1 synth --out /tmp/data && seedr1 prep --data-root /tmp/data --split train --out /tmp/tfr
     seedr1 train --config configs/tiny.py:grpo --workdir /tmp/run --config.data.tfrecord_dir=/tmp/tfr
 
-Argument: "grpo" (default), "sft" (supervised fine-tuning on train_cot, the study's SFT arm) or "warmup" (the
+Argument: "grpo" (default), "sft" (supervised fine-tuning on train_cot, the study's SFT arm), "pretrain" (the toy
+study's base model, built by `seedr1 pretrain-toy`) or "warmup" (the
 "Vanilla" start of `seedr1 demo` and `seedr1 study`: SFT on `synth.generate_warmup`'s task-shaped prompts that
 teaches the answer format and to describe the scene, which a random 20M model would never do, so that GRPO has
 a reward signal to climb). Videos are cut to 4 frames (2 temporal segments) to keep CPU steps around a second;
-everything else is the reference recipe's shape. The demo's measured run (README) uses these settings as they are.
+everything else is the reference recipe's shape. The demo's measured run (docs/results.md) uses these settings
+as they are.
 """
 
 from configs.common import base_config
@@ -15,7 +17,7 @@ from configs.common import base_config
 
 def get_config(arg: str | None = None):
     c = base_config()
-    c.algo = "sft" if arg == "warmup" else arg or "grpo"
+    c.algo = "sft" if arg in ("warmup", "pretrain") else arg or "grpo"
     c.model.init = "preset:tiny"
     c.model.dtype = "float32"
     c.model.param_dtype = "float32"
@@ -27,7 +29,7 @@ def get_config(arg: str | None = None):
     c.data.eval_batch_size = 16  # greedy decoding of 16 prompts at once: fewer, fuller decode steps on CPU
     # The synthetic options differ only in a colour; listed alphabetically (as `seedr1 synth` writes the eval
     # splits), the letter follows from the colour seen. With the reference's shuffled options the tiny model
-    # must also learn a lookup over the option text, which it does not in the demo's budget (README).
+    # must also learn a lookup over the option text, which it does not in the demo's budget (docs/results.md).
     c.data.option_order = "sorted"
     c.train.num_steps = 30
     c.train.checkpoint_every = 10
@@ -36,7 +38,7 @@ def get_config(arg: str | None = None):
     c.data.batch_size = 8
     c.grpo.group_size = 4
     # DAPO's per-token reduction: the one answer-letter token is not diluted by each completion's length. With
-    # the recipe's per-sequence mean (docs/recipe.md) and lr 3e-4 the demo gained nothing in 30 steps (README).
+    # the recipe's per-sequence mean (docs/recipe.md) and lr 3e-4 the demo gained nothing in 30 steps (docs/results.md).
     c.grpo.reduction = "token"
     c.grpo.max_new_tokens = 48  # the synthetic answers are ~40 tokens
     c.grpo.completion_bucket = 16  # the update sees 16, 32 or 48 columns: the 152k-vocab logits dominate a step
@@ -59,4 +61,12 @@ def get_config(arg: str | None = None):
         # (held-out colour named right in 58 of 96 samples after these 120 steps; 36 after 100 cosine steps)
         c.optim.schedule = "constant"
         c.train.num_steps = c.train.checkpoint_every = 120
+    if arg == "pretrain":
+        # the toy study's base (`seedr1 pretrain-toy`, seedr1_jax/analysis/toy_base.py): the deeper `toy` preset on
+        # `data_prep.curriculum` (perception questions in a wide family of rendering styles + the answer format)
+        c.model.init = "preset:toy"
+        c.train.num_steps = c.train.checkpoint_every = 600
+        c.optim.lr = 3e-3
+        c.optim.schedule = "cosine"
+        c.optim.warmup_ratio = 0.05
     return c

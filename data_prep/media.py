@@ -10,7 +10,7 @@ import io
 import numpy as np
 
 from data_prep.annotations import BadSample
-from seedr1_jax.processor import SIZE, frame_indices, resize
+from seedr1_jax.models.processor import SIZE, frame_indices, resize
 
 JPEG_QUALITY = 95
 FRAME_FORMATS = ("png", "jpeg")  # png (default): lossless; jpeg: ~3x smaller, mean error ~1.4 (README)

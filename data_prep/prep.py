@@ -24,8 +24,8 @@ import time
 
 from data_prep import annotations as ann
 from data_prep.media import FRAME_FORMATS, decode_or_reason
-from seedr1_jax import fs
-from seedr1_jax.config import ConfigError
+from seedr1_jax.core import fs
+from seedr1_jax.models.config import ConfigError
 
 
 class PrepError(RuntimeError):

@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from tensorflow_datasets.core import utils as tfds_utils
 
 from data_prep.annotations import SPLIT_FILES
-from seedr1_jax.processor import SIZE
+from seedr1_jax.models.processor import SIZE
 
 
 def features(frame_format: str = "png") -> tfds.features.FeaturesDict:

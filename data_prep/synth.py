@@ -290,7 +290,7 @@ def cot_response(rec: dict, color: str, letter: str, answer: str) -> str:
 
 
 def _sft_record(rec, source, opts, response):
-    from seedr1_jax.processor import question_text
+    from seedr1_jax.models.processor import question_text
 
     content = []
     if rec["task_progress_metadata"]:

@@ -1,4 +1,4 @@
-"""The `seedr1` command: demo, synth, prep, train, eval, import-hf, export-hf, aot."""
+"""The `seedr1` command: demo, synth, prep, train, eval, import-hf, export-hf, aot, attention, pretrain-toy, study."""
 
 from __future__ import annotations
 
@@ -95,6 +95,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=16, help="as prepared (the tiny config uses 4)")
     p.add_argument("--max-prompt-len", type=int, default=1024)
     p.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 for a 7B model on one GPU)")
+    p = _add(sub, "pretrain-toy", "build (or find cached) the toy study's base model; prints its folder")
+    p.add_argument("--out", default=None, help="the base's folder (default: $SEEDR1_CACHE or ~/.cache/seedr1)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--size", choices=("default", "quick", "smoke"), default="default", help="recipe size")
     # `seedr1 study` (issue 9): toy-scale Vanilla vs SFT vs GRPO on synthetic L1/L2/L3
     p = _add(sub, "study", "toy-scale Vanilla vs SFT vs GRPO on synthetic L1/L2/L3 shifts; table + plot")
     p.add_argument("--workdir", required=True)
@@ -108,7 +112,7 @@ def _config_from_argv(path: str, extra: list[str]):
     from absl import flags
     from ml_collections import config_flags
 
-    from .config import ConfigError
+    from seedr1_jax.models.config import ConfigError
 
     file = path.split(":", 1)[0]
     if not os.path.isfile(file):
@@ -154,7 +158,7 @@ def _config_from_argv(path: str, extra: list[str]):
 
 def _user_error(e: BaseException, args, extra) -> str | None:
     """The one/two-line message for an error the user can fix, or None for a bug (then: traceback)."""
-    from .config import ConfigError
+    from seedr1_jax.models.config import ConfigError
 
     if isinstance(e, ConfigError):
         return str(e)
@@ -177,7 +181,7 @@ def _user_error(e: BaseException, args, extra) -> str | None:
 
 def _tfrecord_damage(args, extra) -> str | None:
     """Finds the damaged shard of the split this command read and names it with the fix."""
-    from . import data
+    from seedr1_jax import data
 
     try:
         cfg = _config_from_argv(args.config, extra)
@@ -205,7 +209,7 @@ def main(argv=None) -> int:
     if extra and args.cmd not in ("train", "eval", "aot"):
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from .preflight import skip_tpu_probe_without_tpu
+    from seedr1_jax.core.platform import skip_tpu_probe_without_tpu
 
     skip_tpu_probe_without_tpu()
     try:
@@ -221,7 +225,7 @@ def main(argv=None) -> int:
 
 def _run(args, extra):
     if args.cmd == "demo":
-        from .demo import run
+        from seedr1_jax.analysis.demo import run
 
         return run(args.workdir)
     if args.cmd == "synth":
@@ -242,40 +246,40 @@ def _run(args, extra):
             frame_format=args.frame_format,
         )
     if args.cmd == "import-hf":
-        from .checkpoint import import_hf
+        from seedr1_jax.models.checkpoint import import_hf
 
         return import_hf(args.hf_dir, args.out, dtype=args.dtype)
     if args.cmd == "export-hf":
-        from .checkpoint import export_hf
+        from seedr1_jax.models.checkpoint import export_hf
 
         return export_hf(args.ckpt, args.out, dtype=args.dtype)
     if args.cmd == "train":
-        from .preflight import validate_train
-        from .train import main as train_main
+        from seedr1_jax.rl.preflight import validate_train
+        from seedr1_jax.rl.train import main as train_main
 
         cfg = _config_from_argv(args.config, extra)
         validate_train(cfg, args.workdir)  # before the model loads; leaves no workdir behind on failure
         return train_main(cfg, args.workdir)
     if args.cmd == "eval":
-        from .evaluate import main as eval_main
-        from .preflight import validate_eval
+        from seedr1_jax.analysis.evaluate import main as eval_main
+        from seedr1_jax.analysis.evaluate import validate_eval
 
         cfg = _config_from_argv(args.config, extra)
         validate_eval(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir)
         att = args.attention_samples if args.attention_stats else 0
         return eval_main(cfg, args.workdir, args.split, ckpt=args.ckpt, hf_dir=args.hf_dir, attention_samples=att)
     if args.cmd == "aot":
-        from .aot import main as aot_main
+        from seedr1_jax.perf.aot import main as aot_main
 
         if args.validate_cpu or args.validate:
-            from .validate import validate
+            from seedr1_jax.perf.validate import validate
 
             platform = "cpu" if args.validate_cpu else None
             cfg = _config_from_argv(args.config, extra)
             progs = tuple(args.programs.split(","))
             return validate(cfg, platform, out_json=args.validate_json, save_hlo=args.save_hlo, programs=progs)
         if not args.topology:
-            from .config import ConfigError
+            from seedr1_jax.models.config import ConfigError
 
             raise ConfigError(
                 "seedr1 aot needs --topology (e.g. v5p:4x4x2) unless --validate or --validate-cpu is given"
@@ -291,7 +295,7 @@ def _run(args, extra):
             save_hlo=args.save_hlo,
         )
     if args.cmd == "attention":  # issue 10
-        from .attention import run as attention_run
+        from seedr1_jax.analysis.attention import run as attention_run
 
         kw = {
             k: getattr(args, k) for k in ("num", "layers", "compare", "max_new_tokens", "repetition_penalty", "dtype")
@@ -306,8 +310,12 @@ def _run(args, extra):
             max_prompt_len=args.max_prompt_len,
             **kw,
         )
+    if args.cmd == "pretrain-toy":
+        from seedr1_jax.analysis.toy_base import run as pretrain_run
+
+        return pretrain_run(args.out, size=args.size, seed=args.seed)
     if args.cmd == "study":
-        from .study import run as study_run
+        from seedr1_jax.analysis.study import run as study_run
 
         return study_run(args.workdir, seeds=args.seeds, quick=args.quick)
     raise AssertionError(args.cmd)

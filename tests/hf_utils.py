@@ -162,7 +162,7 @@ def hf_logits(model, inputs: dict) -> np.ndarray:
 def per_sample_batch(ours_cfg, prompts: list[Prompt]) -> dict:
     """The training-batch layout (`Qwen2VL.embed` per-sample branch) for prompts with identical vision grids:
     pixels [B, S, L, P], hw_pos [B, S, L, 2], vision_index local to each sample; left-padded ids."""
-    from seedr1_jax.qwen2_vl import per_sample_inputs
+    from seedr1_jax.models.qwen2_vl.model import per_sample_inputs
 
     flat = batch(prompts[0].cfg, prompts)
     return per_sample_inputs(
@@ -178,7 +178,7 @@ def per_sample_batch(ours_cfg, prompts: list[Prompt]) -> dict:
 def tiny_video_prompts(path, *, seed: int, prompt_seed: int, n: int = 2, name: str = "b"):
     """A random tiny HF model saved at `path`, loaded as ours (fp32), and n left-padded prompts of text + a
     2x4x4 video + a 4x4 image + text. Returns (hf model, our model, prompts, per-sample batch)."""
-    from seedr1_jax.qwen2_vl import Qwen2VL
+    from seedr1_jax.models.qwen2_vl.model import Qwen2VL
 
     hf = save_hf_model(name, path, seed=seed)
     model = Qwen2VL.from_pretrained(str(path), dtype="float32")

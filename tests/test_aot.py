@@ -5,7 +5,7 @@ import dataclasses
 import pytest
 
 from configs.grpo_qwen2vl_7b import get_config
-from seedr1_jax import aot, roofline, validate
+from seedr1_jax.perf import aot, roofline, validate
 
 
 def _tiny(algo):
@@ -35,14 +35,14 @@ def test_reports_when_it_does_not_fit(monkeypatch, capsys):
 
 
 def test_bad_topology_is_a_clear_error():
-    from seedr1_jax.config import ConfigError
+    from seedr1_jax.models.config import ConfigError
 
     with pytest.raises(ConfigError, match="cannot build TPU topology 'v99:9x9'"):
         aot.main(_tiny("sft"), "v99:9x9")
 
 
 def test_unknown_chip_is_a_clear_error():
-    from seedr1_jax.config import ConfigError
+    from seedr1_jax.models.config import ConfigError
 
     with pytest.raises(ConfigError, match="--chip 'b200': choose one of"):
         aot.device_chip([], "b200")

@@ -6,8 +6,8 @@ import pytest
 import torch
 from hf_utils import Prompt, batch, hf_config, save_hf_model, torch_inputs
 
-from seedr1_jax import attention as A
-from seedr1_jax.qwen2_vl import Qwen2VL, prepare_inputs
+from seedr1_jax.analysis import attention as A
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL, prepare_inputs
 
 TOL = 1e-5
 
@@ -59,8 +59,8 @@ def test_unknown_layer_is_a_clear_error():
 
 
 def test_vision_sources_follow_the_mrope_grid():
-    from seedr1_jax.config import tiny
-    from seedr1_jax.qwen2_vl import get_rope_index
+    from seedr1_jax.models.config import tiny
+    from seedr1_jax.models.qwen2_vl.model import get_rope_index
 
     cfg = tiny()
     rng = np.random.default_rng(0)
@@ -79,8 +79,8 @@ def test_vision_sources_follow_the_mrope_grid():
 
 def test_planted_attention_lights_up_exactly_that_patch_in_that_frame():
     """Real layout: 8 frames (4 temporal pairs x 9 x 9 merged tokens) + the observation image."""
-    from seedr1_jax import processor as P
-    from seedr1_jax.config import tiny
+    from seedr1_jax.models import processor as P
+    from seedr1_jax.models.config import tiny
 
     cfg = tiny()
     ids, _ = P.prompt_ids(P.load_tokenizer(), "q?", ["a", "b"], (4, P.GRID, P.GRID), (1, P.GRID, P.GRID))
@@ -119,8 +119,8 @@ def prepared(tmp_path_factory):
     from flax import nnx
 
     from data_prep import prep, synth
-    from seedr1_jax.checkpoint import save_params
-    from seedr1_jax.config import tiny
+    from seedr1_jax.models.checkpoint import save_params
+    from seedr1_jax.models.config import tiny
 
     root = str(tmp_path_factory.mktemp("syn") / "data")
     synth.generate(root, num_train=2, num_val=4, seed=3)
@@ -170,8 +170,8 @@ def test_cli_end_to_end_with_compare(prepared, tmp_path, capsys):
 
 
 def test_fixed_response_spans_and_metrics(prepared):
-    from seedr1_jax.checkpoint import load_params
-    from seedr1_jax.processor import encode, load_tokenizer
+    from seedr1_jax.models.checkpoint import load_params
+    from seedr1_jax.models.processor import encode, load_tokenizer
 
     tfr, (a, _) = prepared
     model, tok = load_params(a), load_tokenizer()
@@ -211,7 +211,7 @@ def test_eval_attention_stats_join_the_accuracy_summary(prepared, tmp_path, caps
     import json
 
     from configs.tiny import get_config
-    from seedr1_jax import evaluate
+    from seedr1_jax.analysis import evaluate
 
     tfr, (a, _) = prepared
     cfg = get_config()
@@ -225,8 +225,8 @@ def test_eval_attention_stats_join_the_accuracy_summary(prepared, tmp_path, caps
 
 
 def test_grounding_reward_is_the_reasoning_visual_share(prepared):
-    from seedr1_jax.checkpoint import load_params
-    from seedr1_jax.processor import PAD_ID, encode, load_tokenizer
+    from seedr1_jax.models.checkpoint import load_params
+    from seedr1_jax.models.processor import PAD_ID, encode, load_tokenizer
 
     tfr, (a, _) = prepared
     model, tok = load_params(a), load_tokenizer()

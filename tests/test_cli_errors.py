@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 
 from data_prep import prep, synth
-from seedr1_jax import cli, preflight
+from seedr1_jax import cli
+from seedr1_jax.rl import preflight
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = ["--config", "configs/tiny.py"]
@@ -29,7 +30,8 @@ def prepared(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _no_model_load(monkeypatch):
     """Every case here must fail before a model is built: building one is an error in these tests."""
-    from seedr1_jax import checkpoint, train
+    from seedr1_jax.models import checkpoint
+    from seedr1_jax.rl import train
 
     def refuse(*a, **k):
         raise AssertionError("the model was loaded before the inputs were validated")
@@ -140,9 +142,9 @@ def test_eval_reads_only_the_named_split(prepared, tmp_path, capsys):
 def test_truncated_tfrecord_names_the_file(prepared, tmp_path, capsys):
     from flax import nnx
 
-    from seedr1_jax.checkpoint import save_params
-    from seedr1_jax.config import tiny
-    from seedr1_jax.qwen2_vl import Qwen2VL
+    from seedr1_jax.models.checkpoint import save_params
+    from seedr1_jax.models.config import tiny
+    from seedr1_jax.models.qwen2_vl.model import Qwen2VL
 
     _, tfr = prepared
     bad = tmp_path / "tfr"
@@ -160,8 +162,8 @@ def test_truncated_tfrecord_names_the_file(prepared, tmp_path, capsys):
 
 
 def test_truncated_safetensors_names_the_file(tmp_path, capsys):
-    from seedr1_jax.config import tiny, to_hf_config
-    from seedr1_jax.hf_io import write_safetensors
+    from seedr1_jax.models.config import tiny, to_hf_config
+    from seedr1_jax.models.hf_io import write_safetensors
 
     hf = tmp_path / "hf"
     hf.mkdir()
@@ -216,7 +218,7 @@ def test_write_config_round_trips(tmp_path):
     cfg = cli._config_from_argv("configs/tiny.py:sft", ["--config.optim.lr=0.25"])
     for where in (str(tmp_path / "run"), "ram://write_config_test/run"):
         path = preflight.write_config(where, cfg)
-        from seedr1_jax import fs
+        from seedr1_jax.core import fs
 
         back = json.loads(fs.read_text(path))
         assert back["algo"] == "sft" and back["optim"]["lr"] == 0.25

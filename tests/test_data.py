@@ -9,8 +9,8 @@ import pytest
 
 from data_prep import prep, synth
 from seedr1_jax import data
-from seedr1_jax import processor as P
-from seedr1_jax.config import ConfigError, ModelConfig
+from seedr1_jax.models import processor as P
+from seedr1_jax.models.config import ConfigError, ModelConfig
 
 S, L, PD = 9, 324, 1176
 
@@ -68,7 +68,7 @@ def test_train_batch_layout(prepared):
         assert b["pixels"][i, 0].any() and not b["pixels"][i, 1 + used :].any()
         assert all(b["pixels"][i, s].any() for s in range(1, 1 + used))
         # the model-side M-RoPE computed on the whole padded row equals ours
-        from seedr1_jax.qwen2_vl import get_rope_index
+        from seedr1_jax.models.qwen2_vl.model import get_rope_index
 
         grids = dict(image_grid_thw=[[1, 18, 18]], video_grid_thw=[[used, 18, 18]] if used else None)
         pos, _ = get_rope_index(ModelConfig(), ids[None], m[None], **grids)
@@ -164,8 +164,8 @@ def test_global_arrays_and_model_forward(prepared, tmp_path):
     """A batch feeds the model; per-sample layout == the transformers-style flat inputs for each row."""
     from hf_utils import save_hf_model
 
-    from seedr1_jax.qwen2_vl import Qwen2VL, prepare_inputs
-    from seedr1_jax.sharding import make_mesh
+    from seedr1_jax.models.qwen2_vl.model import Qwen2VL, prepare_inputs
+    from seedr1_jax.parallel.sharding import make_mesh
 
     _, out = prepared
     save_hf_model("b", tmp_path / "hf")

@@ -11,7 +11,7 @@ import pytest
 
 from data_prep import prep, synth
 from data_prep.media import read_image
-from seedr1_jax import processor as P
+from seedr1_jax.models import processor as P
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +29,7 @@ def _read(path):
 def _written(out, split):
     import tensorflow_datasets as tfds
 
-    from seedr1_jax.data import find_split_dir
+    from seedr1_jax.data.pipeline import find_split_dir
 
     b = tfds.builder_from_directory(find_split_dir(out, split))
     ds = b.as_dataset(split=split.lower(), decoders={"frames": tfds.decode.SkipDecoding()})
@@ -316,7 +316,7 @@ def test_cli_prep_frame_format_and_empty_file_exit_code(root, tmp_path, capsys):
     import tensorflow_datasets as tfds
 
     from seedr1_jax import cli
-    from seedr1_jax.data import find_split_dir
+    from seedr1_jax.data.pipeline import find_split_dir
 
     data_root = str(tmp_path / "data")
     shutil.copytree(root, data_root)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from data_prep import prep, synth
-from seedr1_jax import evaluate
+from seedr1_jax.analysis import evaluate
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -27,9 +27,9 @@ def setup(tmp_path_factory):
     ckpt = str(tmp_path_factory.mktemp("ckpt"))
     from flax import nnx
 
-    from seedr1_jax.checkpoint import save_params
-    from seedr1_jax.config import tiny
-    from seedr1_jax.qwen2_vl import Qwen2VL
+    from seedr1_jax.models.checkpoint import save_params
+    from seedr1_jax.models.config import tiny
+    from seedr1_jax.models.qwen2_vl.model import Qwen2VL
 
     save_params(ckpt, Qwen2VL(tiny(), rngs=nnx.Rngs(0)))
     return tfr, ckpt

@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from seedr1_jax import data, fs
-from seedr1_jax.config import ConfigError, ModelConfig, TextConfig, VisionConfig
+from seedr1_jax import data
+from seedr1_jax.core import fs
+from seedr1_jax.models.config import ConfigError, ModelConfig, TextConfig, VisionConfig
 
 
 def _epath_ram():
@@ -79,7 +80,7 @@ def test_eval_results_on_remote():
     """eval's resumable JSONL on a remote store: torn last line dropped and repaired, appends rewrite cleanly."""
     import json
 
-    from seedr1_jax import evaluate
+    from seedr1_jax.analysis import evaluate
 
     path = fs.join(f"ram://ev_{uuid.uuid4().hex[:8]}", "run", "eval_L3.jsonl")
     fs.makedirs(path.rsplit("/", 1)[0])
@@ -153,9 +154,10 @@ def _small_cfg() -> ModelConfig:
 
 def test_hf_weights_and_model_init_from_remote(tmp_path):
     """An index-sharded HF folder on ram:// loads bit-identically to the local copy, through `model.init`."""
-    from seedr1_jax import checkpoint, sharding
-    from seedr1_jax.hf_io import load_hf, save_hf
-    from seedr1_jax.qwen2_vl import Qwen2VL
+    from seedr1_jax.models import checkpoint
+    from seedr1_jax.models.hf_io import load_hf, save_hf
+    from seedr1_jax.models.qwen2_vl.model import Qwen2VL
+    from seedr1_jax.parallel import sharding
 
     model = Qwen2VL(_small_cfg(), rngs=nnx.Rngs(3))
     model.hf_config = None
@@ -173,7 +175,7 @@ def test_hf_weights_and_model_init_from_remote(tmp_path):
     config.model.init, config.model.dtype, config.model.param_dtype = remote, "float32", "float32"
     config.model.remat_policy = "none"
     got = checkpoint.load_model(config, None, sharding.TRAIN_RULES)  # `model.init` is resolved here
-    want = load_hf(local)
+    want = load_hf(Qwen2VL, local)
     flat = lambda m: dict(nnx.to_flat_state(nnx.state(m, nnx.Param)))  # noqa: E731
     g, w = flat(got), flat(want)
     assert g.keys() == w.keys()
@@ -182,7 +184,7 @@ def test_hf_weights_and_model_init_from_remote(tmp_path):
 
 
 def test_truncated_safetensors_names_the_file(tmp_path):
-    from seedr1_jax.hf_io import SafetensorsFile, write_safetensors
+    from seedr1_jax.models.hf_io import SafetensorsFile, write_safetensors
 
     path = str(tmp_path / "model.safetensors")
     write_safetensors(path, {"w": np.arange(1000, dtype=np.float32)})
@@ -198,7 +200,7 @@ def test_truncated_safetensors_names_the_file(tmp_path):
 
 
 def test_workdir_write_check_leaves_nothing(root):
-    from seedr1_jax import preflight
+    from seedr1_jax.rl import preflight
 
     preflight.check_writable(fs.join(root, "new", "run"))
     assert not fs.exists(fs.join(root, "new"))

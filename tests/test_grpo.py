@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from seedr1_jax import grpo
+from seedr1_jax.rl import grpo
 
 B, T, V, G = 8, 12, 37, 4
 TOL = 1e-5

@@ -12,9 +12,9 @@ import torch
 from hf_utils import Prompt, batch, hf_logits, per_sample_batch, save_hf_model, torch_inputs
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
-from seedr1_jax.config import ConfigError, preset
-from seedr1_jax.hf_io import SafetensorsFile, _open_checkpoint
-from seedr1_jax.qwen2_vl import Qwen2VL, abstract_model, param_count
+from seedr1_jax.models.config import ConfigError, preset
+from seedr1_jax.models.hf_io import SafetensorsFile, _open_checkpoint
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL, abstract_model, param_count
 
 
 def _tensors(d):
@@ -62,7 +62,7 @@ def test_transformers5_in_memory_names_accepted(tmp_path):
             "model.embed_tokens", "model.language_model.embed_tokens"
         )
         renamed[k2.replace("model.norm.", "model.language_model.norm.")] = np.array(st.get(k))
-    from seedr1_jax.hf_io import write_safetensors
+    from seedr1_jax.models.hf_io import write_safetensors
 
     os.makedirs(tmp_path / "v5")
     write_safetensors(str(tmp_path / "v5" / "model.safetensors"), renamed)
@@ -87,7 +87,7 @@ def _copy(hf_dir, tmp_path):
 
 
 def _edit_tensors(path, fn):
-    from seedr1_jax.hf_io import write_safetensors
+    from seedr1_jax.models.hf_io import write_safetensors
 
     st = SafetensorsFile(str(path))
     tensors = fn({k: np.array(st.get(k)) for k in st.keys()})
@@ -204,10 +204,10 @@ def test_export_writes_a_complete_folder_that_generates_like_ours(tmp_path):
     transformers' greedy `generate` (with the exported generation config) equals our sampler token for token."""
     from transformers import GenerationConfig
 
-    from seedr1_jax import sampler
-    from seedr1_jax.checkpoint import export_hf, load_params, save_params
-    from seedr1_jax.hf_extras import generation_config
-    from seedr1_jax.processor import messages, question_text
+    from seedr1_jax.models.checkpoint import export_hf, load_params, save_params
+    from seedr1_jax.models.hf_extras import generation_config
+    from seedr1_jax.models.processor import messages, question_text
+    from seedr1_jax.rl import sampler
 
     hf = save_hf_model("b", tmp_path / "hf", seed=5)
     model = Qwen2VL.from_pretrained(str(tmp_path / "hf"))
@@ -259,8 +259,8 @@ def test_export_writes_a_complete_folder_that_generates_like_ours(tmp_path):
 def test_import_keeps_and_export_returns_the_hf_folders_files(tmp_path):
     """import-hf keeps the source folder's tokenizer/processor/generation files; export-hf writes them back
     byte-identical (also after the checkpoint is moved), and only fills in what the source lacked."""
-    from seedr1_jax.checkpoint import _read_model_json, export_hf, import_hf, load_params, write_model_json
-    from seedr1_jax.hf_extras import write_extras
+    from seedr1_jax.models.checkpoint import _read_model_json, export_hf, import_hf, load_params, write_model_json
+    from seedr1_jax.models.hf_extras import write_extras
 
     hf_dir = tmp_path / "hf"
     save_hf_model("b", hf_dir, seed=6)
@@ -283,7 +283,25 @@ def test_import_keeps_and_export_returns_the_hf_folders_files(tmp_path):
         assert (out / f).read_bytes() == (hf_dir / f).read_bytes(), f
     assert json.loads((out / "video_preprocessor_config.json").read_text())["max_frames"] == 16  # filled in
     # a workdir written from the loaded (and rebuilt) model, as `seedr1 train` does, points at the same files
-    from seedr1_jax.checkpoint import _rebuild
+    from seedr1_jax.models.checkpoint import _rebuild
 
     write_model_json(str(tmp_path / "wd"), _rebuild(load_params(str(tmp_path / "moved"))))
     assert _read_model_json(str(tmp_path / "wd"))[2] == str(tmp_path / "moved" / "hf_files")
+
+
+def test_a_folder_of_another_family_is_named_and_refused(tmp_path, capsys):
+    """`seedr1_jax.from_pretrained` reads the family from config.json; an unsupported one gets one line naming the
+    supported families, through the library and through `seedr1 import-hf` (exit 2, nothing written)."""
+    import seedr1_jax
+    from seedr1_jax import cli
+
+    hf = tmp_path / "llava"
+    hf.mkdir()
+    (hf / "config.json").write_text(
+        json.dumps({"model_type": "llava", "architectures": ["LlavaForConditionalGeneration"]})
+    )
+    with pytest.raises(ConfigError, match="model_type 'llava' is not supported; supported: qwen2_vl"):
+        seedr1_jax.from_pretrained(str(hf))
+    out = tmp_path / "out"
+    assert cli.main(["import-hf", "--hf-dir", str(hf), "--out", str(out)]) == 2
+    assert "llava" in capsys.readouterr().err and not out.exists()

@@ -12,9 +12,9 @@ import pytest
 from configs.common import base_config
 from data_prep import prep, synth
 from seedr1_jax import data
-from seedr1_jax import processor as P
-from seedr1_jax.checkpoint import init_random
-from seedr1_jax.config import preset
+from seedr1_jax.models import processor as P
+from seedr1_jax.models.checkpoint import init_random
+from seedr1_jax.models.config import preset
 
 
 @pytest.fixture(scope="module")
@@ -75,7 +75,7 @@ def test_unused_segments_are_not_encoded_same_logits(frames):
 
 
 def test_make_batch_from_frames_generates():
-    from seedr1_jax import sampler
+    from seedr1_jax.rl import sampler
 
     cfg = preset("tiny")
     model = init_random(cfg, None, None, seed=1)

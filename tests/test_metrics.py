@@ -4,7 +4,7 @@ import json
 
 from tensorboard.backend.event_processing import event_accumulator
 
-from seedr1_jax.metrics import MetricsWriter
+from seedr1_jax.rl.metrics import MetricsWriter
 
 
 def test_resumed_writer_never_duplicates_rows(tmp_path):

@@ -5,7 +5,7 @@ import pytest
 import torch
 from hf_utils import Prompt, batch, hf_config, hf_logits, save_hf_model
 
-from seedr1_jax.qwen2_vl import Qwen2VL, get_rope_index, prepare_inputs
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL, get_rope_index, prepare_inputs
 
 TOL = 1e-4
 
@@ -111,7 +111,7 @@ def test_rope_index_matches_transformers_where_they_agree(pair):
 def test_rope_index_original_algorithm_long_video():
     """A video with temporal grid 5 > merged spatial grid 2x2: text resumes at max position + 1 = 3 + 4 + 1 = 8."""
     cfg = hf_config("a")
-    from seedr1_jax.config import from_hf_config
+    from seedr1_jax.models.config import from_hf_config
 
     ours = from_hf_config(cfg.to_dict())
     ids = [7, 8, cfg.vision_start_token_id] + [cfg.video_token_id] * 20 + [cfg.vision_end_token_id, 9]

@@ -9,12 +9,12 @@ import pytest
 import torch
 from transformers import AutoTokenizer, Qwen2VLImageProcessorPil, Qwen2VLProcessor, Qwen2VLVideoProcessor
 
-from seedr1_jax import processor as P
+from seedr1_jax.models import processor as P
 
 
 def _video_processor():
     """transformers' Qwen2-VL video processor with the settings `export-hf` writes (252x252 frames stay 252x252)."""
-    from seedr1_jax.hf_extras import video_processor_config
+    from seedr1_jax.models.hf_extras import video_processor_config
 
     return Qwen2VLVideoProcessor(**video_processor_config())
 

@@ -5,7 +5,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from seedr1_jax import rewards
+from seedr1_jax.rl import rewards
 
 GT = "<answer>B.</answer>"  # the stored form of the ground truth
 
@@ -148,14 +148,14 @@ def test_custom_reward_from_the_config_is_weighted_and_logged():
     ],
 )
 def test_bad_custom_reward_is_a_clear_config_error(name, message):
-    from seedr1_jax.config import ConfigError
+    from seedr1_jax.models.config import ConfigError
 
     with pytest.raises(ConfigError, match="grpo.rewards.*" + message):
         rewards.compute_rewards(["x"], ["B"], {name: 1.0})
 
 
 def test_custom_reward_errors_name_the_reward():
-    from seedr1_jax.config import ConfigError
+    from seedr1_jax.models.config import ConfigError
 
     with pytest.raises(ConfigError, match="reward 'test_rewards:raises' failed on completion 'x'"):
         rewards.compute_rewards(["x"], ["B"], {"test_rewards:raises": 1.0})

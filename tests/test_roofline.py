@@ -7,8 +7,9 @@ import jax
 import pytest
 
 from configs.grpo_qwen2vl_7b import get_config
-from seedr1_jax import aot, roofline, sharding
-from seedr1_jax.checkpoint import model_config
+from seedr1_jax.models.checkpoint import model_config
+from seedr1_jax.parallel import sharding
+from seedr1_jax.perf import aot, roofline
 
 T3 = "(s32[], f32[16,8], f32[4,8,8])"
 HLO = f"""HloModule hand

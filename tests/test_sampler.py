@@ -6,8 +6,9 @@ import numpy as np
 import pytest
 from hf_utils import batch, per_sample_batch, tiny_video_prompts, torch_inputs
 
-from seedr1_jax import sampler, sharding
-from seedr1_jax.qwen2_vl import Qwen2VL
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL
+from seedr1_jax.parallel import sharding
+from seedr1_jax.rl import sampler
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +95,7 @@ def test_stop_tokens_pad_mask_and_early_exit(setup):
         assert tok[r, : e + 1].tolist() == g[r, : e + 1].tolist()  # up to and including the stop token
         assert (tok[r, e + 1 :] == sampler.ENDOFTEXT).all()  # pad afterwards
     im = np.array([[5, 7, sampler.IM_END, 151643, 151643]], np.int32)
-    from seedr1_jax.grpo import completion_mask
+    from seedr1_jax.rl.grpo import completion_mask
 
     assert np.asarray(completion_mask(im)).tolist() == [[1, 1, 1, 0, 0]]
 
@@ -130,8 +131,9 @@ def test_unrolled_decode_equals_the_layer_loop(setup):
 
 def test_decode_unroll_auto_is_on_for_gpus_only():
     from configs.grpo_qwen2vl_7b import get_config
-    from seedr1_jax import checkpoint, preflight
-    from seedr1_jax.config import ConfigError
+    from seedr1_jax.models import checkpoint
+    from seedr1_jax.models.config import ConfigError
+    from seedr1_jax.rl import preflight
 
     assert jax.default_backend() == "cpu"  # this suite: "auto" resolves off
     assert [checkpoint.decode_unroll(v) for v in ("auto", "on", "off", "ON")] == [False, True, False, True]

@@ -3,8 +3,8 @@
 import jax.numpy as jnp
 import numpy as np
 
-from seedr1_jax import processor
-from seedr1_jax.sft import sft_example, token_cross_entropy
+from seedr1_jax.models import processor
+from seedr1_jax.rl.sft import sft_example, token_cross_entropy
 
 
 def test_sft_mask_token_by_token():

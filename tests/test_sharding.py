@@ -8,9 +8,9 @@ from flax import nnx
 from hf_utils import Prompt, batch, per_sample_batch, save_hf_model
 from jax.sharding import NamedSharding
 
-from seedr1_jax import sharding
-from seedr1_jax.qwen2_vl import Qwen2VL
-from seedr1_jax.sft import sft_loss
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL
+from seedr1_jax.parallel import sharding
+from seedr1_jax.rl.sft import sft_loss
 
 MESHES = [(8, 1, 1), (1, 8, 1), (2, 2, 2), (1, 2, 4)]
 

@@ -6,7 +6,7 @@ import os
 
 import numpy as np
 
-from seedr1_jax import study
+from seedr1_jax.analysis import study
 
 
 def test_study_smoke_table_is_real_and_resumable(tmp_path):

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from data_prep import synth
-from seedr1_jax.data import training_options
+from seedr1_jax.data.pipeline import training_options
 
 
 def _read(root, name):
@@ -177,7 +177,8 @@ def test_warmup_has_no_task_knowledge(tmp_path):
 def test_prep_keeps_the_evidence_span_for_attention(tmp_path):
     """`seedr1 prep` stores each record's evidence span; the attention diagnostic maps it onto sampled frames."""
     from data_prep import prep
-    from seedr1_jax import attention, data
+    from seedr1_jax import data
+    from seedr1_jax.analysis import attention
 
     root = str(tmp_path / "data")
     synth.generate(root, num_train=2, num_val=6, seed=5)

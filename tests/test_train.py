@@ -135,7 +135,7 @@ def test_sigterm_saves_and_resumes_bit_identical(tfr, tmp_path):
 def test_grpo_smoke_on_2x2x2_mesh(tfr, tmp_path):
     """Two GRPO steps in-process on 8 fake devices over a (data, fsdp, tensor) = (2, 2, 2) mesh."""
     from configs.tiny import get_config
-    from seedr1_jax import train
+    from seedr1_jax.rl import train
 
     c = get_config("grpo")
     c.mesh.shape = (2, 2, 2)
@@ -161,7 +161,7 @@ def test_grpo_smoke_on_2x2x2_mesh(tfr, tmp_path):
 def test_nonfinite_update_stops_or_skips(tfr, tmp_path, mode, capsys):
     """A NaN update (here: a NaN learning rate) never reaches the parameters or a checkpoint."""
     from configs.tiny import get_config
-    from seedr1_jax import train
+    from seedr1_jax.rl import train
 
     c = get_config("sft")
     c.data.tfrecord_dir = tfr
@@ -183,8 +183,34 @@ def test_nonfinite_update_stops_or_skips(tfr, tmp_path, mode, capsys):
         import jax
         from flax import nnx
 
-        from seedr1_jax import checkpoint
+        from seedr1_jax.models import checkpoint
 
         init = nnx.state(checkpoint.load_model(c, None, None)).to_pure_dict()
         for a, b in zip(jax.tree.leaves(init), jax.tree.leaves(_params(str(tmp_path), 2))):
             assert np.array_equal(np.asarray(a), np.asarray(b))  # every update was skipped
+
+
+def test_train_with_a_module_function_reward(tfr, tmp_path):
+    """The documented custom reward through the door users use: `seedr1 train` with
+    grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5} runs, and the custom reward is computed and logged."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "my_rewards.py").write_text(
+        "def brevity(completion, ground_truth):\n    return 1.0 / (1.0 + len(completion))\n"
+    )
+    work = str(tmp_path / "run")
+    rewards = '--config.grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5}'
+    env = dict(_env(), PYTHONPATH=str(pkg))
+    out = subprocess.run(_cmd("grpo", work, tfr, 1) + [rewards], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-2000:]
+    row = json.loads(open(os.path.join(work, "metrics.jsonl")).readline())
+    assert 0.0 < row["reward_my_rewards:brevity"] <= 1.0 and "reward_accuracy" in row
+
+
+def test_train_with_a_bad_reward_path_stops_before_training(tfr, tmp_path):
+    work = str(tmp_path / "run")
+    rewards = '--config.grpo.rewards={"accuracy": 1.0, "no_such_module_xyz:fn": 0.5}'
+    out = subprocess.run(_cmd("grpo", work, tfr, 1) + [rewards], cwd=ROOT, env=_env(), capture_output=True, text=True)
+    assert out.returncode == 2
+    assert "no_such_module_xyz" in out.stderr and "grpo.rewards" in out.stderr
+    assert not os.path.exists(os.path.join(work, "checkpoints"))

@@ -12,8 +12,9 @@ from flax import nnx
 from hf_utils import tiny_video_prompts
 
 from configs.common import base_config
-from seedr1_jax import grpo, sampler, sharding, update
-from seedr1_jax.processor import load_tokenizer
+from seedr1_jax.models.processor import load_tokenizer
+from seedr1_jax.parallel import sharding
+from seedr1_jax.rl import grpo, sampler, update
 
 
 @pytest.fixture(scope="module")
@@ -138,8 +139,8 @@ def test_sharding_rules_fail_loudly():
 
 @pytest.mark.parametrize("shape", [(1, 32, 1), (1, 8, 4)])
 def test_7b_preset_is_almost_fully_sharded(shape):
-    from seedr1_jax.config import preset
-    from seedr1_jax.qwen2_vl import abstract_model
+    from seedr1_jax.models.config import preset
+    from seedr1_jax.models.qwen2_vl.model import abstract_model
 
     mesh = jax.sharding.AbstractMesh(shape, sharding.MESH_AXES)
     frac = sharding.replicated_fraction(nnx.state(abstract_model(preset("qwen2_vl_7b"))), mesh)

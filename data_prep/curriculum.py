@@ -1,0 +1,136 @@
+"""The toy base model's pre-training curriculum: broad synthetic perception plus the answer format, written as an
+SFT split (`training_with_cot_6k.jsonl` under its own root) that `seedr1 prep --split train_cot` reads.
+
+What the base sees, fixed before any study result was looked at (docs/results.md repeats it):
+- Rendering styles: a wide family, not the study's four environments. Each sample draws its own style: any of the
+  4 backgrounds (noise, stripes, gradient, checker) in a random base colour, any of the 4 shapes (square, circle,
+  triangle, diamond), any of the 3 camera motions (static, pan, shake), a random palette shift per channel in
+  [0.8, 1.05], either frame shape (landscape EpicKitchens-like, portrait Ego4D-like). The study's `kitchen`
+  (train, L1) and the L2/L3 environments (`workshop`, `garden`, `street`) are points of this family, so the base
+  has seen their kind of pixels; post-training (SFT on train_cot, GRPO on train) sees only `kitchen`.
+- Questions about what the clip and image show, never about what to do: the object's colour, its shape, how the
+  camera moves, whether the object stays in view or leaves it, whether the current image shows it. Half are
+  free-form (`<answer>red</answer>`), half multiple choice over the attribute's values in a random order
+  (`<answer>C. red</answer>`), with the SEED-Bench-R1 instruction text. The `<think>` describes the scene.
+- Never: the SEED-Bench-R1 question (what action to take next, which item to put away), action options ("wash the
+  red cup"), goals, verbs or objects of the study's tasks. Mapping a question about the next action to the option
+  naming the colour seen is what post-training has to learn.
+Everything is a function of the seed.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from data_prep.synth import (
+    COLORS,
+    FPS_CHOICES,
+    FRAME_SIZE,
+    Environment,
+    _dirs,
+    _write_jsonl,
+    clip_frames,
+    observation_image,
+    write_mp4,
+    write_png,
+)
+
+VERSION = 1  # bump when what the generator writes changes: the toy base's cache key includes it
+BACKGROUNDS = ("noise", "stripes", "gradient", "checker")
+SHAPES = ("square", "circle", "triangle", "diamond")
+MOTIONS = {"static": "still", "pan": "panning", "shake": "shaking"}
+QUESTIONS = {
+    "colour": ("What colour is the object in the {where}?", "Which colour does the {shape} have?"),
+    "shape": ("What shape is the object in the {where}?", "Which shape is the {colour} object?"),
+    "motion": ("Is the camera still, panning or shaking in the video?", "How does the camera move?"),
+    "stays": ("Is the object still in view at the end of the video?", "Does the {colour} {shape} stay in view?"),
+    "in_image": ("Is there an object in the current image?", "Does the image show the {shape}?"),
+}
+IMAGE_ONLY = ("colour", "shape")  # questions that an image without a clip can answer
+
+
+def random_environment(rng) -> Environment:
+    """One rendering style drawn from the family (module docstring)."""
+    return Environment(
+        source=("EpicKitchens", "Ego4D")[int(rng.integers(2))],
+        background=BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))],
+        bg_rgb=tuple(int(x) for x in rng.integers(70, 171, size=3)),
+        shape=SHAPES[int(rng.integers(len(SHAPES)))],
+        motion=tuple(MOTIONS)[int(rng.integers(len(MOTIONS)))],
+        tint=tuple(float(x) for x in np.round(rng.uniform(0.8, 1.05, size=3), 3)),
+    )
+
+
+def _answers(kind: str, env: Environment, colour: str, stays: bool, in_image: bool) -> tuple[str, list[str]]:
+    """(the right value, every value of the attribute) for a question kind."""
+    if kind == "colour":
+        return colour, list(COLORS)
+    if kind == "shape":
+        return env.shape, list(SHAPES)
+    if kind == "motion":
+        return MOTIONS[env.motion], list(MOTIONS.values())
+    if kind == "stays":
+        return ("yes" if stays else "no"), ["yes", "no"]
+    return ("yes" if in_image else "no"), ["yes", "no"]
+
+
+def describe(env: Environment, colour: str, with_video: bool, stays: bool) -> str:
+    """The `<think>`: what the clip and the image show."""
+    if not with_video:
+        return f"The {env.shape} in the image is {colour}."
+    went = "stays in view" if stays else "leaves the view"
+    return f"The {env.shape} in the video is {colour}; it {went}; the camera is {MOTIONS[env.motion]}."
+
+
+def sample(rng, root: str, stem: str, media: bool = True) -> dict:
+    """One curriculum record (an SFT record: chat prompt with relative media paths + response); writes its media."""
+    from seedr1_jax.models.processor import INSTRUCTION, question_text
+
+    env = random_environment(rng)
+    colour = tuple(COLORS)[int(rng.integers(len(COLORS)))]
+    with_video = rng.random() < 0.8
+    stays = bool(rng.random() < 0.5) if with_video else True
+    in_image = stays
+    kinds = tuple(QUESTIONS) if with_video else IMAGE_ONLY
+    kind = kinds[int(rng.integers(len(kinds)))]
+    template = QUESTIONS[kind][int(rng.integers(len(QUESTIONS[kind])))]
+    question = template.format(shape=env.shape, colour=colour, where="video" if with_video else "image")
+    right, values = _answers(kind, env, colour, stays, in_image)
+    think = describe(env, colour, with_video, stays)
+    if rng.random() < 0.5:  # multiple choice over the attribute's values, in a random order
+        opts = [values[i] for i in rng.permutation(len(values))]
+        letter = "ABCDE"[opts.index(right)]
+        text, answer = question_text(question, opts), f"{letter}. {right}"
+    else:
+        text, answer = question + INSTRUCTION, right
+    mrng = np.random.default_rng(int(rng.integers(2**62)))  # pixels: their own stream
+    content = [{"type": "video", "video": f"videos/{env.source}/{stem}.mp4"}] if with_video else []
+    content.append({"type": "image", "image": f"images/{env.source}/{stem}.png"})
+    content.append({"type": "text", "text": text})
+    if with_video:
+        fps = int(FPS_CHOICES[int(rng.integers(len(FPS_CHOICES)))])
+        n = int(rng.integers(max(4, fps // 2), fps * 10))
+        visible = (int(rng.integers(0, n // 3 + 1)), n - 1) if stays else (0, int(rng.integers(n // 3, 2 * n // 3 + 1)))
+        if media:
+            w, h = FRAME_SIZE[env.source]
+            frames = clip_frames(mrng, env, colour, n, w, h, visible)
+            write_mp4(os.path.join(root, "videos", env.source, stem + ".mp4"), frames, fps)
+    if media:
+        img = observation_image(mrng, env, colour if in_image else None)
+        write_png(os.path.join(root, "images", env.source, stem + ".png"), img)
+    response = f"<think>{think}</think><answer>{answer}</answer>"
+    return {"prompt": [{"role": "user", "content": content}], "response": response, "question_kind": kind}
+
+
+def generate(out: str, num: int, seed: int = 0, media: bool = True) -> dict[str, int]:
+    """Writes `num` curriculum records as `annotations/training_with_cot_6k.jsonl` under `out` (+ media)."""
+    rng = np.random.default_rng([seed, VERSION, 11])
+    _dirs(out)
+    recs = [sample(rng, out, f"C{i % 9:02d}_{i:05d}", media=media) for i in range(num)]
+    _write_jsonl(os.path.join(out, "annotations", "training_with_cot_6k.jsonl"), recs)
+    kinds = {}
+    for r in recs:
+        kinds[r["question_kind"]] = kinds.get(r["question_kind"], 0) + 1
+    return kinds

@@ -1,0 +1,492 @@
+"""The input pipeline: prepared TFRecords -> fixed-shape training/eval batches in the model's per-sample layout.
+
+tf.data reads this process's share of the split (`tfds.even_splits` by process), shuffles with a seed, decodes
+the stored (PNG or JPEG) frames and patchifies them on its worker threads; the host then builds the options, renders and
+tokenizes the prompt and assembles the batch. Static shapes (one jit for the whole run):
+
+  input_ids      int32[B, T]        prompt, LEFT-padded with 151643 to T = max_prompt_len
+  attention_mask int32[B, T]        1 on real tokens
+  positions      int32[3, B, T]     M-RoPE ids (`qwen2_vl.get_rope_index`, padding skipped)
+  pixels         float32[B, S, L, P] S = 1 observation-image segment + max_frames/2 video segments (a clip of
+                                    n frames fills n/2, the rest are zeros; a sample without an image starts
+                                    with its video); L = 324, P = 1176. A batch of image-only prompts has S = 1.
+  hw_pos         int32[B, S, L, 2]  (row, col) of each patch in its 18x18 grid
+  vision_index   int32[B, T]        row of the sample's merged vision output (S * 81 rows) for each vision
+                                    pad token, -1 for text (`qwen2_vl.per_sample_inputs` builds it)
+  host fields (numpy): sample_id, answer (letter), prompt (rendered text), num_options, options, answer_text,
+  domain, valid (False on eval padding rows); SFT records add loss_mask int32[B, T] (1 on response tokens).
+B is the per-process batch (`batch_size / process_count`); `to_global` makes global jax.Arrays.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import posixpath
+import re
+import zlib
+
+import ml_collections
+import numpy as np
+
+from seedr1_jax.core import fs
+from seedr1_jax.models import processor as P
+from seedr1_jax.models.config import ConfigError, ModelConfig
+
+log = logging.getLogger(__name__)
+
+
+__all__ = [
+    "build_sample",
+    "damaged_tfrecords",
+    "default_config",
+    "eval_batches",
+    "examples",
+    "find_split_dir",
+    "local_batch_size",
+    "make_batch",
+    "open_split",
+    "prepared_splits",
+    "stack",
+    "to_global",
+    "train_batches",
+    "training_options",
+    "vision_fn",
+]
+
+
+def default_config() -> ml_collections.ConfigDict:
+    c = ml_collections.ConfigDict()
+    c.tfrecord_dir = ""  # `seedr1 prep --out` folder (or the prepared split's version folder itself)
+    c.split = "train"  # prepared split to read: train, train_cot, L1, L2, L3 or lvb
+    c.batch_size = 8  # prompts per step, global; each JAX process reads batch_size / process_count
+    c.eval_batch_size = 0  # prompts per evaluation batch (`eval_batches`), global; 0 = batch_size
+    c.max_prompt_len = 1024  # T: every prompt is left-padded to this; longer prompts are skipped (or raise)
+    c.max_frames = 16  # video frames per sample at most (the prep setting); S = max_frames / 2 + 1 segments
+    c.seed = 0  # shuffling of files/examples and the training-set option order
+    c.shuffle = True  # shuffle examples (training); eval reads in file order
+    c.shuffle_buffer = 256  # examples held for shuffling (each ~14 MB once patchified; shuffled before decoding)
+    c.num_epochs = 0  # passes over the data; 0 repeats forever
+    c.num_negatives = 3  # training split: negatives sampled per pass, plus the answer, shuffled
+    # training split's option order: "shuffle" (the reference) or "sorted" (alphabetical; the toy configs, whose
+    # synthetic options differ only in a colour, so that the letter follows from the colour seen)
+    c.option_order = "shuffle"
+    c.tokenizer = ""  # folder with a Qwen2-VL tokenizer.json; empty uses the bundled Qwen2 BPE
+    c.strict = False  # a prompt longer than max_prompt_len raises instead of being skipped and logged
+    return c
+
+
+# ---- reading ---------------------------------------------------------------------------------------
+def _stored_split(version_dir: str) -> str:
+    """The split name `seedr1 prep` stored in a prepared folder (dataset_info.json `configName`)."""
+    info = json.loads(fs.read_text(fs.join(version_dir, "dataset_info.json")))
+    return str(info.get("configName") or "")
+
+
+def _is_version(name: str) -> bool:
+    return bool(re.fullmatch(r"\d+\.\d+\.\d+", name))
+
+
+def prepared_splits(tfrecord_dir: str) -> dict[str, str]:
+    """Split name -> its newest version folder, for every split prepared under `seedr1 prep --out DIR`."""
+    out = {}
+    root = fs.join(tfrecord_dir, "seed_bench_r1")
+    for name in fs.listdir(root):
+        versions = [v for v in fs.listdir(fs.join(root, name)) if _is_version(v)]
+        versions = [v for v in versions if fs.exists(fs.join(root, name, v, "dataset_info.json"))]
+        if versions:
+            out[name] = fs.join(root, name, max(versions, key=lambda v: tuple(map(int, v.split(".")))))
+    return out
+
+
+def find_split_dir(tfrecord_dir: str, split: str, field: str = "data.tfrecord_dir") -> str:
+    """The folder of prepared split `split` (holding dataset_info.json), under `seedr1 prep --out DIR` or the
+    version folder itself. The split name stored at prep time must equal `split`; anything else is a
+    ConfigError naming what the folder holds (`field`: the config field it came from). Local or gs:// (`fs`)."""
+    where = f"{field}={tfrecord_dir!r}"
+    out = tfrecord_dir or "DIR"
+    if tfrecord_dir and fs.exists(fs.join(tfrecord_dir, "dataset_info.json")):  # .../seed_bench_r1/<split>/<ver>
+        out = posixpath.dirname(posixpath.dirname(posixpath.dirname(str(tfrecord_dir).rstrip("/"))))
+    fix = f"run `seedr1 prep --data-root DATA_ROOT --split {split} --out {out}`"
+    if not tfrecord_dir:
+        raise ConfigError(f"{field} is empty: set --config.{field}=DIR, or {fix} first")
+    if not fs.isdir(tfrecord_dir):
+        raise ConfigError(f"{where} does not exist; {fix} first")
+    if fs.exists(fs.join(tfrecord_dir, "dataset_info.json")):
+        stored = _stored_split(tfrecord_dir)
+        if stored != split:
+            raise ConfigError(f"{where} holds split {stored or '(unnamed)'}, not {split}; {fix}, point {field} there")
+        return tfrecord_dir
+    found = prepared_splits(tfrecord_dir)
+    if split not in found:
+        holds = f"holds split(s) {', '.join(sorted(found))}" if found else "holds no prepared split"
+        raise ConfigError(f"{where} {holds}, not {split}; {fix}")
+    stored = _stored_split(found[split])
+    if stored != split:  # a folder renamed or copied by hand
+        raise ConfigError(f"{found[split]} holds split {stored or '(unnamed)'}, not {split}; {fix}")
+    return found[split]
+
+
+def damaged_tfrecords(split_dir: str) -> list[str]:
+    """The TFRecord shards of a prepared split that do not read to the end (truncated or corrupt): tf.data's
+    DataLossError names no file, so on that error each shard is read alone to find the culprit."""
+    import tensorflow as tf
+
+    bad = []
+    for path in fs.glob(fs.join(split_dir, "*.tfrecord*")):
+        try:
+            for _ in tf.data.TFRecordDataset(path):
+                pass
+        except tf.errors.DataLossError:
+            bad.append(path)
+    return bad
+
+
+def open_split(cfg, process_index: int, process_count: int):
+    """This process's share of the split as raw examples (frames undecoded) and its example count."""
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(find_split_dir(cfg.tfrecord_dir, cfg.split))
+    name = next(iter(builder.info.splits))
+    part = tfds.even_splits(name, n=process_count, drop_remainder=False)[process_index]
+    n_local = builder.info.splits[part].num_examples
+    skip = {"frames": tfds.decode.SkipDecoding(), "image": tfds.decode.SkipDecoding()}
+    ds = builder.as_dataset(
+        split=part,
+        shuffle_files=bool(cfg.shuffle),
+        decoders=skip,
+        read_config=tfds.ReadConfig(shuffle_seed=int(cfg.seed), skip_prefetch=True),
+    )
+    return ds, n_local
+
+
+def _patchify_tf(frames, tf):
+    """float32[N, 252, 252, 3] normalized (N even) -> float32[N/2, 324, 1176] in the processor's order."""
+    n = tf.shape(frames)[0]
+    g, m, p = P.GRID // P.MERGE, P.MERGE, P.PATCH
+    x = tf.reshape(frames, [n // 2, 2, g, m, p, g, m, p, 3])
+    x = tf.transpose(x, [0, 2, 5, 3, 6, 8, 1, 4, 7])  # (t, bh, bw, mh, mw, C, tp, ph, pw)
+    return tf.reshape(x, [n // 2, P.PATCHES_PER_SEGMENT, P.PATCH_DIM])
+
+
+def vision_fn(max_frames: int):
+    """tf.data map: encoded frames/image -> `pixels` float32[S, 324, 1176] and `num_frames` int32."""
+    import tensorflow as tf
+
+    mean, std = tf.constant(P.CLIP_MEAN), tf.constant(P.CLIP_STD)
+    spec = tf.TensorSpec([P.SIZE, P.SIZE, 3], tf.uint8)
+
+    def decode_one(b):
+        # the stored format is read from each image's bytes: PNG (lossless, `prep`'s default) or JPEG, which
+        # needs the accurate integer IDCT (TensorFlow's default fast IDCT adds ~0.6 mean error)
+        return tf.cond(
+            tf.io.is_jpeg(b),
+            lambda: tf.io.decode_jpeg(b, channels=3, dct_method="INTEGER_ACCURATE"),
+            lambda: tf.ensure_shape(tf.io.decode_image(b, channels=3, expand_animations=False), [None, None, 3]),
+        )
+
+    def decode(encoded):
+        """string[N] PNG/JPEG bytes -> normalized float32[N, 252, 252, 3]."""
+        imgs = tf.map_fn(decode_one, encoded, fn_output_signature=spec)
+        return (tf.cast(imgs, tf.float32) * tf.constant(1 / 255, tf.float32) - mean) / std
+
+    def fn(ex):
+        frames = decode(ex["frames"])[:max_frames]
+        n = tf.shape(frames)[0]
+        frames = tf.pad(frames, [[0, max_frames - n], [0, 0], [0, 0], [0, 0]])
+        video = _patchify_tf(frames, tf)
+        img = decode(ex["image"][:1])
+        img = tf.cond(
+            tf.shape(img)[0] > 0,
+            lambda: _patchify_tf(tf.concat([img[:1], img[:1]], 0), tf),
+            lambda: tf.zeros([1, P.PATCHES_PER_SEGMENT, P.PATCH_DIM], tf.float32),
+        )
+        out = {k: v for k, v in ex.items() if k not in ("frames", "image")}
+        out.update(pixels=tf.concat([img, video], 0), num_frames=n, has_image=tf.shape(ex["image"])[0] > 0)
+        return out
+
+    return fn
+
+
+# ---- host-side sample assembly ----------------------------------------------------------------------
+def _str(x) -> str:
+    return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+
+def training_options(answer: str, negatives, seed: int, epoch: int, sample_id: str, k: int = 3, order="shuffle"):
+    """The reference's option construction, seeded: k negatives sampled + the answer, shuffled (or, with
+    `order="sorted"`, listed alphabetically).
+
+    Returns (options list[str], ground-truth letter). Depends only on (seed, epoch, sample_id), not on the
+    order or the process that reads the sample.
+    """
+    rng = np.random.default_rng([int(seed), int(epoch), zlib.crc32(sample_id.encode("utf-8"))])
+    negs = [negatives[i] for i in rng.choice(len(negatives), size=min(k, len(negatives)), replace=False)]
+    opts = [*negs, answer]
+    opts = [opts[i] for i in rng.permutation(len(opts))]
+    if order == "sorted":
+        opts = sorted(opts)
+    elif order != "shuffle":
+        raise ConfigError(f'data.option_order must be "shuffle" or "sorted", got {order!r}')
+    return opts, P.LETTERS[opts.index(answer)]
+
+
+def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 0) -> dict:
+    """One decoded example (numpy) -> one batch row; raises ValueError when the prompt exceeds max_prompt_len.
+
+    Row fields: input_ids/attention_mask/vision_index int32[T], positions int32[3, T], pixels float32[S, L, P],
+    loss_mask int32[T] (SFT), plus the host fields of the module docstring.
+    """
+    t_max, n = int(cfg.max_prompt_len), int(ex["num_frames"])
+    sid = _str(ex["sample_id"])
+    has_img = bool(ex["has_image"])
+    vgrid = (n // 2, P.GRID, P.GRID) if n else None
+    igrid = (1, P.GRID, P.GRID) if has_img else None
+    options = [_str(o) for o in ex["options"]]
+    letter, answer = _str(ex["golden_letter"]), _str(ex["answer"])
+    user_text = _str(ex["user_text"])
+    if user_text:  # SFT: the stored user text verbatim
+        text = P.render(P.messages(user_text, n > 0, has_img))
+        ids = P.expand_vision_pads(P.encode(tokenizer, text), n // 2 * P.TOKENS_PER_SEGMENT, P.TOKENS_PER_SEGMENT)
+    else:
+        if not options:
+            negs = [_str(o) for o in ex["negative_answers"]]
+            k, order = int(cfg.num_negatives), cfg.get("option_order", "shuffle")
+            options, letter = training_options(answer, negs, cfg.seed, epoch, sid, k, order)
+        ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid)
+    loss = np.zeros_like(ids)
+    response = _str(ex["response"])
+    if response:
+        ids, loss = P.sft_example(tokenizer, ids, response)
+    t_max = t_max or len(ids)  # max_prompt_len 0: no padding (one prompt, `make_batch`)
+    if len(ids) > t_max:
+        raise ValueError(f"sample {sid}: prompt has {len(ids)} tokens, data.max_prompt_len is {t_max}")
+    pad = t_max - len(ids)
+    ids = np.concatenate([np.full(pad, P.PAD_ID, np.int32), ids]).astype(np.int32)
+    mask = np.concatenate([np.zeros(pad, np.int32), np.ones(t_max - pad, np.int32)])
+    from seedr1_jax.models.qwen2_vl.model import per_sample_inputs
+
+    s = int(cfg.max_frames) // 2 + 1
+    pix = np.asarray(ex["pixels"])  # [S, L, P]: the image segment, then the video's (zeros past the clip)
+    row = per_sample_inputs(
+        model_cfg,
+        ids[None],
+        mask[None],
+        [pix[(0 if has_img else 1) : 1 + n // 2].reshape(-1, pix.shape[-1])],
+        [[igrid] if igrid else []],
+        [[vgrid] if vgrid else []],
+        num_segments=s,
+    )
+    return dict(
+        input_ids=ids,
+        attention_mask=mask,
+        positions=row["positions"][:, 0],
+        pixels=row["pixels"][0] if "pixels" in row else np.zeros_like(pix),
+        vision_index=row["vision_index"][0] if "vision_index" in row else np.full(t_max, -1, np.int32),
+        loss_mask=np.concatenate([np.zeros(pad, np.int32), loss]).astype(np.int32),
+        sample_id=sid,
+        answer=letter,
+        prompt=text,
+        num_options=len(options),
+        options="\n".join(options),
+        answer_text=answer,
+        domain=_str(ex["domain"]),
+        valid=True,
+    )
+
+
+def stack(rows: list[dict], cfg) -> dict:
+    """Rows -> a batch dict (module docstring); hw_pos is the same 18x18 layout for every segment.
+
+    The batch keeps the segments up to the last one any row uses (an image-only batch keeps one, a batch of
+    clips shorter than `max_frames` drops the trailing video segments), so the vision tower never encodes a
+    segment that no row uses; at most `max_frames / 2 + 1` shapes, one compile each.
+    """
+    from seedr1_jax.models.qwen2_vl.vision import hw_positions
+
+    b = len(rows)
+    out = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "positions"}
+    out["positions"] = np.stack([r["positions"] for r in rows], axis=1)
+    s = max(1, int(out["vision_index"].max()) // P.TOKENS_PER_SEGMENT + 1)
+    if s < out["pixels"].shape[1]:
+        out["pixels"] = np.ascontiguousarray(out["pixels"][:, :s])
+    hw = hw_positions(P.GRID, P.GRID, P.MERGE).astype(np.int32)
+    out["hw_pos"] = np.ascontiguousarray(np.broadcast_to(hw, (b, s, *hw.shape)))
+    if not any(r["loss_mask"].any() for r in rows):
+        out.pop("loss_mask")
+    return out
+
+
+# ---- the public builder ------------------------------------------------------------------------------
+def make_batch(
+    question: str,
+    options,
+    *,
+    video=None,
+    image=None,
+    model_cfg: ModelConfig | None = None,
+    tokenizer=None,
+    max_frames: int = 16,
+    max_prompt_len: int | None = None,
+) -> dict:
+    """One prompt (B = 1) as a model batch, built exactly as training and evaluation build theirs.
+
+    video: a clip's path (decord; 2 fps, 4..max_frames frames, docs/recipe.md section 2) or already-sampled
+      frames uint8[N, H, W, 3] (an odd last frame is dropped); image: a path or uint8[H, W, 3 or 4]. Both are
+      resized to 252x252. options: up to five strings (lettered A..E).
+    Returns the batch dict of the module docstring (prompt fields + `prompt`, `options`, `answer` = ""), ready
+    for `sampler.generate(model, batch, ...)` or `Qwen2VL.forward`.
+    """
+    from data_prep import media
+
+    model_cfg = ModelConfig() if model_cfg is None else model_cfg
+    tokenizer = tokenizer or P.load_tokenizer()
+    if isinstance(video, str | os.PathLike):
+        frames = media.read_video(os.fspath(video), max_frames)[0]
+    elif video is not None:
+        frames = np.stack([P.resize(f) for f in np.asarray(video)[: max_frames - max_frames % 2]])
+        frames = frames[: len(frames) - len(frames) % 2]
+    else:
+        frames = np.zeros((0, P.SIZE, P.SIZE, 3), np.uint8)
+    if isinstance(image, str | os.PathLike):
+        img = media.read_image(os.fspath(image))
+    else:
+        img = None if image is None else P.resize(np.asarray(image))
+    s = max_frames // 2 + 1
+    pixels = np.zeros((s, P.PATCHES_PER_SEGMENT, P.PATCH_DIM), np.float32)
+    if img is not None:
+        pixels[0] = P.image_patches(img)[0]
+    if len(frames):
+        pixels[1 : 1 + len(frames) // 2] = P.video_patches(frames)[0].reshape(-1, *pixels.shape[1:])
+    ex = dict.fromkeys(("golden_letter", "answer", "user_text", "response", "domain"), "")  # no label, no SFT
+    ex.update(pixels=pixels, num_frames=len(frames), has_image=img is not None, sample_id="0")
+    ex.update(question=question, options=list(options), negative_answers=[])
+    cfg = ml_collections.ConfigDict(dict(default_config().to_dict(), max_frames=max_frames))
+    cfg.max_prompt_len = int(max_prompt_len or 0)
+    return stack([build_sample(ex, cfg, model_cfg, tokenizer)], cfg)
+
+
+# ---- iterators -------------------------------------------------------------------------------------
+def _processes(process_index, process_count):
+    import jax
+
+    pi = jax.process_index() if process_index is None else int(process_index)
+    pc = jax.process_count() if process_count is None else int(process_count)
+    return pi, pc
+
+
+def local_batch_size(cfg, process_count: int) -> int:
+    if cfg.batch_size % process_count:
+        raise ConfigError(f"data.batch_size={cfg.batch_size} is not divisible by the {process_count} JAX processes")
+    return int(cfg.batch_size) // process_count
+
+
+def examples(cfg, process_index: int, process_count: int, start: int = 0, epochs=None, shuffle=None):
+    """Yields (epoch, example) for this process: numpy dicts with `pixels` float32[S, 324, 1176], `num_frames`,
+    `has_image` and the text fields (bytes). `start` examples are skipped before decoding (resumption)."""
+    import tensorflow as tf
+
+    ds, n_local = open_split(cfg, process_index, process_count)
+    if n_local == 0:
+        raise ConfigError(f"process {process_index} of {process_count} got no examples of split {cfg.split!r}")
+    shuffle = cfg.shuffle if shuffle is None else shuffle
+    if shuffle:
+        ds = ds.shuffle(int(cfg.shuffle_buffer), seed=int(cfg.seed), reshuffle_each_iteration=True)
+    ds = ds.repeat(None if not epochs else int(epochs)).skip(int(start))
+    ds = ds.map(vision_fn(int(cfg.max_frames)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    for i, ex in enumerate(ds.prefetch(2).as_numpy_iterator(), int(start)):
+        yield i // n_local, ex
+
+
+def train_batches(
+    cfg,
+    model_cfg: ModelConfig | None = None,
+    start_step: int = 0,
+    *,
+    process_index=None,
+    process_count=None,
+    tokenizer=None,
+):
+    """Endless (or `cfg.num_epochs`) stream of this process's batches (module docstring), from step `start_step`.
+
+    A prompt longer than max_prompt_len is skipped with a warning (raises with cfg.strict); resumption skips
+    start_step * local batch examples, exact when no sample was skipped.
+    """
+    model_cfg = ModelConfig() if model_cfg is None else model_cfg
+    pi, pc = _processes(process_index, process_count)
+    b = local_batch_size(cfg, pc)
+    tokenizer = tokenizer or P.load_tokenizer(cfg.tokenizer or None)
+    rows, skipped = [], 0
+    for epoch, ex in examples(cfg, pi, pc, start=start_step * b, epochs=cfg.num_epochs or None):
+        try:
+            rows.append(build_sample(ex, cfg, model_cfg, tokenizer, epoch))
+        except ValueError as e:
+            if cfg.strict:
+                raise ConfigError(f"{e} (data.strict); raise data.max_prompt_len") from None
+            skipped += 1
+            log.warning("skipping %s (%d skipped so far)", e, skipped)
+            continue
+        if len(rows) == b:
+            yield stack(rows, cfg)
+            rows = []
+
+
+def eval_batches(
+    cfg,
+    model_cfg: ModelConfig | None = None,
+    tfrecord_dir: str | None = None,
+    *,
+    split: str | None = None,
+    process_index=None,
+    process_count=None,
+    tokenizer=None,
+):
+    """One pass in file order; every process yields the same number of batches, the last ones padded with
+    rows whose `valid` is False (copies of a real row, to be ignored).
+
+    tfrecord_dir / split override cfg's (eval reads other prepared splits with the training data config).
+    """
+    import tensorflow_datasets as tfds
+
+    cfg = ml_collections.ConfigDict(cfg.to_dict()) if hasattr(cfg, "to_dict") else cfg  # never edit the caller's
+    if tfrecord_dir:
+        cfg.tfrecord_dir = tfrecord_dir
+    if split:
+        cfg.split = split
+    cfg.batch_size = cfg.get("eval_batch_size", 0) or cfg.batch_size
+
+    model_cfg = ModelConfig() if model_cfg is None else model_cfg
+    pi, pc = _processes(process_index, process_count)
+    b = local_batch_size(cfg, pc)
+    tokenizer = tokenizer or P.load_tokenizer(cfg.tokenizer or None)
+    info = tfds.builder_from_directory(find_split_dir(cfg.tfrecord_dir, cfg.split)).info
+    name = next(iter(info.splits))
+    most = max(info.splits[s].num_examples for s in tfds.even_splits(name, n=pc, drop_remainder=False))
+    n_batches, rows, done = -(-most // b), [], 0
+    for _, ex in examples(cfg, pi, pc, epochs=1, shuffle=False):
+        try:
+            rows.append(build_sample(ex, cfg, model_cfg, tokenizer))
+        except ValueError as e:
+            if cfg.strict:
+                raise ConfigError(f"{e} (data.strict); raise data.max_prompt_len") from None
+            log.warning("skipping %s", e)
+            continue
+        if len(rows) == b:
+            yield stack(rows, cfg)
+            rows, done = [], done + 1
+    filler = None
+    while done < n_batches:
+        if filler is None and not rows:
+            return  # nothing at all to pad with
+        filler = filler or dict(rows[-1], valid=False)
+        rows += [filler] * (b - len(rows))
+        yield stack(rows, cfg)
+        rows, done = [], done + 1
+
+
+def to_global(batch: dict, mesh) -> dict:
+    """Process-local numpy batch -> global jax.Arrays on `mesh`, batch axis over (data, fsdp); strings stay numpy."""
+    from seedr1_jax.parallel.sharding import shard_batch
+
+    return shard_batch(batch, mesh)

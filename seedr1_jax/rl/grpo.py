@@ -1,0 +1,339 @@
+"""GRPO (docs/recipe.md section 5): the math as small pure JAX functions (advantages, token log-probs, k3 KL,
+mask, clipped surrogate), then the algorithm's two halves for the generic trainer: `prepare` (once per rollout
+batch: sample, reward, advantages, reference/anchor log-probs) and `loss` (per optimizer step).
+
+Letters: B batch (sequences), T completion length, V vocab, G group size, N = B completions in total.
+Rewards are computed on the host (`rewards.py`); the math is arrays, jit-friendly and shape-static.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from seedr1_jax.data.batch import GRPOBatch, Prompts
+from seedr1_jax.rl.logprobs import ENDOFTEXT, IM_END, completion_mask, token_logprobs  # noqa: F401 (grpo.X kept)
+
+REDUCTIONS = ("sequence", "token", "dr_grpo")
+
+
+def group_advantages(rewards: jax.Array, group_size: int, *, eps: float = 1e-4, scale_by_std: bool = True) -> jax.Array:
+    """Group-normalised advantages: (r - mean_group(r)) / (std_group(r) + eps), std unbiased (n - 1).
+
+    Args:
+      rewards: f32[N], N = num_prompts * G with each prompt's G completions contiguous.
+      group_size: G >= 2 (the unbiased std of one sample is undefined).
+      eps: added to the std, not the variance (the reference's 1e-4).
+      scale_by_std: False gives Dr.GRPO's unscaled r - mean.
+    Returns:
+      f32[N]; a group whose rewards are all equal gets exactly 0.
+    """
+    n = rewards.shape[0]
+    if group_size < 2 or n % group_size:
+        raise ValueError(f"group_size must be >= 2 and divide the number of rewards; got {group_size} for {n} rewards")
+    r = rewards.astype(jnp.float32).reshape(n // group_size, group_size)
+    centred = r - r.mean(axis=1, keepdims=True)
+    adv = centred / (r.std(axis=1, ddof=1, keepdims=True) + eps) if scale_by_std else centred
+    # The mean of G equal floats can round away from them; force the documented exact zero.
+    same = r.max(axis=1, keepdims=True) == r.min(axis=1, keepdims=True)
+    return jnp.where(same, 0.0, adv).reshape(n)
+
+
+def kl_k3(logp: jax.Array, ref_logp: jax.Array, *, clamp: float | None = 11.0) -> jax.Array:
+    """k3 estimator of KL(policy || ref) per token: exp(d) - d - 1 with d = clip(ref_logp - logp, -clamp, clamp).
+
+    The clip keeps exp(d) finite in fp32/bf16 when the policy drifts far from the reference on a token.
+
+    Args:
+      logp, ref_logp: f32[B, T].
+    Returns:
+      f32[B, T], >= 0.
+    """
+    d = ref_logp - logp
+    if clamp is not None:
+        d = jnp.clip(d, -clamp, clamp)
+    return jnp.exp(d) - d - 1.0
+
+
+def policy_loss(
+    logp: jax.Array,
+    old_logp: jax.Array | None,
+    ref_logp: jax.Array | None,
+    advantages: jax.Array,
+    mask: jax.Array,
+    *,
+    beta: float = 0.1,
+    epsilon_low: float = 0.2,
+    epsilon_high: float = 0.2,
+    kl_clamp: float | None = 11.0,
+    reduction: str = "sequence",
+    max_completion_len: int | None = None,
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """GRPO clipped-surrogate loss with a k3 KL penalty.
+
+    Per token: ratio = exp(logp - old_logp), surrogate = min(ratio * A, clip(ratio, 1 - eps_low, 1 + eps_high) * A),
+    loss = -(surrogate - beta * kl). With `old_logp=None` (mu = 1, the reference) old_logp = stop_gradient(logp):
+    the ratio is exactly 1, nothing clips, and the gradient is A * grad(logp).
+
+    Args:
+      logp: f32[B, T] policy log-probs of the completion tokens (differentiated).
+      old_logp: f32[B, T] log-probs of the policy that sampled them (mu > 1), or None.
+      ref_logp: f32[B, T] reference-model log-probs, or None; None or beta == 0 skips the KL entirely.
+      advantages: f32[B], one per sequence.
+      mask: int or float[B, T], 1 on completion tokens (`completion_mask`).
+      reduction: "sequence" (reference: masked mean per sequence, then mean over sequences), "token"
+        (DAPO/bnpo: masked sum / masked count over the whole batch) or "dr_grpo" (masked sum /
+        (B * max_completion_len)).
+      max_completion_len: Dr.GRPO's constant denominator; defaults to T.
+      The keyword hyperparameters are Python values (static under jit): `beta == 0` removes the KL branch at
+      trace time, so the reference model is never needed.
+    Returns:
+      scalar f32 loss, and f32 scalar metrics: kl (masked token mean; 0 without KL), clip_frac,
+      clip_frac_low, clip_frac_high (fraction of masked tokens whose surrogate is clipped), ratio_mean.
+    """
+    if reduction not in REDUCTIONS:
+        raise ValueError(f"unknown loss reduction {reduction!r}; choose from {REDUCTIONS}")
+    logp = logp.astype(jnp.float32)
+    mask = mask.astype(jnp.float32)
+    old_logp = jax.lax.stop_gradient(logp) if old_logp is None else old_logp.astype(jnp.float32)
+    adv = advantages.astype(jnp.float32)[:, None]
+
+    ratio = jnp.exp(logp - old_logp)
+    clipped = jnp.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
+    per_token = -jnp.minimum(ratio * adv, clipped * adv)
+    use_kl = ref_logp is not None and beta != 0.0
+    if use_kl:
+        kl = kl_k3(logp, ref_logp.astype(jnp.float32), clamp=kl_clamp)
+        per_token = per_token + beta * kl
+
+    masked_sum = lambda x: (x * mask).sum()
+    count = jnp.maximum(mask.sum(), 1.0)
+    if reduction == "sequence":
+        # A fully masked row (batch padding) would divide by zero; it contributes 0 instead.
+        loss = ((per_token * mask).sum(axis=1) / jnp.maximum(mask.sum(axis=1), 1.0)).mean()
+    elif reduction == "token":
+        loss = masked_sum(per_token) / count
+    else:
+        denom = logp.shape[1] if max_completion_len is None else max_completion_len
+        loss = masked_sum(per_token) / (logp.shape[0] * denom)
+
+    ratio_sg = jax.lax.stop_gradient(ratio)
+    adv_b = jnp.broadcast_to(adv, ratio.shape)
+    low = ((ratio_sg < 1.0 - epsilon_low) & (adv_b < 0)).astype(jnp.float32)
+    high = ((ratio_sg > 1.0 + epsilon_high) & (adv_b > 0)).astype(jnp.float32)
+    metrics = {
+        "kl": masked_sum(jax.lax.stop_gradient(kl)) / count if use_kl else jnp.zeros((), jnp.float32),
+        "clip_frac": masked_sum(low + high) / count,
+        "clip_frac_low": masked_sum(low) / count,
+        "clip_frac_high": masked_sum(high) / count,
+        "ratio_mean": masked_sum(ratio_sg) / count,
+    }
+    return loss, metrics
+
+
+# ---- the algorithm around the math: prepare once per rollout batch, loss per optimizer step -----------------
+@dataclasses.dataclass(frozen=True)
+class Programs:
+    """The jitted pieces of `prepare`, compiled once per run.
+
+    to_rollout: params -> compute-dtype copy with the rollout (tensor-parallel only) shardings.
+    to_compute: params -> compute-dtype copy with the training shardings (policy and reference alike).
+    logprobs: (compute params, prompt fields, tokens int32[N, C]) -> f32[N, C] teacher-forced log-probs, the
+      same code path as the loss (`sampler.completion_logprobs`); one executable for policy and reference.
+    same_as: (params, reference params) -> bool[]: whether the two give `logprobs` the same compute-dtype
+      weights, bit for bit (then `logprobs` returns the same bits for both).
+    """
+
+    graphdef: Any
+    mesh: Any
+    to_rollout: Any
+    to_compute: Any
+    logprobs: Any
+    same_as: Any
+
+
+class Prepared(NamedTuple):
+    """One prepared optimizer batch: device arrays for `loss`, host scalars/texts for logging."""
+
+    batch: GRPOBatch
+    scalars: dict
+    texts: list
+    timings: dict
+    tokens: float  # tokens the update processes (prompt + completion per sequence), for tokens/s and MFU
+
+
+def programs(config, graphdef, abstract_model, mesh, rules) -> Programs:
+    from seedr1_jax.parallel import sharding
+    from seedr1_jax.rl import sampler, update
+
+    cdt = jnp.dtype(config.model.dtype)
+    cast = lambda p: jax.tree.map(lambda x: x.astype(cdt), p)  # noqa: E731
+    roll_sh = update.param_shardings(abstract_model, mesh, sharding.rollout_rules(rules), allow_uneven=True)
+    train_sh = update.param_shardings(abstract_model, mesh, rules, allow_uneven=True)
+    g = config.grpo
+
+    def logprobs(params, prompts, tokens):
+        model = nnx.merge(graphdef, params)
+        return sampler.completion_logprobs(model, prompts, tokens, g.group_size, g.temperature)
+
+    to_compute = jax.jit(cast, out_shardings=train_sh)
+
+    def compute_params(params):  # already in the compute dtype (fp32 runs, a bf16 reference): no copy
+        return params if all(x.dtype == cdt for x in jax.tree.leaves(params)) else to_compute(params)
+
+    def same(params, ref):  # the casts fuse into the comparison: no compute-dtype copy is made
+        leaves = zip(jax.tree.leaves(params), jax.tree.leaves(ref))
+        return jnp.all(jnp.stack([jnp.array_equal(a.astype(cdt), b.astype(cdt)) for a, b in leaves]))
+
+    return Programs(
+        graphdef=graphdef,
+        mesh=mesh,
+        to_rollout=jax.jit(cast, out_shardings=roll_sh),
+        to_compute=compute_params,
+        logprobs=jax.jit(logprobs),
+        same_as=jax.jit(same),
+    )
+
+
+def trim_completions(tokens: np.ndarray, mask: np.ndarray, bucket: int) -> tuple[np.ndarray, np.ndarray]:
+    """Drops the trailing completion columns that no sequence uses (mask 0 in every row), keeping a multiple of
+    `bucket` columns (at most C), so the update's log-prob passes skip them; 0 keeps all C columns.
+
+    The loss is unchanged: a dropped column is masked out in every row, and causality keeps the earlier
+    columns' log-probs. A row that never closed its mask (no <|im_end|>) uses every column, so nothing is
+    dropped. Each kept length compiles the update once: at most C / bucket programs.
+
+    Args:
+      tokens, mask: int[N, C] from `sampler.generate`.
+    """
+    if bucket <= 0:
+        return tokens, mask
+    used = int(mask.sum(axis=1).max()) if mask.size else 0
+    keep = min(tokens.shape[1], max(1, -(-used // bucket)) * bucket)
+    return tokens[:, :keep], mask[:, :keep]
+
+
+def reference_params(config, initial_params, progs: Programs):
+    """The frozen reference: a `grpo.ref_dtype` copy of the weights `model.init` gave, or None when beta = 0.
+
+    Made from the initial weights before any checkpoint is restored: a resumed run must still measure KL
+    against model.init, not against its own trained parameters.
+    """
+    if config.grpo.beta == 0:
+        return None
+    dt = jnp.dtype(config.grpo.ref_dtype)
+    return jax.jit(lambda p: jax.tree.map(lambda x: x.astype(dt), p))(initial_params)
+
+
+def logprob_fields(config, progs: Programs, params, ref_params, prompts: Prompts, tokens) -> dict:
+    """The reference and anchor log-probs of one rollout (`GRPOBatch` fields), each forward run at most once.
+
+    beta > 0: ref_logp from the reference weights. mu > 1: anchor_logp from the current weights (the old
+    log-probs of later inner steps). mu = 1 with beta > 0 needs no anchor forward: its only role is to make the
+    first step's KL exactly 0 when the policy's weights equal the reference's, and then the reference's
+    log-probs ARE the policy's (same program, same bits), so anchor_logp = ref_logp with `pin_anchor` telling
+    the loss whether the weights are equal. beta = 0 and mu = 1: no forward at all.
+    """
+    g, out = config.grpo, {}
+    if g.beta > 0:
+        out["ref_logp"] = progs.logprobs(progs.to_compute(ref_params), prompts, tokens)
+    if g.mu > 1:
+        out["anchor_logp"] = progs.logprobs(progs.to_compute(params), prompts, tokens)
+    elif g.beta > 0:
+        out.update(anchor_logp=out["ref_logp"], pin_anchor=progs.same_as(params, ref_params))
+    return out
+
+
+def prepare(config, progs: Programs, params, ref_params, host_batch: dict, tokenizer, rng) -> Prepared:
+    """Rollout, rewards, advantages, and the reference / anchor log-probs, once per rollout batch.
+
+    host_batch: a `data.train_batches` batch (B prompts). Samples G completions per prompt with the current
+    weights, scores them on the host (`rewards.compute_rewards`), normalises advantages per group, then runs
+    `progs.logprobs` (outside the mu loop, in the update's compute dtype) for the reference (beta > 0) and, with
+    mu > 1, for the current policy ("anchor": the old log-probs); see `logprob_fields`.
+    """
+    from seedr1_jax.parallel import sharding
+    from seedr1_jax.rl import rewards as rw
+    from seedr1_jax.rl.sampler import generate
+
+    g, mesh = config.grpo, progs.mesh
+    timings = {}
+    t0 = time.perf_counter()
+    prompts = Prompts.of(sharding.shard_batch({k: v for k, v in host_batch.items() if k in Prompts.FIELDS}, mesh))
+    out = generate(
+        nnx.merge(progs.graphdef, progs.to_rollout(params)),
+        prompts,
+        rng=rng,
+        group_size=g.group_size,
+        max_new_tokens=g.max_new_tokens,
+        temperature=g.temperature,
+        top_k=g.top_k,
+        top_p=g.top_p,
+    )
+    tokens, mask = trim_completions(np.asarray(out["tokens"]), np.asarray(out["mask"]), g.get("completion_bucket", 0))
+    timings["rollout"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    texts = tokenizer.batch_decode([row[: int(m.sum())] for row, m in zip(tokens, mask)], skip_special_tokens=True)
+    answers = np.repeat(np.asarray(host_batch["answer"]), g.group_size)
+    total, per_fn = rw.compute_rewards(texts, list(answers), dict(g.rewards))
+    adv = np.asarray(group_advantages(jnp.asarray(total), g.group_size, scale_by_std=g.reduction != "dr_grpo"))
+    timings["reward"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    extra = dict(tokens=tokens.astype(np.int32), mask=mask.astype(np.int32), advantages=adv.astype(np.float32))
+    batch = GRPOBatch(prompts=prompts, inner_step=jnp.zeros((), jnp.int32), **sharding.shard_batch(extra, mesh))
+    batch = batch.replace(**logprob_fields(config, progs, params, ref_params, prompts, batch.tokens))
+    timings["logprobs"] = time.perf_counter() - t0
+
+    lengths = mask.sum(1)
+    scalars = {
+        "reward_mean": float(total.mean()),
+        "reward_std": float(total.std()),
+        **{f"reward_{k}": float(np.mean(v)) for k, v in per_fn.items()},
+        "completion_length": float(lengths.mean()),
+        "advantage_mean": float(adv.mean()),
+        "advantage_abs_mean": float(np.abs(adv).mean()),
+    }
+    n_tok = float(mask.sum() + np.asarray(host_batch["attention_mask"]).sum() * g.group_size)
+    return Prepared(batch, scalars, texts, timings, n_tok)
+
+
+def loss(model, batch: GRPOBatch, *, config):
+    """GRPO loss of one prepared batch (`prepare`) -> (f32[], metrics).
+
+    On the first optimizer step of a rollout (`inner_step == 0`, and `pin_anchor` unless None) the weights are
+    those that produced `anchor_logp` through the same code path, so its value is used exactly (gradient from
+    the live pass): the ratio is exactly 1 and, at weights equal to the reference's, the KL and its gradient are
+    exactly 0.
+    """
+    from seedr1_jax.rl.sampler import completion_logprobs
+
+    g = config.grpo
+    logp = completion_logprobs(model, batch.prompts, batch.tokens, g.group_size, g.temperature)
+    anchor = batch.anchor_logp
+    if anchor is not None:
+        pinned = anchor + (logp - jax.lax.stop_gradient(logp))
+        pin = batch.inner_step == 0
+        if batch.pin_anchor is not None:
+            pin = pin & batch.pin_anchor
+        logp = jnp.where(pin, pinned, logp)
+    return policy_loss(
+        logp,
+        anchor if g.mu > 1 else None,
+        batch.ref_logp,
+        batch.advantages,
+        batch.mask,
+        beta=g.beta,
+        epsilon_low=g.epsilon_low,
+        epsilon_high=g.epsilon_high,
+        kl_clamp=g.kl_clamp,
+        reduction=g.reduction,
+        max_completion_len=g.max_new_tokens,
+    )

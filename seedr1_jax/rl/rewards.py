@@ -1,0 +1,151 @@
+"""SEED-Bench-R1 rewards (docs/recipe.md section 4): decoded completion text -> float, on the host, in pure Python.
+
+Every reward takes `(completion, ground_truth)` and returns 0.0 or 1.0; none raises on any text, because a
+single malformed sample must never kill a rollout. `ground_truth` may be a bare letter ("B") or the stored
+form ("<answer>B.</answer>"); both give the letter "B".
+
+Rewards are pluggable: `grpo.rewards` maps a name to a weight, the name being a built-in (`REWARD_FNS`) or any
+importable `module:function` taking `(completion: str, ground_truth: str)` and returning a number, e.g.
+`{"accuracy": 1.0, "my_pkg.rewards:length_penalty": 0.1}`.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import re
+from collections.abc import Callable, Mapping, Sequence
+
+import numpy as np
+
+from seedr1_jax.models.config import ConfigError
+
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL)
+_FORMAT = re.compile(r"<think>.*?</think>\s*<answer>.*?</answer>", re.DOTALL)
+
+# The reference GRPO run uses accuracy alone; GRPO-CARE uses exact match plus format.
+DEFAULT_REWARD_WEIGHTS: dict[str, float] = {"accuracy": 1.0}
+CARE_REWARD_WEIGHTS: dict[str, float] = {"exact": 1.0, "format": 1.0}
+
+
+def extract_answer(text: str) -> str | None:
+    """Stripped content of the FIRST `<answer>...</answer>` (non-greedy, DOTALL), or None without one."""
+    m = _ANSWER.search(text) if isinstance(text, str) else None
+    return None if m is None else m.group(1).strip()
+
+
+def ground_truth_letter(ground_truth: str) -> str:
+    """ "B", " B ", "<answer>B.</answer>" -> "B"; "" when there is nothing to compare against."""
+    if not isinstance(ground_truth, str):
+        return ""
+    inner = extract_answer(ground_truth)
+    text = ground_truth.strip() if inner is None else inner
+    return text[:1]
+
+
+def accuracy_reward(completion: str, ground_truth: str) -> float:
+    """1.0 iff the first answer tag's stripped content starts with the ground-truth letter (case-sensitive)."""
+    answer, letter = extract_answer(completion), ground_truth_letter(ground_truth)
+    return 1.0 if answer and letter and answer[0] == letter else 0.0
+
+
+def exact_reward(completion: str, ground_truth: str) -> float:
+    """GRPO-CARE accuracy: 1.0 iff the first answer tag's stripped content IS the ground-truth letter."""
+    answer, letter = extract_answer(completion), ground_truth_letter(ground_truth)
+    return 1.0 if letter and answer == letter else 0.0
+
+
+def format_reward(completion: str, ground_truth: str = "") -> float:
+    """1.0 iff the completion starts with `<think>...</think>` then (after whitespace) `<answer>...</answer>`.
+
+    A prefix match like the reference's `re.match`: text after the answer tag is allowed.
+    """
+    del ground_truth
+    return 1.0 if isinstance(completion, str) and _FORMAT.match(completion) else 0.0
+
+
+REWARD_FNS: dict[str, Callable[[str, str], float]] = {
+    "accuracy": accuracy_reward,
+    "exact": exact_reward,
+    "format": format_reward,
+}
+
+
+def resolve_reward(name: str) -> Callable[[str, str], float]:
+    """A built-in reward name or `module:function` -> the function; ConfigError names what is wrong."""
+    if name in REWARD_FNS:
+        return REWARD_FNS[name]
+    where = f"grpo.rewards: {name!r}"
+    if ":" not in name:
+        raise ConfigError(
+            f"grpo.rewards: unknown reward {name!r}: choose from {', '.join(sorted(REWARD_FNS))}, or give an "
+            "importable 'module:function'"
+        )
+    mod_name, _, attr = name.partition(":")
+    try:
+        mod = importlib.import_module(mod_name)
+    except Exception as e:  # noqa: BLE001 - any import failure is the user's path or module
+        raise ConfigError(f"{where}: cannot import module {mod_name!r} ({type(e).__name__}: {e})") from None
+    fn = getattr(mod, attr, None)
+    if not callable(fn):
+        raise ConfigError(f"{where}: module {mod_name!r} has no function {attr!r}")
+    try:
+        inspect.signature(fn).bind("completion", "ground_truth")
+    except TypeError:
+        raise ConfigError(
+            f"{where}: {attr}{inspect.signature(fn)} cannot be called as f(completion, ground_truth); a reward "
+            "takes the decoded completion and the ground truth (two positional str) and returns a float"
+        ) from None
+    except ValueError:  # no introspectable signature (some builtins): accept, calls will tell
+        pass
+    return fn
+
+
+def resolve_rewards(weights: Mapping[str, float]) -> dict[str, Callable[[str, str], float]]:
+    """`grpo.rewards` -> {name: function}, checked: at least one entry, numeric weights, resolvable names."""
+    if not weights:
+        raise ConfigError(f"the reward weights (grpo.rewards) are empty; name at least one of {sorted(REWARD_FNS)}")
+    for name, w in weights.items():
+        if isinstance(w, bool) or not isinstance(w, (int, float)):
+            raise ConfigError(f"grpo.rewards: the weight of {name!r} is {w!r}; use a number")
+    return {name: resolve_reward(name) for name in weights}
+
+
+def _call(name, fn, completion, ground_truth) -> float:
+    try:
+        return float(fn(completion, ground_truth))
+    except Exception as e:  # noqa: BLE001 - only custom rewards can get here (the built-ins never raise)
+        raise ConfigError(
+            f"reward {name!r} failed on completion {completion[:80]!r}: {type(e).__name__}: {e}; a reward must "
+            "return a number for any text"
+        ) from None
+
+
+def compute_rewards(
+    completions: Sequence[str],
+    ground_truths: Sequence[str],
+    weights: Mapping[str, float] = DEFAULT_REWARD_WEIGHTS,
+) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Weighted total reward per completion, plus each named reward for logging.
+
+    Args:
+      completions: N decoded completions (a prompt's G samples side by side).
+      ground_truths: N ground truths, one per completion (repeat each prompt's G times).
+      weights: reward name -> weight; a name is a built-in (`REWARD_FNS`) or `module:function`. A weight of 0
+        still logs that reward.
+    Returns:
+      total f32[N] = sum_k weights[k] * values[k], and values: name -> f32[N].
+    """
+    fns = resolve_rewards(weights)
+    if len(completions) != len(ground_truths):
+        raise ValueError(
+            f"{len(completions)} completions but {len(ground_truths)} ground truths; pass one per completion"
+        )
+    values = {
+        name: np.asarray([_call(name, fn, c, g) for c, g in zip(completions, ground_truths)], np.float32).reshape(-1)
+        for name, fn in fns.items()
+    }
+    total = np.zeros(len(completions), np.float32)
+    for name, w in weights.items():
+        total += np.float32(w) * values[name]
+    return total, values

@@ -1,0 +1,195 @@
+"""The training loop, GRPO or SFT by `config.algo`: one generic loop around the algorithm's `prepare` and `loss`
+and one jitted, explicitly sharded update (`update.py`); checkpoints, resume, preemption, metrics."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+
+import jax
+import numpy as np
+from flax import nnx
+
+from seedr1_jax.core import fs
+from seedr1_jax.models import checkpoint
+from seedr1_jax.parallel import sharding
+from seedr1_jax.rl import grpo, preflight, sft, update
+from seedr1_jax.rl.metrics import MetricsWriter, peak_flops, plot_metrics
+
+
+def _log(msg: str):
+    if jax.process_index() == 0:
+        print(msg, flush=True)
+
+
+def rules_of(config):
+    """The logical->mesh rules: `mesh.rules`, or sharding.TRAIN_RULES when empty."""
+    return tuple(tuple(r) for r in config.mesh.rules) if config.mesh.get("rules") else sharding.TRAIN_RULES
+
+
+class _StopSignal:
+    """SIGTERM / SIGINT set a flag; the loop checkpoints the last completed step and exits. With several
+    processes the decision comes from orbax/jax's preemption sync instead, so every host stops at one step."""
+
+    def __init__(self):
+        self.signum = None
+        self._old = {}
+        if jax.process_count() == 1:
+            for s in (signal.SIGTERM, signal.SIGINT):
+                try:
+                    self._old[s] = signal.signal(s, self._handle)
+                except ValueError:  # not the main thread (e.g. called from a notebook worker): no handler
+                    pass
+
+    def _handle(self, signum, frame):
+        self.signum = signum
+
+    def should_stop(self, mngr, step: int) -> bool:
+        return self.signum is not None or (jax.process_count() > 1 and mngr.reached_preemption(step))
+
+    def restore(self):
+        for s, h in self._old.items():
+            signal.signal(s, h)
+
+
+def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> int:
+    """Runs (or resumes) training in `workdir`; returns 0 when done, 1 when stopped by a non-finite update,
+    128 + signal number when stopped by SIGTERM/SIGINT after saving a checkpoint.
+
+    batches/tokenizer may be injected (tests, demo). callbacks: `cb(step, model) -> dict[str, float]` run after
+    each step (e.g. held-out evaluation); their scalars join that step's metrics row.
+    """
+    from tqdm import tqdm
+
+    # ---- setup -----------------------------------------------------------------------------------
+    sharding.maybe_initialize_distributed()
+    jax.config.update("jax_threefry_partitionable", True)
+    preflight.check_values(config)  # `seedr1 train` also checked inputs and the workdir before we got here
+    algo = config.algo
+    total = int(config.train.num_steps)
+    mesh = sharding.make_mesh(tuple(config.mesh.shape))
+    rules = rules_of(config)
+    config_path = preflight.write_config(workdir, config)
+    _log(
+        f"seedr1 train in {workdir}: {preflight.config_summary(config)}; mesh {dict(mesh.shape)} over "
+        f"{jax.device_count()} {jax.devices()[0].device_kind} device(s), {jax.process_count()} process(es); "
+        f"full config: {config_path}"
+    )
+
+    with jax.set_mesh(mesh):
+        # ---- model, optimizer, train state ------------------------------------------------------------
+        model = checkpoint.load_model(config, mesh, rules)
+        checkpoint.write_model_json(workdir, model)
+        graphdef, params = nnx.split(model)
+        params = params.to_pure_dict()
+        abstract_model = nnx.eval_shape(lambda: model)
+        tx, schedule = update.make_optimizer(config, params, total)
+        allow = bool(config.mesh.get("allow_uneven", False))
+        shardings = update.state_shardings(tx, abstract_model, mesh, rules, allow_uneven=allow)
+        init_opt = jax.jit(tx.init, out_shardings=None if shardings is None else shardings.opt_state)
+        state = update.TrainState(params=params, opt_state=init_opt(params))
+
+        progs = ref_params = None
+        if algo == "grpo":
+            progs = grpo.programs(config, graphdef, abstract_model, mesh, rules)
+            ref_params = grpo.reference_params(config, state.params, progs)  # before restoring: model.init's
+
+        # ---- resume -----------------------------------------------------------------------------------
+        mngr = checkpoint.checkpoint_manager(workdir, config.train.keep_checkpoints)
+        start = 0
+        if mngr.latest_step() is not None:
+            start = int(mngr.latest_step())
+            state, _ = checkpoint.restore_state(mngr, start, state)
+            _log(f"resumed from step {start} ({mngr.directory})")
+        writer = MetricsWriter(workdir, resume_step=start)
+
+        step_fn = None  # jitted on the first batch (its shapes give the batch shardings)
+        loss_fn = grpo.loss if algo == "grpo" else sft.loss
+        passes = int(config.grpo.mu) if algo == "grpo" else 1
+        if batches is None:
+            from seedr1_jax import data
+
+            batches = data.train_batches(config.data, model.cfg, start_step=start)
+        if tokenizer is None and algo == "grpo":
+            from seedr1_jax.models.processor import load_tokenizer
+
+            tokenizer = load_tokenizer()
+        peak = peak_flops()
+        n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+        key = jax.random.key(config.train.seed)
+        t = config.train
+        stop = _StopSignal()
+        status = 0
+        bar = tqdm(range(start, total), initial=start, total=total, desc=algo, disable=jax.process_index() != 0)
+
+        # ---- the loop -----------------------------------------------------------------------------------
+        for step in bar:
+            host_batch = next(batches)
+            t0 = time.perf_counter()
+            if algo == "grpo":
+                prep = grpo.prepare(
+                    config, progs, state.params, ref_params, host_batch, tokenizer, jax.random.fold_in(key, step)
+                )
+                batch, scalars, texts, timings, ntok = prep
+            else:
+                batch, ntok = sft.prepare(config, host_batch, mesh)
+                scalars, texts, timings = {}, [], {}
+            if step_fn is None:
+                if step == start:
+                    _log("compiling the update step (the first step takes longer)...")
+                fn = update.make_update(graphdef, tx, loss_fn, config)
+                step_fn = update.jit_update(fn, shardings, update.batch_shardings(batch, mesh), mesh)
+            t1 = time.perf_counter()
+            for i in range(passes):
+                if i:
+                    batch = batch.replace(inner_step=jax.numpy.asarray(i, jax.numpy.int32))
+                state, m = step_fn(state, batch)
+            m = jax.device_get(m)
+            timings["update"] = time.perf_counter() - t1
+            dt = time.perf_counter() - t0
+            scalars.update({k: float(v) for k, v in m.items()})
+            scalars.update({f"time_{k}": v for k, v in timings.items()})
+            scalars.update(lr=float(schedule(step)), time_step=dt, tokens_per_s=ntok / dt)
+            if peak:
+                scalars["mfu"] = 6.0 * n_params * ntok * passes / dt / peak
+            for cb in callbacks:
+                scalars.update(cb(step + 1, nnx.merge(graphdef, state.params)))
+            writer.write(step + 1, scalars)
+            if texts and t.sample_every and (step + 1) % t.sample_every == 0:
+                writer.text(step + 1, "samples", texts[: t.num_samples_logged])
+                if jax.process_index() == 0:
+                    fs.append_lines(
+                        os.path.join(workdir, "samples.jsonl"),
+                        [json.dumps({"step": step + 1, "completion": x}) for x in texts[: t.num_samples_logged]],
+                    )
+            bar.set_postfix({k: f"{scalars[k]:.3g}" for k in ("reward_mean", "kl", "loss") if k in scalars})
+            if not scalars["finite"]:
+                if t.on_nonfinite == "skip":
+                    _log(f"step {step + 1}: non-finite loss or gradient, update skipped (train.on_nonfinite=skip)")
+                else:
+                    _log(
+                        f"step {step + 1}: non-finite loss ({scalars['loss']}) or gradient norm "
+                        f"({scalars['grad_norm']}); stopping. The last good checkpoint is step {mngr.latest_step()} "
+                        f"in {mngr.directory}. Lower optim.lr or set train.on_nonfinite=skip, then rerun to resume."
+                    )
+                    status = 1
+                    break
+            preempted = stop.should_stop(mngr, step + 1)
+            if (step + 1) % t.checkpoint_every == 0 or step + 1 == total or preempted:
+                checkpoint.save_state(mngr, step + 1, state, {"step": step + 1, "algo": algo})
+                writer.flush()
+            if preempted:
+                signum = stop.signum or signal.SIGTERM
+                _log(
+                    f"stopped by {signal.Signals(signum).name} after step {step + 1}: checkpoint saved in "
+                    f"{mngr.directory}; rerun the same command to resume"
+                )
+                status = 128 + int(signum)
+                break
+        mngr.wait_until_finished()
+        stop.restore()
+        writer.close()
+        plot_metrics(workdir)
+        return status
