@@ -102,8 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     # `seedr1 study` (issue 9): toy-scale Vanilla vs SFT vs GRPO on synthetic L1/L2/L3
     p = _add(sub, "study", "toy-scale Vanilla vs SFT vs GRPO on synthetic L1/L2/L3 shifts; table + plot")
     p.add_argument("--workdir", required=True)
-    p.add_argument("--seeds", type=int, default=None, help="training seeds (default 3; 1 with --quick)")
-    p.add_argument("--quick", action="store_true", help="smaller data and budget (<= 10 minutes on 2 CPU cores)")
+    p.add_argument("--seeds", type=int, default=None, help="training seeds (default 5; 1 with --quick)")
+    p.add_argument("--quick", action="store_true", help="smaller data, base and budget (<= 15 minutes on 2 CPU cores)")
+    p.add_argument("--tune", action="store_true", help="search each arm's hyper-parameters on the L1 validation split")
     return ap
 
 
@@ -317,7 +318,7 @@ def _run(args, extra):
     if args.cmd == "study":
         from seedr1_jax.analysis.study import run as study_run
 
-        return study_run(args.workdir, seeds=args.seeds, quick=args.quick)
+        return study_run(args.workdir, seeds=args.seeds, quick=args.quick, tune_arms=args.tune)
     raise AssertionError(args.cmd)
 
 

@@ -1,5 +1,8 @@
-"""`seedr1 study` smoke run (smaller than --quick): the table has every method x split cell, each one a real
-evaluation (per-sample JSONL whose rewards give the cell's accuracy), and a rerun resumes without redoing work."""
+"""`seedr1 study` smoke run (smaller than --quick): every arm x split cell is a real evaluation (per-sample JSONL
+whose rewards give the cell's accuracy), study.json carries what the issue asks per seed and arm (accuracy per
+split and L3 domain, format rate, most-common-letter share, budget in prompts and FLOPs, tuned hyper-parameters),
+the budget curve has every fraction, the arms' hyper-parameters come from a search on the L1 validation split,
+and a rerun resumes without redoing work."""
 
 import json
 import os
@@ -9,35 +12,83 @@ import numpy as np
 from seedr1_jax.analysis import study
 
 
-def test_study_smoke_table_is_real_and_resumable(tmp_path):
-    wd = str(tmp_path / "study")
-    res = study.run_study(wd, seeds=1, mode="smoke")
-    n_val = study.BUDGETS["smoke"]["num_val"]
-    assert res["budget"]["training_prompts_each"] == study.BUDGETS["smoke"]["steps"] * study.BUDGETS["smoke"]["batch"]
-    assert sorted((c["method"], c["split"]) for c in res["cells"]) == sorted(
-        (m, s) for m in study.METHODS for s in study.SPLITS
+def test_study_smoke_is_real_complete_and_resumable(tmp_path, monkeypatch):
+    """One smoke study with `--tune` (a 3-setting search): the checks of the table, then of the search."""
+    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(
+        study, "SEARCH", {"SFT": [{"optim.lr": 1e-3}, {"optim.lr": 3e-3}], "GRPO": [("grpo.beta", (0.0,))]}
     )
+    wd = str(tmp_path / "study")
+    res = study.run_study(wd, seeds=2, mode="smoke", tune_arms=True)
+    b = study.BUDGETS["smoke"]
+    assert res["budget"]["training_prompts_each"] == b["steps"] * b["batch"]
+    per = res["budget"]["per_arm"]
+    assert per["SFT"]["prompts"] == per["GRPO"]["prompts"] and per["GRPO"]["flops"] > per["SFT"]["flops"] > 0
+    assert sorted((c["seed"], c["method"], c["split"]) for c in res["cells"]) == sorted(
+        (s, m, sp) for s in range(2) for m in study.METHODS for sp in study.SPLITS
+    )
+    base_dir = res["base"]["dir"]
     for c in res["cells"]:
-        rows = [json.loads(x) for x in open(os.path.join(wd, "seed0", c["method"].lower(), f"eval_{c['split']}.jsonl"))]
-        assert c["n"] == len(rows) == n_val and len({r["sample_id"] for r in rows}) == n_val
-        assert all(r["response"] is not None and r["reward"] in (0.0, 1.0) for r in rows)
+        run = base_dir if c["method"] == "Vanilla" else os.path.join(wd, f"seed{c['seed']}", c["method"].lower())
+        tag = "_smoke" if c["method"] == "Vanilla" else ""
+        rows = [json.loads(x) for x in open(os.path.join(run, f"eval_{c['split']}{tag}.jsonl"))]
+        assert c["n"] == len(rows) == b["num_val"] and len({r["sample_id"] for r in rows}) == b["num_val"]
         assert np.isclose(c["accuracy"][c["split"]], 100 * np.mean([r["reward"] for r in rows]))
-        assert c["reasoning"] == study.reasoning(rows) and all(0 <= v <= 100 for v in c["reasoning"].values())
+        assert c["reasoning"] == study.reasoning(rows)
+        assert c["format"] == c["reasoning"]["format"] and c["one_letter"] == c["reasoning"]["one_letter"]
+        if c["split"] == "L3":
+            assert set(study.DOMAINS) & set(c["accuracy"])
+        if c["method"] != "Vanilla":
+            assert c["budget"] == per[c["method"]] and c["hparams"] == res["tuning"]["chosen"][c["method"]]
+    # the budget curve: every seed x arm x fraction x split, the 100% point equal to the cell
+    assert len(res["curve"]) == 2 * 2 * len(study.FRACTIONS) * len(study.SPLITS)
+    for c in res["cells"]:
+        if c["method"] != "Vanilla":
+            (pt,) = [
+                r["accuracy"]
+                for r in res["curve"]
+                if (r["seed"], r["method"], r["split"], r["fraction"]) == (c["seed"], c["method"], c["split"], 1.0)
+            ]
+            assert pt == c["accuracy"][c["split"]]
     t = res["table"]
-    assert set(t) == set(study.METHODS) and all(set(t[m]) == set(study.COLUMNS) for m in study.METHODS)
-    assert all(t[m][col]["n_seeds"] == 1 and t[m][col]["std"] == 0.0 for m in t for col in t[m])
+    assert set(t) == set(study.METHODS) and all(t[m]["L1"]["n"] == 2 for m in t)
+    assert {(v["a"], v["b"], v["column"]) for v in res["verdicts"]} >= {("GRPO", "SFT", s) for s in study.SPLITS}
     for name in ("study.json", "study.md", "study.png"):
         assert os.path.getsize(os.path.join(wd, name)) > 100
     md = open(os.path.join(wd, "study.md")).read()
-    assert all(f"| {m} |" in md for m in study.METHODS) and "[46.0]" in md  # the paper's GRPO L1 beside ours
+    assert md.index("Verdicts") < md.index("| model |") and "(46.0)" in md  # verdicts lead; the paper beside ours
 
-    # resumable: a rerun finds every training and evaluation done and returns the same table
     stamps = {p: os.path.getmtime(p) for p in _files(wd, ("eval_", "checkpoints"))}
-    again = study.run_study(wd, seeds=1, mode="smoke")
-    assert again["table"] == res["table"]
-    # the time reported is the work the cells took, not the rerun's few seconds
-    assert again["seconds"] == res["seconds"] > again["seconds_this_run"]
+    again = study.run_study(wd, seeds=2, mode="smoke", tune_arms=True)
+    assert again["table"] == res["table"] and again["seconds"] == res["seconds"] > again["seconds_this_run"]
     assert stamps == {p: os.path.getmtime(p) for p in _files(wd, ("eval_", "checkpoints"))}
+    _check_search(wd, res)
+
+
+def _check_search(wd, res):
+    """`--tune` scored every setting on the L1 validation split (its own samples) and the study used the best."""
+    trials = res["tuning"]["trials"]
+    assert [t["arm"] for t in trials] == ["SFT", "SFT", "GRPO"]
+    assert res["tuning"]["chosen"]["GRPO"]["grpo.beta"] == 0.0  # the only value searched, over TUNED's
+    best_sft = max(t["l1val"] for t in trials if t["arm"] == "SFT")
+    assert res["tuning"]["chosen"]["SFT"] in [t["overrides"] for t in trials if t["l1val"] == best_sft]
+    for t in trials:  # every score is an evaluation on the validation split's own samples
+        rows = [
+            json.loads(x)
+            for x in open(os.path.join(wd, "tune", t["arm"].lower(), study._label(t["overrides"]), "eval_L1val.jsonl"))
+        ]
+        assert len(rows) == study.BUDGETS["smoke"]["num_l1val"] and np.isclose(
+            t["l1val"], 100 * np.mean([r["reward"] for r in rows])
+        )
+    test_ids = {json.loads(x)["sample_id"] for x in open(os.path.join(wd, "seed0", "sft", "eval_L1.jsonl"))}
+    val_prompts = {
+        json.loads(x)["prompt"]
+        for x in open(os.path.join(wd, "tune", "sft", study._label(trials[0]["overrides"]), "eval_L1val.jsonl"))
+    }
+    test_prompts = {json.loads(x)["prompt"] for x in open(os.path.join(wd, "seed0", "sft", "eval_L1.jsonl"))}
+    assert test_ids and not (val_prompts & test_prompts)
+    c = [c for c in res["cells"] if c["method"] == "SFT"][0]
+    assert c["hparams"] == res["tuning"]["chosen"]["SFT"] and c["l1val"] == best_sft
 
 
 def _files(root, parts):

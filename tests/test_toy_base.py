@@ -52,3 +52,9 @@ def test_base_rebuilds_bit_identically_and_is_cached(tmp_path, capsys):
     other, _ = toy_base.recipe("smoke", seed=1)
     assert toy_base.key(other) != a["key"]  # another recipe, another cache entry
     assert os.path.isfile(os.path.join(a["dir"], "model.json"))
+    # what it perceives is measured at build time on held-out curriculum prompts (multiple choice, scored)
+    p = a["perception"]
+    assert p == b["perception"] and p["all"]["n"] == sum(
+        v["n"] for k, v in p.items() if k not in ("all", "descriptions")
+    )
+    assert all(0 <= v["accuracy"] <= 100 and 0 < v["chance"] < 100 for k, v in p.items() if k != "descriptions")

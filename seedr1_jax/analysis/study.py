@@ -1,11 +1,18 @@
 """`seedr1 study`: the paper's table 1 at toy scale: Vanilla vs SFT vs GRPO on synthetic L1/L2/L3 shifts.
 
-Per seed: a shared "Vanilla" start (the tiny random model after a warm-up on task-shaped prompts whose responses
-describe the scene and answer a random letter: it knows `<think>..</think><answer>X</answer>`, not which option
-to pick; `synth.generate_warmup`), then SFT on train_cot and GRPO on
-train from it with a matched budget (the same number of training prompts seen), then Vanilla, SFT and GRPO
-evaluated on L1, L2 and L3 (+ L3 per domain) with `seedr1 eval`'s greedy decoding. Writes study.json,
-study.md and study.png in the workdir; a rerun resumes (finished trainings and evaluations are skipped).
+Protocol (after "SFT Memorizes, RL Generalizes", Chu et al. 2025):
+- One base for every arm and seed: the toy base (`seedr1 pretrain-toy`, analysis/toy_base.py), a model that already
+  perceives colour, shape, motion and the answer format in a wide family of rendering styles, but was never
+  trained on the SEED-Bench-R1 question -> option mapping. "Vanilla" is that base, evaluated as it is.
+- SFT (train_cot) and GRPO (train) post-train it on the `kitchen` environment only, with the same budget in prompts
+  seen (steps x batch); the training FLOPs of each (the step's counted FLOPs, as `seedr1 aot` counts them) are
+  reported beside it. Checkpoints at 25/50/100% of the budget give the budget curve.
+- Each arm's hyper-parameters come from a small search on an L1 *validation* split (its own samples, never the L1
+  test split, never L2/L3): `--tune` reruns it (seed 0) and uses its choice; otherwise `TUNED` (the last `--tune`).
+- Seeds vary post-training (data order, sampling); Vanilla is one model, the same in every seed's pairing.
+- Statistics: per-cell mean over seeds with a 95% t-interval, and the PAIRED difference of two arms per split
+  (same seed, same data) with its interval and sign count (analysis/verdicts.py); study.md leads with them.
+Writes study.json, study.md and study.png in the workdir; a rerun resumes (finished work is skipped).
 """
 
 from __future__ import annotations
@@ -19,32 +26,62 @@ import numpy as np
 
 METHODS = ("Vanilla", "SFT", "GRPO")
 SPLITS = ("L1", "L2", "L3")
-COLUMNS = ("L1", "L2", "L3", "Daily life", "Hobbies", "Recreation", "Work")
+DOMAINS = ("Daily life", "Hobbies", "Recreation", "Work")
+COLUMNS = SPLITS + DOMAINS
+FRACTIONS = (0.25, 0.5, 1.0)  # of the budget, for the budget curve
 
-# sizes per mode; `steps` is the number of SFT and of GRPO steps, each of `batch` prompts (matched budget). The
-# warm-up ("Vanilla") and the GRPO settings are configs/tiny.py's "warmup" and "grpo", as `seedr1 demo` runs them.
+# base: the toy base's recipe size; steps x batch prompts for SFT and for GRPO each; l1val: L1 validation samples
 BUDGETS = {
-    "default": dict(num_train=256, num_val=96, warmup_samples=320, warmup_steps=120, steps=30, batch=8),
-    "quick": dict(num_train=64, num_val=32, warmup_samples=320, warmup_steps=120, steps=15, batch=8),
-    "smoke": dict(num_train=8, num_val=8, warmup_samples=8, warmup_steps=2, steps=2, batch=4),
+    "default": dict(base="default", num_train=256, num_val=96, num_l1val=64, steps=32, batch=8, seeds=5),
+    "quick": dict(base="default", num_train=64, num_val=48, num_l1val=32, steps=16, batch=8, seeds=1),
+    "smoke": dict(base="smoke", num_train=8, num_val=8, num_l1val=4, steps=4, batch=2, seeds=1),
+}
+# Config overrides per arm (over configs/tiny.py:sft and :grpo) chosen on L1-val by the last `seedr1 study --tune`.
+TUNED = {"SFT": {"optim.lr": 3e-3}, "GRPO": {"optim.lr": 1e-3, "grpo.beta": 0.04, "grpo.group_size": 4}}
+# The search: SFT over its lr; GRPO coordinate-wise (lr, then beta at the best lr, then G at both), seed 0.
+SEARCH = {
+    "SFT": [{"optim.lr": v} for v in (1e-3, 3e-3, 1e-2)],
+    "GRPO": [("optim.lr", (3e-4, 1e-3, 3e-3)), ("grpo.beta", (0.0, 0.04)), ("grpo.group_size", (4, 8))],
 }
 
 
-def _configs(budget: dict, tfr: str, warm_tfr: str, seed: int):
-    """The three training configs (tiny model): format warm-up, SFT on train_cot, GRPO on train."""
+# ---- configs, data, training, evaluation ------------------------------------------------------------
+def arm_config(arm: str, budget: dict, tfr: str, base_dir: str, seed: int, overrides: dict):
+    """The training config of a post-training arm (tiny.py's sft / grpo) from the base, with `overrides`."""
     from configs.tiny import get_config
 
-    warm, sft, grpo = get_config("warmup"), get_config("sft"), get_config("grpo")
-    warm.data.tfrecord_dir = warm_tfr
-    sft.data.tfrecord_dir = grpo.data.tfrecord_dir = tfr
-    for c in (warm, sft, grpo):
-        c.train.seed = c.data.seed = seed
-    sft.data.batch_size = grpo.data.batch_size = budget["batch"]
-    warm.train.num_steps = budget["warmup_steps"]
-    sft.train.num_steps = grpo.train.num_steps = budget["steps"]
-    for c in (warm, sft, grpo):
-        c.train.checkpoint_every = c.train.num_steps
-    return warm, sft, grpo
+    c = get_config("sft" if arm == "SFT" else "grpo")
+    c.model.init = base_dir
+    c.data.tfrecord_dir = tfr
+    c.train.seed = c.data.seed = seed
+    c.data.batch_size = budget["batch"]
+    c.train.num_steps = budget["steps"]
+    c.train.checkpoint_every = max(budget["steps"] // 4, 1)
+    c.train.keep_checkpoints = len(FRACTIONS) + 2
+    c.train.eval_every = 0
+    for k, v in overrides.items():
+        node = c
+        *path, last = k.split(".")
+        for p in path:
+            node = node[p]
+        node[last] = v
+    return c
+
+
+def fraction_steps(steps: int) -> dict[float, int]:
+    return {f: max(int(round(steps * f)), 1) for f in FRACTIONS}
+
+
+def budget_of(config) -> dict:
+    """Prompts seen and training FLOPs (the step's counted model FLOPs, as `seedr1 aot` counts them, x steps)."""
+    from seedr1_jax.models.checkpoint import model_config
+    from seedr1_jax.perf.aot import calls_per_step, model_flops
+
+    cfg = model_config(config)
+    mf, k = model_flops(config, cfg), calls_per_step(config)
+    per_step = sum(mf[n] * k.get(n, 0) for n in ("update", "logprobs", "sampler", "decode") if n in mf)
+    steps = int(config.train.num_steps)
+    return dict(prompts=steps * int(config.data.batch_size), flops=float(per_step * steps), steps=steps)
 
 
 def _train(config, workdir: str) -> float:
@@ -67,28 +104,31 @@ def _seconds(done: str) -> float:
         return float(f.read().strip() or 0)
 
 
-def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer) -> dict:
-    """The accuracy table of one (model, split) cell, as `seedr1 eval` computes it; cached in the run dir."""
+def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer, step=None, tag: str = "") -> dict:
+    """One (model, split) cell as `seedr1 eval` computes it (a checkpoint `step`, or the last); cached in run_dir.
+    Returns {split, n, accuracy, reasoning, seconds}; the per-sample rows are `eval_{split}{tag}.jsonl`."""
     from seedr1_jax import data
     from seedr1_jax.analysis import evaluate
     from seedr1_jax.models.checkpoint import load_params
 
-    summary = os.path.join(run_dir, f"eval_{split}_summary.json")
+    summary = os.path.join(run_dir, f"eval_{split}{tag}_summary.json")
     if os.path.exists(summary):
         with open(summary) as f:
             return json.load(f)
     t0 = time.time()
-    model = load_params(run_dir)
+    model = load_params(run_dir, step=step)
+    out_path = os.path.join(run_dir, f"eval_{split}{tag}.jsonl")
     rows = evaluate.evaluate(
         model,
         data.eval_batches(config.data, model.cfg, tfr, split=split),
-        os.path.join(run_dir, f"eval_{split}.jsonl"),
+        out_path,
         tokenizer,
         max_new_tokens=config.eval.max_new_tokens,
         repetition_penalty=config.eval.repetition_penalty,
         progress=False,
     )
     out = {"split": split, "n": len(rows), "accuracy": evaluate.accuracy_table(rows, split)}
+    out["reasoning"] = reasoning(rows)
     out["seconds"] = time.time() - t0
     with open(summary, "w") as f:
         json.dump(out, f, indent=2)
@@ -96,78 +136,165 @@ def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer) -> dict:
 
 
 def _prepare_data(workdir: str, budget: dict) -> tuple[str, str, float]:
+    """(TFRecords of train/train_cot/L1/L2/L3, TFRecords of the L1 validation split, seconds). The validation
+    samples come from another seed of the same generator: the same kind of L1 sample, none of the test split's."""
     from configs.tiny import get_config
     from data_prep import prep, synth
 
-    root, warm_root = os.path.join(workdir, "data"), os.path.join(workdir, "data_warmup")
-    tfr, warm_tfr = os.path.join(workdir, "tfrecords"), os.path.join(workdir, "tfrecords_warmup")
+    root, val_root = os.path.join(workdir, "data"), os.path.join(workdir, "data_l1val")
+    tfr, val_tfr = os.path.join(workdir, "tfrecords"), os.path.join(workdir, "tfrecords_l1val")
     frames = get_config().data.max_frames
     done = os.path.join(workdir, "data_done")
     if os.path.exists(done):
-        return tfr, warm_tfr, _seconds(done)
+        return tfr, val_tfr, _seconds(done)
     t0 = time.time()
     if not os.path.exists(os.path.join(root, "done")):
         synth.generate(root, num_train=budget["num_train"], num_val=budget["num_val"], seed=0, option_order="sorted")
-        synth.generate_warmup(warm_root, num=budget["warmup_samples"], seed=0, option_order="sorted")
+        synth.generate(val_root, num_train=1, num_val=budget["num_l1val"], seed=1, option_order="sorted")
         open(os.path.join(root, "done"), "w").close()
     for split in ("train", "train_cot", *SPLITS):
         if not os.path.exists(os.path.join(tfr, f"prep_report_{split}.json")):
             prep.prepare(root, split, tfr, max_frames=frames, progress=False, workers=1)
-    if not os.path.exists(os.path.join(warm_tfr, "prep_report_train_cot.json")):
-        prep.prepare(warm_root, "train_cot", warm_tfr, max_frames=frames, progress=False, workers=1)
+    if not os.path.exists(os.path.join(val_tfr, "prep_report_L1.json")):
+        prep.prepare(val_root, "L1", val_tfr, max_frames=frames, progress=False, workers=1)
     with open(done, "w") as f:
         f.write(f"{time.time() - t0:.1f}")
-    return tfr, warm_tfr, _seconds(done)
+    return tfr, val_tfr, _seconds(done)
 
 
-def run_study(workdir: str, seeds: int = 3, mode: str = "default") -> dict:
-    """Trains and evaluates every (seed, method, split) cell not yet done; returns the study.json dict."""
+# ---- the search on L1-val --------------------------------------------------------------------------
+def _label(overrides: dict) -> str:
+    return "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in sorted(overrides.items())) or "default"
+
+
+def tune(workdir: str, budget: dict, base_dir: str, tfr: str, val_tfr: str, tok) -> tuple[dict, list, float]:
+    """The search of SEARCH on the L1 validation split (seed 0). Returns (the chosen overrides per arm, every
+    trial {arm, overrides, l1val}, seconds)."""
+    trials, work = [], 0.0
+
+    def score(arm, overrides):
+        nonlocal work
+        run_dir = os.path.join(workdir, "tune", arm.lower(), _label(overrides))
+        c = arm_config(arm, budget, tfr, base_dir, 0, overrides)
+        work += _train(c, run_dir)
+        r = _evaluate(run_dir, "L1", c, val_tfr, tok, tag="val")
+        work += r.get("seconds", 0.0)
+        acc = r["accuracy"]["L1"]
+        trials.append(dict(arm=arm, overrides=overrides, l1val=acc))
+        print(f"  tune {arm:<5}{_label(overrides):<28} L1-val {acc:6.2f}%", flush=True)
+        return acc
+
+    chosen = {"SFT": max(SEARCH["SFT"], key=lambda o: score("SFT", o))}
+    best = dict(TUNED["GRPO"])
+    for key, values in SEARCH["GRPO"]:  # coordinate-wise: each value at the best of the keys before it
+        best[key] = max(values, key=lambda v, key=key: score("GRPO", dict(best, **{key: v})))
+    chosen["GRPO"] = best
+    return chosen, trials, work
+
+
+# ---- the study -------------------------------------------------------------------------------------
+def run_study(workdir: str, seeds: int | None = None, mode: str = "default", tune_arms: bool = False) -> dict:
+    """Trains and evaluates every (seed, arm, split) cell not yet done; returns the study.json dict."""
+    from seedr1_jax.analysis import toy_base, verdicts
     from seedr1_jax.models.config import ConfigError
     from seedr1_jax.models.processor import load_tokenizer
 
+    budget = BUDGETS[mode]
+    seeds = budget["seeds"] if seeds is None else seeds
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: use 1 or more")
-    budget = BUDGETS[mode]
     t0 = time.time()
     os.makedirs(workdir, exist_ok=True)
-    tfr, warm_tfr, work = _prepare_data(workdir, budget)  # work: seconds of every stage, over all invocations
-    prompts = budget["steps"] * budget["batch"]
-    warm, _, grpo = _configs(budget, tfr, warm_tfr, 0)
+    base = toy_base.build(size=budget["base"])
+    tfr, val_tfr, work = _prepare_data(workdir, budget)  # work: seconds of every stage, over all invocations
+    tok = load_tokenizer()
+    tuned_path = os.path.join(workdir, "tuned.json")
+    if tune_arms and not os.path.exists(tuned_path):
+        chosen, trials, secs = tune(workdir, budget, base["dir"], tfr, val_tfr, tok)
+        with open(tuned_path, "w") as f:
+            json.dump(dict(chosen=chosen, trials=trials, seconds=secs), f, indent=2)
+    if os.path.exists(tuned_path):
+        with open(tuned_path) as f:
+            tuned = json.load(f)
+        work += tuned["seconds"]
+    else:
+        tuned = dict(chosen=TUNED, trials=[], seconds=0.0, note="TUNED in analysis/study.py (the last --tune)")
+    hp = tuned["chosen"]
+    configs = {a: arm_config(a, budget, tfr, base["dir"], 0, hp[a]) for a in ("SFT", "GRPO")}
+    budgets = {a: budget_of(c) for a, c in configs.items()}
+    val_scores = {a: _val_score(tuned, a) for a in ("SFT", "GRPO")}
     print(
-        f"seedr1 study ({mode}): matched budget: SFT and GRPO each see {prompts} training prompts "
-        f"({budget['steps']} steps x {budget['batch']} prompts; GRPO samples {grpo.grpo.group_size} completions "
-        f"per prompt); Vanilla = {warm.train.num_steps} x {warm.data.batch_size} warm-up samples (scene "
-        f"description, random letters); {seeds} seed(s)",
+        f"seedr1 study ({mode}): base {base['key']} ({base['dir']}); SFT and GRPO each see "
+        f"{budgets['SFT']['prompts']} training prompts ({budget['steps']} steps x {budget['batch']}); training "
+        f"FLOPs SFT {budgets['SFT']['flops']:.3g}, GRPO {budgets['GRPO']['flops']:.3g}; {seeds} seed(s); "
+        f"hyper-parameters {hp}",
         flush=True,
     )
-    tok = load_tokenizer()
-    cells = []
+    grpo_eval = configs["GRPO"]  # evaluation settings (greedy, max_new_tokens) are the same for every arm
+    cells, curve = [], []
+    vanilla = {}
+    for split in SPLITS:  # one model: evaluated once, paired with every seed
+        r = _evaluate(base["dir"], split, grpo_eval, tfr, tok, tag=f"_{mode}")
+        vanilla[split] = r
+        work += r.get("seconds", 0.0)
     for seed in range(seeds):
-        warm, sft, grpo = _configs(budget, tfr, warm_tfr, seed)
-        base = os.path.join(workdir, f"seed{seed}")
-        dirs = {m: os.path.join(base, m.lower()) for m in METHODS}
-        work += _train(warm, dirs["Vanilla"])
-        sft.model.init = grpo.model.init = dirs["Vanilla"]
-        work += _train(sft, dirs["SFT"]) + _train(grpo, dirs["GRPO"])
-        for m in METHODS:
-            for split in SPLITS:
-                r = _evaluate(dirs[m], split, grpo, tfr, tok)
-                work += r.get("seconds", 0.0)
-                with open(os.path.join(dirs[m], f"eval_{split}.jsonl")) as f:
-                    said = reasoning([json.loads(x) for x in f])
-                cells.append(dict(seed=seed, method=m, split=split, n=r["n"], accuracy=r["accuracy"], reasoning=said))
-                print(f"  seed {seed} {m:<8}{split}: {r['accuracy'].get(split, float('nan')):6.2f}% (n={r['n']})")
+        dirs = {a: os.path.join(workdir, f"seed{seed}", a.lower()) for a in ("SFT", "GRPO")}
+        for a in ("SFT", "GRPO"):
+            work += _train(arm_config(a, budget, tfr, base["dir"], seed, hp[a]), dirs[a])
+        for split in SPLITS:
+            r = vanilla[split]
+            cells.append(_cell(seed, "Vanilla", r, dict(prompts=0, flops=0.0, steps=0), {}, None))
+        for a in ("SFT", "GRPO"):
+            for f, step in fraction_steps(budget["steps"]).items():
+                for split in SPLITS:
+                    tag = "" if f == 1.0 else f"_{int(100 * f)}pct"
+                    r = _evaluate(dirs[a], split, grpo_eval, tfr, tok, step=step, tag=tag)
+                    work += r.get("seconds", 0.0)
+                    curve.append(dict(seed=seed, method=a, fraction=f, split=split, accuracy=r["accuracy"][split]))
+                    if f == 1.0:
+                        cells.append(_cell(seed, a, r, budgets[a], hp[a], val_scores[a]))
+            print(
+                f"  seed {seed} {a:<5} "
+                + "  ".join(f"{c['split']} {c['accuracy'][c['split']]:5.1f}%" for c in cells[-3:]),
+                flush=True,
+            )
     result = dict(
         mode=mode,
         seeds=seeds,
-        budget=dict(budget, training_prompts_each=prompts),
+        base=dict(key=base["key"], dir=base["dir"], params_sha256=base["params_sha256"], build_seconds=base["seconds"]),
+        budget=dict(budget, training_prompts_each=budgets["SFT"]["prompts"], per_arm=budgets),
+        tuning=tuned,
         cells=cells,
-        table=summarize(cells),
-        seconds=work,  # data, trainings and evaluations, summed over the invocations that ran them
+        curve=curve,
+        table=verdicts.cell_table(cells, METHODS, COLUMNS),
+        verdicts=verdicts.verdicts(cells),
+        seconds=work,  # data, tuning, trainings and evaluations, summed over the invocations that ran them
         seconds_this_run=time.time() - t0,
     )
     write_outputs(workdir, result)
     return result
+
+
+def _val_score(tuned: dict, arm: str):
+    """The L1-val accuracy of the arm's chosen setting in the search (None when it was not searched here)."""
+    got = [t["l1val"] for t in tuned["trials"] if t["arm"] == arm and t["overrides"] == tuned["chosen"][arm]]
+    return got[-1] if got else None
+
+
+def _cell(seed: int, method: str, r: dict, budget: dict, overrides: dict, l1val) -> dict:
+    return dict(
+        seed=seed,
+        method=method,
+        split=r["split"],
+        n=r["n"],
+        accuracy=r["accuracy"],
+        reasoning=r["reasoning"],
+        format=r["reasoning"]["format"],
+        one_letter=r["reasoning"]["one_letter"],
+        budget=budget,
+        hparams=overrides,
+        l1val=l1val,
+    )
 
 
 _OPTION = re.compile(r"^([A-E])\. (.*)$", re.MULTILINE)
@@ -208,19 +335,7 @@ def reasoning(rows: list[dict]) -> dict:
     )
 
 
-def summarize(cells: list[dict]) -> dict:
-    """{method: {column: {"mean", "std", "n_seeds"}}} over seeds (std: sample std, 0 for one seed)."""
-    table = {}
-    for m in METHODS:
-        table[m] = {}
-        for col in COLUMNS:
-            vals = [c["accuracy"][col] for c in cells if c["method"] == m and col in c["accuracy"]]
-            if vals:
-                std = float(np.std(vals, ddof=1)) if len(vals) > 1 else 0.0
-                table[m][col] = dict(mean=float(np.mean(vals)), std=std, n_seeds=len(vals))
-    return table
-
-
+# ---- outputs ---------------------------------------------------------------------------------------
 def _md_table(columns, cell) -> list[str]:
     """A markdown table, one row per method: `cell(method, column)` gives each entry."""
     head = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
@@ -228,6 +343,7 @@ def _md_table(columns, cell) -> list[str]:
 
 
 def format_markdown(result: dict) -> str:
+    from seedr1_jax.analysis import verdicts
     from seedr1_jax.analysis.evaluate import REFERENCE
 
     t = result["table"]
@@ -235,7 +351,8 @@ def format_markdown(result: dict) -> str:
 
     def accuracy(m, col):
         c = t.get(m, {}).get(col)
-        return (f"{c['mean']:.1f} ± {c['std']:.1f}" if c else "-") + f" [{REFERENCE[m][col]:.1f}]"
+        cell = f"{c['mean']:.1f} [{c['lo']:.1f}, {c['hi']:.1f}]" if c else "-"
+        return cell + f" ({REFERENCE[m][col]:.1f})"
 
     def said(m, split):
         rs = [c["reasoning"] for c in result["cells"] if c["method"] == m and c["split"] == split]
@@ -243,14 +360,31 @@ def format_markdown(result: dict) -> str:
         return " / ".join(f"{np.mean([r[k] for r in rs]):.0f}" for k in keys) if rs else "-"
 
     n = {c["split"]: c["n"] for c in result["cells"]}
+    per = b["per_arm"]
+    hp = result["tuning"]["chosen"]
     lines = [
-        f"Toy study ({result['mode']}, {result['seeds']} seed(s), mean ± std over seeds; accuracy %; chance 25%). "
-        f"Matched budget: SFT and GRPO each saw {b['training_prompts_each']} training prompts. "
-        f"Paper (Qwen2-VL-7B, docs/recipe.md section 8) in brackets.",
+        f"Toy study ({result['mode']}, {result['seeds']} seed(s); accuracy %, chance 25%).",
+        "",
+        "Verdicts (paired over seeds: same seed, same data; mean difference with its 95% t-interval):",
+        "",
+        *(f"- {v['line']}" for v in result["verdicts"]),
+        "",
+        "Accuracy: mean over seeds [95% t-interval]; the paper's Qwen2-VL-7B in parentheses (docs/recipe.md "
+        "section 8). Vanilla is one model (the toy base), the same in every seed.",
         "",
         *_md_table(COLUMNS, accuracy),
         "",
         "samples per split: " + ", ".join(f"{k} {v}" for k, v in n.items()),
+        f"base: toy base {result['base']['key']} (built in {result['base']['build_seconds']:.0f}s, parameters sha256 "
+        f"{result['base']['params_sha256'][:16]})",
+        f"budget: SFT and GRPO each saw {b['training_prompts_each']} training prompts ({b['steps']} steps x "
+        f"{b['batch']}); training FLOPs (counted as `seedr1 aot` counts them): SFT {per['SFT']['flops']:.3g}, GRPO "
+        f"{per['GRPO']['flops']:.3g} ({per['GRPO']['flops'] / max(per['SFT']['flops'], 1):.1f}x)",
+        f"hyper-parameters (L1-val search, `--tune`): SFT {hp['SFT']}, GRPO {hp['GRPO']}",
+        "",
+        "Budget curve (accuracy at 25/50/100% of the budget; mean [95% t-interval] over seeds):",
+        "",
+        *verdicts.budget_curve_table(result["curve"], ("SFT", "GRPO")),
         "",
         "What the completions say (mean over seeds, % of samples; `study.reasoning`): the `<think>` names the colour "
         "shown / the answer is the option naming the colour the `<think>` names / both tags present / the most "
@@ -258,7 +392,7 @@ def format_markdown(result: dict) -> str:
         "",
         *_md_table(SPLITS, said),
         "",
-        f"time: {result['seconds']:.0f}s of data, training and evaluation (this invocation: "
+        f"time: {result['seconds']:.0f}s of data, tuning, training and evaluation after the base (this invocation: "
         f"{result['seconds_this_run']:.0f}s; a resumed study reuses what earlier ones finished)",
     ]
     return "\n".join(lines)
@@ -273,17 +407,33 @@ def plot(result: dict, path: str) -> None:
     t = result["table"]
     x = np.arange(len(COLUMNS))
     w = 0.27
-    fig, ax = plt.subplots(figsize=(11, 4))
+    fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 4), gridspec_kw=dict(width_ratios=(2.2, 1)))
     for i, m in enumerate(METHODS):
-        means = [t[m].get(c, {}).get("mean", np.nan) for c in COLUMNS]
-        stds = [t[m].get(c, {}).get("std", 0.0) for c in COLUMNS]
-        ax.bar(x + (i - 1) * w, means, w, yerr=stds, capsize=3, label=f"{m} (toy)", color=f"C{i}")
+        means = np.array([t[m].get(c, {}).get("mean", np.nan) for c in COLUMNS])
+        lo = np.array([t[m].get(c, {}).get("lo", np.nan) for c in COLUMNS])
+        hi = np.array([t[m].get(c, {}).get("hi", np.nan) for c in COLUMNS])
+        ax.bar(x + (i - 1) * w, means, w, yerr=[means - lo, hi - means], capsize=3, label=f"{m} (toy)", color=f"C{i}")
     ax.axhline(25, color="grey", ls="--", lw=1, label="chance")
     ax.set_xticks(x, COLUMNS)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
-    ax.set_title(f"seedr1 study ({result['mode']}, {result['seeds']} seed(s)): mean ± std over seeds")
+    ax.set_title(f"seedr1 study ({result['mode']}, {result['seeds']} seed(s)): mean, 95% CI over seeds")
     ax.legend(loc="upper right", ncols=4, fontsize=8)
+    for i, m in enumerate(("SFT", "GRPO")):
+        for j, split in enumerate(SPLITS):
+            pts = {}
+            for r in result["curve"]:
+                if r["method"] == m and r["split"] == split:
+                    pts.setdefault(r["fraction"], []).append(r["accuracy"])
+            fr = sorted(pts)
+            ls = ("-", "--", ":")[j]
+            ax2.plot([100 * f for f in fr], [np.mean(pts[f]) for f in fr], ls, marker="o", color=f"C{i + 1}")
+            ax2.plot([], [], ls, color="k", label=split) if i == 0 else None
+    ax2.set_xlabel("% of the training budget (prompts)")
+    ax2.set_ylabel("accuracy (%)")
+    ax2.set_ylim(0, 100)
+    ax2.set_title("budget curve: SFT (C1) vs GRPO (C2)")
+    ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
@@ -300,7 +450,7 @@ def write_outputs(workdir: str, result: dict) -> None:
     print(f"\nwritten: {os.path.join(workdir, 'study.json')}, study.md, study.png")
 
 
-def run(workdir: str, seeds: int | None = None, quick: bool = False) -> int:
+def run(workdir: str, seeds: int | None = None, quick: bool = False, tune_arms: bool = False) -> int:
     """`seedr1 study`: returns the exit code."""
-    run_study(workdir, seeds=seeds or (1 if quick else 3), mode="quick" if quick else "default")
+    run_study(workdir, seeds=seeds, mode="quick" if quick else "default", tune_arms=tune_arms)
     return 0

@@ -73,6 +73,57 @@ def params_hash(run_dir: str) -> str:
     return h.hexdigest()
 
 
+def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = None) -> dict:
+    """Does the base perceive? Greedy answers to `num` held-out curriculum prompts (another generator seed), the
+    multiple-choice ones scored: {question kind: {"accuracy" %, "n", "chance" %}, "all": ...}, plus "descriptions":
+    the share of distinct `<think>` texts (1/n: one description whatever the clip)."""
+    import re
+    import tempfile
+
+    from data_prep import curriculum
+    from seedr1_jax import data
+    from seedr1_jax.models.checkpoint import load_params
+    from seedr1_jax.models.processor import load_tokenizer
+    from seedr1_jax.rl.rewards import extract_answer
+    from seedr1_jax.rl.sampler import greedy
+
+    model, tok = load_params(run_dir), load_tokenizer()
+    scores, thinks = {}, []
+    with tempfile.TemporaryDirectory(dir=workdir) as root:
+        curriculum.generate(root, num, seed=seed)
+        for line in open(os.path.join(root, "annotations", "training_with_cot_6k.jsonl")):
+            rec = json.loads(line)
+            content = rec["prompt"][0]["content"]
+            lines = content[-1]["text"].split("\n")
+            options = [x[3:] for x in lines if re.match(r"^[A-E]\. ", x)]
+            if not options:
+                continue
+            media = {c["type"]: os.path.join(root, c[c["type"]]) for c in content if c["type"] in ("video", "image")}
+            batch = data.make_batch(lines[0], options, model_cfg=model.cfg, max_frames=4, **media)
+            out = greedy(model, batch, max_new_tokens=64)
+            toks, k = np.asarray(out["tokens"][0]), int(np.asarray(out["mask"][0]).sum())
+            text = tok.decode(toks[:k], skip_special_tokens=True)
+            want = re.search(r"<answer>([A-E])", rec["response"]).group(1)
+            scores.setdefault(rec["question_kind"], []).append(((extract_answer(text) or "")[:1] == want, len(options)))
+            thinks.append(text.split("</think>")[0])
+    res = {
+        k: dict(
+            accuracy=100 * float(np.mean([a for a, _ in v])),
+            n=len(v),
+            chance=100 * float(np.mean([1 / m for _, m in v])),
+        )
+        for k, v in scores.items()
+    }
+    every = [x for v in scores.values() for x in v]
+    res["all"] = dict(
+        accuracy=100 * float(np.mean([a for a, _ in every])),
+        n=len(every),
+        chance=100 * float(np.mean([1 / m for _, m in every])),
+    )
+    res["descriptions"] = len(set(thinks)) / max(len(thinks), 1)
+    return res
+
+
 def build(out: str | None = None, size: str = "default", seed: int = 0, overrides: dict | None = None) -> dict:
     """Builds the base (or finds it built) and returns its base.json dict; `dir` is the model's folder."""
     from data_prep import curriculum, prep
@@ -103,6 +154,7 @@ def build(out: str | None = None, size: str = "default", seed: int = 0, override
     if train.main(c, run) != 0:  # resumes an interrupted build
         raise RuntimeError(f"training the toy base in {run} failed; see its log above, then rerun to resume")
     meta = dict(key=k, recipe=rec, params_sha256=params_hash(run), seconds=round(time.time() - t0, 1))
+    meta["perception"] = probe(run, num=16 if size == "smoke" else 96, workdir=out)
     shutil.rmtree(os.path.join(root, "videos"), ignore_errors=True)  # the TFRecords hold the frames
     with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f, indent=2)
@@ -112,7 +164,13 @@ def build(out: str | None = None, size: str = "default", seed: int = 0, override
 
 
 def run(out: str | None = None, size: str = "default", seed: int = 0) -> int:
-    """`seedr1 pretrain-toy`: prints the base's folder (a `model.init`); returns the exit code."""
+    """`seedr1 pretrain-toy`: prints what the base perceives and its folder (a `model.init`); returns the exit code."""
     meta = build(out, size=size, seed=seed)
+    p = meta.get("perception") or {}
+    for kind, r in p.items():
+        if kind != "descriptions":
+            print(f"  held-out {kind:<9} {r['accuracy']:5.1f}% of {r['n']:3d} (chance {r['chance']:.0f}%)")
+    if p:
+        print(f"  distinct descriptions: {100 * p['descriptions']:.0f}% of the answers")
     print(meta["dir"])
     return 0
