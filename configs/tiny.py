@@ -67,7 +67,8 @@ def get_config(arg: str | None = None):
         c.model.init = "preset:toy"
         # v1 (600 steps, cosine from 3e-3) learned the format and the answers' marginals, not the pixels: on held-out
         # curriculum prompts it gave one description whatever the clip, colour right 35% (chance 25%). A constant lr,
-        # as the demo's warm-up found (cosine decays before perception is learned), and twice the steps.
+        # as the demo's warm-up found (cosine decays before perception is learned), and twice the steps: v2 did not
+        # perceive either (probe 31.9% vs 33% chance; docs/results.md, "The toy base").
         c.train.num_steps = c.train.checkpoint_every = 1200
         c.optim.lr = 3e-3
         c.optim.schedule = "constant"
