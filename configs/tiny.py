@@ -66,9 +66,10 @@ def get_config(arg: str | None = None):
         # `data_prep.curriculum` (perception questions in a wide family of rendering styles + the answer format)
         c.model.init = "preset:toy"
         # v1 (600 steps, cosine from 3e-3) learned the format and the answers' marginals, not the pixels: on held-out
-        # curriculum prompts it gave one description whatever the clip, colour right 35% (chance 25%). A constant lr,
-        # as the demo's warm-up found (cosine decays before perception is learned), and twice the steps: v2 did not
-        # perceive either (probe 31.9% vs 33% chance; docs/results.md, "The toy base").
+        # curriculum prompts it gave one description whatever the clip. Neither a constant lr with 1200 steps (v2) nor
+        # grey-to-saturated backgrounds changed that; the same model names the colour on kitchen's pixels after ~100
+        # steps, so the base is pre-trained in stages, plain (kitchen's pixels) then the whole family: the steps of
+        # each are toy_base.STAGES (docs/results.md, "The toy base").
         c.train.num_steps = c.train.checkpoint_every = 1200
         c.optim.lr = 3e-3
         c.optim.schedule = "constant"

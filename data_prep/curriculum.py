@@ -3,7 +3,8 @@ SFT split (`training_with_cot_6k.jsonl` under its own root) that `seedr1 prep --
 
 What the base sees, fixed before any study result was looked at (docs/results.md repeats it):
 - Rendering styles: a wide family, not the study's four environments. Each sample draws its own style: any of the
-  4 backgrounds (noise, stripes, gradient, checker) in a random base colour, any of the 4 shapes (square, circle,
+  4 backgrounds (noise, stripes, gradient, checker) in a random base colour (from grey to saturated: see
+  `random_environment`), any of the 4 shapes (square, circle,
   triangle, diamond), any of the 3 camera motions (static, pan, shake), a random palette shift per channel in
   [0.8, 1.05], either frame shape (landscape EpicKitchens-like, portrait Ego4D-like). The study's `kitchen`
   (train, L1) and the L2/L3 environments (`workshop`, `garden`, `street`) are points of this family, so the base
@@ -15,6 +16,11 @@ What the base sees, fixed before any study result was looked at (docs/results.md
 - Never: the SEED-Bench-R1 question (what action to take next, which item to put away), action options ("wash the
   red cup"), goals, verbs or objects of the study's tasks. Mapping a question about the next action to the option
   naming the colour seen is what post-training has to learn.
+- Two stages, in this order (`STYLES`): `plain`, one fact on kitchen's kind of pixels (a grey noise background, no
+  palette shift, any shape and motion; colour questions only, the object in view throughout and in the image, the
+  `<think>` naming shape and colour), then `full` (the whole family, every question). Trained from scratch on the
+  whole curriculum at once the model never started to perceive, nor on kitchen's pixels with every question; with
+  colour questions only it began to (docs/results.md, "The toy base").
 Everything is a function of the seed.
 """
 
@@ -37,7 +43,7 @@ from data_prep.synth import (
     write_png,
 )
 
-VERSION = 1  # bump when what the generator writes changes: the toy base's cache key includes it
+VERSION = 2  # bump when what the generator writes changes: the toy base's cache key includes it
 BACKGROUNDS = ("noise", "stripes", "gradient", "checker")
 SHAPES = ("square", "circle", "triangle", "diamond")
 MOTIONS = {"static": "still", "pan": "panning", "shake": "shaking"}
@@ -51,16 +57,27 @@ QUESTIONS = {
 IMAGE_ONLY = ("colour", "shape")  # questions that an image without a clip can answer
 
 
-def random_environment(rng) -> Environment:
-    """One rendering style drawn from the family (module docstring)."""
-    return Environment(
+STYLES = ("plain", "full")  # the base's two pre-training stages (module docstring)
+
+
+def random_environment(rng, style: str = "full") -> tuple[Environment, float]:
+    """(one rendering style drawn from the family, its chroma). The chroma c ~ U(0, 1) scales how far the
+    background's colour and the palette shift depart from neutral (c = 0: a grey background and no shift, as in
+    `kitchen`; c = 1: any colour in [70, 170] per channel and any shift in [0.8, 1.05]). Style "plain": c = 0 on
+    kitchen's grey noise background (any shape and motion)."""
+    c = float(rng.uniform()) if style == "full" else 0.0
+    grey = float(rng.integers(70, 171)) if style == "full" else 128.0
+    bg = grey + c * (rng.integers(70, 171, size=3) - grey)
+    tint = 1.0 + c * (rng.uniform(0.8, 1.05, size=3) - 1.0)
+    env = Environment(
         source=("EpicKitchens", "Ego4D")[int(rng.integers(2))],
-        background=BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))],
-        bg_rgb=tuple(int(x) for x in rng.integers(70, 171, size=3)),
+        background=BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))] if style == "full" else "noise",
+        bg_rgb=tuple(int(round(x)) for x in bg),
         shape=SHAPES[int(rng.integers(len(SHAPES)))],
         motion=tuple(MOTIONS)[int(rng.integers(len(MOTIONS)))],
-        tint=tuple(float(x) for x in np.round(rng.uniform(0.8, 1.05, size=3), 3)),
+        tint=tuple(float(x) for x in np.round(tint, 3)),
     )
+    return env, c
 
 
 def _answers(kind: str, env: Environment, colour: str, stays: bool, in_image: bool) -> tuple[str, list[str]]:
@@ -76,29 +93,33 @@ def _answers(kind: str, env: Environment, colour: str, stays: bool, in_image: bo
     return ("yes" if in_image else "no"), ["yes", "no"]
 
 
-def describe(env: Environment, colour: str, with_video: bool, stays: bool) -> str:
-    """The `<think>`: what the clip and the image show."""
+def describe(env: Environment, colour: str, with_video: bool, stays: bool, brief: bool = False) -> str:
+    """The `<think>`: what the clip and the image show (`brief`: the shape and colour only)."""
     if not with_video:
         return f"The {env.shape} in the image is {colour}."
+    if brief:
+        return f"The {env.shape} in the video and the image is {colour}."
     went = "stays in view" if stays else "leaves the view"
     return f"The {env.shape} in the video is {colour}; it {went}; the camera is {MOTIONS[env.motion]}."
 
 
-def sample(rng, root: str, stem: str, media: bool = True) -> dict:
+def sample(rng, root: str, stem: str, media: bool = True, style: str = "full") -> dict:
     """One curriculum record (an SFT record: chat prompt with relative media paths + response); writes its media."""
     from seedr1_jax.models.processor import INSTRUCTION, question_text
 
-    env = random_environment(rng)
+    env, chroma = random_environment(rng, style)
     colour = tuple(COLORS)[int(rng.integers(len(COLORS)))]
     with_video = rng.random() < 0.8
     stays = bool(rng.random() < 0.5) if with_video else True
+    if style == "plain":  # one fact to learn, shown everywhere: the object stays in view and is in the image
+        stays = True
     in_image = stays
-    kinds = tuple(QUESTIONS) if with_video else IMAGE_ONLY
+    kinds = ("colour",) if style == "plain" else tuple(QUESTIONS) if with_video else IMAGE_ONLY
     kind = kinds[int(rng.integers(len(kinds)))]
     template = QUESTIONS[kind][int(rng.integers(len(QUESTIONS[kind])))]
     question = template.format(shape=env.shape, colour=colour, where="video" if with_video else "image")
     right, values = _answers(kind, env, colour, stays, in_image)
-    think = describe(env, colour, with_video, stays)
+    think = describe(env, colour, with_video, stays, brief=style == "plain")
     if rng.random() < 0.5:  # multiple choice over the attribute's values, in a random order
         opts = [values[i] for i in rng.permutation(len(values))]
         letter = "ABCDE"[opts.index(right)]
@@ -121,14 +142,22 @@ def sample(rng, root: str, stem: str, media: bool = True) -> dict:
         img = observation_image(mrng, env, colour if in_image else None)
         write_png(os.path.join(root, "images", env.source, stem + ".png"), img)
     response = f"<think>{think}</think><answer>{answer}</answer>"
-    return {"prompt": [{"role": "user", "content": content}], "response": response, "question_kind": kind}
+    return {
+        "prompt": [{"role": "user", "content": content}],
+        "response": response,
+        "question_kind": kind,
+        "chroma": round(chroma, 3),
+    }
 
 
-def generate(out: str, num: int, seed: int = 0, media: bool = True) -> dict[str, int]:
-    """Writes `num` curriculum records as `annotations/training_with_cot_6k.jsonl` under `out` (+ media)."""
-    rng = np.random.default_rng([seed, VERSION, 11])
+def generate(out: str, num: int, seed: int = 0, media: bool = True, style: str = "full") -> dict[str, int]:
+    """Writes `num` curriculum records of a style (STYLES) as `annotations/training_with_cot_6k.jsonl` under `out`
+    (+ media)."""
+    if style not in STYLES:
+        raise ValueError(f"curriculum style {style!r}: use one of {STYLES}")
+    rng = np.random.default_rng([seed, VERSION, 11, STYLES.index(style)])
     _dirs(out)
-    recs = [sample(rng, out, f"C{i % 9:02d}_{i:05d}", media=media) for i in range(num)]
+    recs = [sample(rng, out, f"C{i % 9:02d}_{i:05d}", media=media, style=style) for i in range(num)]
     _write_jsonl(os.path.join(out, "annotations", "training_with_cot_6k.jsonl"), recs)
     kinds = {}
     for r in recs:

@@ -19,6 +19,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _add(sub, "demo", "toy-scale end to end on CPU on data and a model it makes itself (no network)")
     p.add_argument("--workdir", default="workdir/demo")
+    p.add_argument("--seed", type=int, default=0, help="draws data, init and sampling (0: the measured run)")
 
     p = _add(sub, "synth", "write a synthetic dataset in the SEED-Bench-R1 on-disk layout")
     p.add_argument("--out", required=True, help="DATA_ROOT to create")
@@ -228,7 +229,7 @@ def _run(args, extra):
     if args.cmd == "demo":
         from seedr1_jax.analysis.demo import run
 
-        return run(args.workdir)
+        return run(args.workdir, seed=args.seed)
     if args.cmd == "synth":
         from data_prep.synth import run
 

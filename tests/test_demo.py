@@ -84,7 +84,7 @@ def test_demo_end_to_end(tmp_path):
     s = json.loads((tmp_path / "demo_summary.json").read_text())
     for k in ("reward_first10", "reward_last10", "acc_sft", "acc_grpo", "seconds"):
         assert k in s
-    assert s["n_eval"] >= 96
+    assert s["n_eval"] >= 96 and s["seed"] == 0
     for name, key in (("sft", "acc_sft"), ("grpo", "acc_grpo")):
         rows = [json.loads(x) for x in open(tmp_path / f"eval_L1_{name}.jsonl")]
         assert len(rows) == s["n_eval"] and s[key] == pytest.approx(100 * np.mean([r["reward"] for r in rows]))
@@ -102,3 +102,18 @@ def test_demo_end_to_end(tmp_path):
     assert s["transformers_max_abs_diff"] is not None and s["transformers_max_abs_diff"] <= 1e-4
     assert (tmp_path / "grpo_metrics.png").stat().st_size > 1000
     assert "seedr1 demo summary" in res.stdout and "95% CI" in res.stdout
+
+
+def test_demo_seed_draws_the_data_and_the_training(tmp_path, monkeypatch):
+    """`seedr1 demo --seed K` generates its data and trains with seed K (stopped after the warm-up's training call)."""
+    from data_prep import prep, synth
+    from seedr1_jax import cli
+    from seedr1_jax.rl import train
+
+    seen = []
+    monkeypatch.setattr(synth, "generate", lambda out, **kw: seen.append(("data", kw["seed"])))
+    monkeypatch.setattr(synth, "generate_warmup", lambda out, **kw: seen.append(("warmup", kw["seed"])))
+    monkeypatch.setattr(prep, "prepare", lambda *a, **kw: None)
+    monkeypatch.setattr(train, "main", lambda c, wd, **kw: seen.append(("train", c.train.seed, c.data.seed)) or 1)
+    assert cli.main(["demo", "--workdir", str(tmp_path), "--seed", "3"]) == 1
+    assert seen == [("data", 3), ("warmup", 3), ("train", 3, 3)]

@@ -29,13 +29,41 @@ def test_curriculum_is_perception_not_the_task(tmp_path):
     ).read_text()
 
 
+def test_plain_stage_is_kitchens_kind_of_pixels(tmp_path):
+    """The first pre-training stage draws every sample on kitchen's grey noise background (no palette shift), any
+    shape and motion, and asks only the colour; an unknown style is refused."""
+    import numpy as np
+    import pytest
+
+    rng = np.random.default_rng(1)
+    plain = [curriculum.random_environment(rng, "plain") for _ in range(200)]
+    kitchen = synth.ENVIRONMENTS["kitchen"]
+    assert all(c == 0 for _, c in plain)
+    assert {(e.background, e.bg_rgb, e.tint) for e, _ in plain} == {(kitchen.background, kitchen.bg_rgb, kitchen.tint)}
+    assert {e.shape for e, _ in plain} == set(curriculum.SHAPES) and {e.motion for e, _ in plain} == set(
+        curriculum.MOTIONS
+    )
+    kinds = curriculum.generate(str(tmp_path), 60, seed=0, media=False, style="plain")
+    assert set(kinds) == {"colour"}  # one fact to learn first
+    recs = [json.loads(x) for x in open(tmp_path / "annotations" / "training_with_cot_6k.jsonl")]
+    assert {r["chroma"] for r in recs} == {0.0}
+    for r in recs:  # the think names shape and colour only
+        assert re.fullmatch(r"<think>The [a-z]+ in the (video and the )?image is [a-z]+\.</think>.*", r["response"])
+    with pytest.raises(ValueError, match="style 'kitchen'"):
+        curriculum.generate(str(tmp_path / "x"), 2, style="kitchen")
+
+
 def test_environments_cover_the_study_styles():
     """The base's rendering family contains the study's kinds of pixels (kitchen, and L2/L3's): every background,
     shape and camera motion the four environments use is drawn."""
     import numpy as np
 
     rng = np.random.default_rng(0)
-    drawn = [curriculum.random_environment(rng) for _ in range(400)]
+    drawn, chroma = zip(*[curriculum.random_environment(rng) for _ in range(400)])
+    # from neutral (grey background, no palette shift: kitchen's kind) to fully coloured
+    grey = [e for e, c in zip(drawn, chroma) if c < 0.05]
+    assert grey and all(max(e.bg_rgb) - min(e.bg_rgb) <= 5 and max(abs(t - 1) for t in e.tint) < 0.02 for e in grey)
+    assert max(max(e.bg_rgb) - min(e.bg_rgb) for e in drawn) > 60 and min(min(e.tint) for e in drawn) < 0.82
     for env in synth.ENVIRONMENTS.values():
         assert env.background in {e.background for e in drawn}
         assert env.shape in {e.shape for e in drawn} and env.motion in {e.motion for e in drawn}
@@ -51,10 +79,31 @@ def test_base_rebuilds_bit_identically_and_is_cached(tmp_path, capsys):
     assert again["params_sha256"] == a["params_sha256"] and "built already" in capsys.readouterr().out
     other, _ = toy_base.recipe("smoke", seed=1)
     assert toy_base.key(other) != a["key"]  # another recipe, another cache entry
+    assert [s[0] for s in a["recipe"]["stages"]] == ["plain", "full"] and set(a["perception_stages"]) == {
+        "plain",
+        "full",
+    }
     assert os.path.isfile(os.path.join(a["dir"], "model.json"))
     # what it perceives is measured at build time on held-out curriculum prompts (multiple choice, scored)
     p = a["perception"]
     assert p == b["perception"] and p["all"]["n"] == sum(
-        v["n"] for k, v in p.items() if k not in ("all", "descriptions")
+        v["n"] for k, v in p.items() if k not in ("all", "descriptions", "by_chroma", "describes")
     )
-    assert all(0 <= v["accuracy"] <= 100 and 0 < v["chance"] < 100 for k, v in p.items() if k != "descriptions")
+    assert all(
+        0 <= v["accuracy"] <= 100 and 0 < v["chance"] < 100
+        for k, v in p.items()
+        if k not in ("descriptions", "by_chroma", "describes")
+    )
+    # the descriptions are scored on every prompt, per attribute the truth states
+    assert p["describes"] and set(p["describes"]) <= set(toy_base.ATTRIBUTES)
+    assert all(0 <= v["accuracy"] <= 100 and v["n"] <= 16 for v in p["describes"].values())
+
+
+def test_describes_right_scores_each_stated_attribute():
+    truth = "<think>The circle in the video is red; it leaves the view; the camera is panning.</think><answer>no"
+    said = "The circle in the video is blue; it leaves the view; the camera is still or panning."
+    assert toy_base.describes_right(truth, said) == dict(colour=False, shape=True, motion=False, stays=True)
+    brief = "<think>The square in the video and the image is green.</think><answer>green</answer>"
+    assert toy_base.describes_right(brief, "The square in the video and the image is green.") == dict(
+        colour=True, shape=True
+    )

@@ -127,7 +127,9 @@ def _transformers_check(hf_dir: str, model, batch) -> float | None:
     return float(np.abs(ref - ours).max())
 
 
-def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = None) -> int:
+def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = None, seed: int = 0) -> int:
+    """The demo on its own data and model; `seed` draws the synthetic data, the warm-up's and GRPO's shuffling,
+    initialisation and sampling (every random choice), so `--seed K` is an independent rerun."""
     from configs.tiny import get_config
     from data_prep import prep, synth
     from seedr1_jax import data
@@ -148,9 +150,9 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     data_root, tfr = os.path.join(workdir, "data"), os.path.join(workdir, "tfrecords")
     warm_root, warm_tfr = os.path.join(workdir, "data_warmup"), os.path.join(workdir, "tfrecords_warmup")
     if not os.path.isdir(os.path.join(data_root, "annotations")):
-        synth.generate(data_root, num_train=64, num_val=NUM_EVAL, seed=0, option_order="sorted")
+        synth.generate(data_root, num_train=64, num_val=NUM_EVAL, seed=seed, option_order="sorted")
     if not os.path.isdir(os.path.join(warm_root, "annotations")):
-        synth.generate_warmup(warm_root, num=WARMUP_SAMPLES, seed=0, option_order="sorted")
+        synth.generate_warmup(warm_root, num=WARMUP_SAMPLES, seed=seed, option_order="sorted")
     stage("prep")
     frames = get_config().data.max_frames
     for root, out, split in ((data_root, tfr, "train"), (data_root, tfr, "L1"), (warm_root, warm_tfr, "train_cot")):
@@ -161,6 +163,7 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     sft_dir, grpo_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")
     c = get_config("warmup")
     c.data.tfrecord_dir = warm_tfr
+    c.train.seed = c.data.seed = seed
     if sft_steps:
         c.train.num_steps = c.train.checkpoint_every = sft_steps
     if train.main(c, sft_dir) != 0:
@@ -169,6 +172,7 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     tok = load_tokenizer()
     c = get_config("grpo")
     c.data.tfrecord_dir = tfr
+    c.train.seed = c.data.seed = seed
     c.model.init = sft_dir
     c.train.num_steps = grpo_steps or c.train.num_steps
     accs, cis = {}, {}
@@ -250,6 +254,7 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
         ],
         transformers_max_abs_diff=err,
         seconds=time.time() - t_start,
+        seed=seed,
     )
     with open(os.path.join(workdir, "demo_summary.json"), "w") as f:
         json.dump(summary, f, indent=2)

@@ -33,7 +33,7 @@ FRACTIONS = (0.25, 0.5, 1.0)  # of the budget, for the budget curve
 # base: the toy base's recipe size; steps x batch prompts for SFT and for GRPO each; l1val: L1 validation samples
 BUDGETS = {
     "default": dict(base="default", num_train=256, num_val=96, num_l1val=64, steps=32, batch=8, seeds=5),
-    "quick": dict(base="default", num_train=64, num_val=48, num_l1val=32, steps=16, batch=8, seeds=1),
+    "quick": dict(base="quick", num_train=64, num_val=48, num_l1val=32, steps=16, batch=8, seeds=1),
     "smoke": dict(base="smoke", num_train=8, num_val=8, num_l1val=4, steps=4, batch=2, seeds=1),
 }
 # Config overrides per arm (over configs/tiny.py:sft and :grpo) chosen on L1-val by the last `seedr1 study --tune`.

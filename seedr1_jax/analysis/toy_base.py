@@ -12,12 +12,18 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import time
 
 import numpy as np
 
-SAMPLES = {"default": 2400, "quick": 800, "smoke": 16}  # curriculum records per recipe size
+# per recipe size, the pre-training stages in order: curriculum style -> (records, SFT steps)
+STAGES = {
+    "default": {"plain": (800, 300), "full": (2400, 900)},
+    "quick": {"plain": (400, 200), "full": (800, 250)},
+    "smoke": {"plain": (8, 1), "full": (8, 1)},
+}
 
 
 def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) -> tuple[dict, object]:
@@ -29,10 +35,7 @@ def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) 
 
     c = get_config("pretrain")
     c.train.seed = c.data.seed = seed
-    if size == "quick":
-        c.train.num_steps = c.train.checkpoint_every = c.train.num_steps // 3
-    elif size == "smoke":
-        c.train.num_steps = c.train.checkpoint_every = 2
+    if size == "smoke":
         c.data.batch_size = 2
     for k, v in (overrides or {}).items():
         node = c
@@ -41,7 +44,9 @@ def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) 
             node = node[p]
         node[last] = v
     c.data.tfrecord_dir = ""  # filled in at build time: not part of the key
-    rec = dict(config=json.loads(c.to_json_best_effort(sort_keys=True)), samples=SAMPLES[size], seed=seed)
+    c.train.num_steps = c.train.checkpoint_every = 0  # per stage, from `stages`
+    rec = dict(config=json.loads(c.to_json_best_effort(sort_keys=True)), seed=seed)
+    rec["stages"] = [[style, n, steps] for style, (n, steps) in STAGES[size].items()]
     rec["curriculum_version"] = curriculum.VERSION
     rec["model"] = config_to_dict(preset(c.model.init.removeprefix("preset:")))  # a changed preset is another base
     return rec, c
@@ -73,54 +78,89 @@ def params_hash(run_dir: str) -> str:
     return h.hexdigest()
 
 
-def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = None) -> dict:
+def _score(hits: list[tuple[bool, int]]) -> dict:
+    """{"accuracy" %, "n", "chance" %} of (right?, number of options) pairs."""
+    return dict(
+        accuracy=100 * float(np.mean([a for a, _ in hits])),
+        n=len(hits),
+        chance=100 * float(np.mean([1 / m for _, m in hits])),
+    )
+
+
+def _attributes() -> dict[str, tuple[str, ...]]:
+    from data_prep import curriculum, synth
+
+    return dict(
+        colour=tuple(synth.COLORS),
+        shape=curriculum.SHAPES,
+        motion=tuple(curriculum.MOTIONS.values()),
+        stays=("stays in view", "leaves the view"),
+    )
+
+
+ATTRIBUTES = _attributes()  # what a curriculum `<think>` states: attribute -> its values as written
+
+
+def describes_right(truth: str, said: str) -> dict[str, bool]:
+    """Per attribute the true `<think>` (of `truth`, a response) states: whether `said` names that value and no
+    other value of the attribute."""
+    truth = truth.split("</think>")[0]
+    out = {}
+    for attr, values in ATTRIBUTES.items():
+        want = [v for v in values if re.search(rf"\b{re.escape(v)}\b", truth)]
+        if len(want) == 1:
+            got = [v for v in values if re.search(rf"\b{re.escape(v)}\b", said)]
+            out[attr] = got == want
+    return out
+
+
+def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = None, style: str = "full") -> dict:
     """Does the base perceive? Greedy answers to `num` held-out curriculum prompts (another generator seed), the
-    multiple-choice ones scored: {question kind: {"accuracy" %, "n", "chance" %}, "all": ...}, plus "descriptions":
-    the share of distinct `<think>` texts (1/n: one description whatever the clip)."""
-    import re
+    multiple-choice answers scored: {question kind: {"accuracy" %, "n", "chance" %}, "all": ..., "by_chroma": ...},
+    "describes": per attribute, how often the `<think>` names the value the clip shows (every prompt; chance: 1 /
+    the attribute's values), and "descriptions": the share of distinct `<think>` texts (1/n: one description
+    whatever the clip). `style`: the curriculum's. A model can perceive (describe right) before it maps a value to
+    its option letter, so "describes" is the perception measure and the letters are the format's."""
     import tempfile
 
     from data_prep import curriculum
     from seedr1_jax import data
     from seedr1_jax.models.checkpoint import load_params
-    from seedr1_jax.models.processor import load_tokenizer
+    from seedr1_jax.models.processor import INSTRUCTION, load_tokenizer
     from seedr1_jax.rl.rewards import extract_answer
     from seedr1_jax.rl.sampler import greedy
 
     model, tok = load_params(run_dir), load_tokenizer()
-    scores, thinks = {}, []
+    scores, thinks, by_chroma, described = {}, [], {}, {}
     with tempfile.TemporaryDirectory(dir=workdir) as root:
-        curriculum.generate(root, num, seed=seed)
+        curriculum.generate(root, num, seed=seed, style=style)
         for line in open(os.path.join(root, "annotations", "training_with_cot_6k.jsonl")):
             rec = json.loads(line)
             content = rec["prompt"][0]["content"]
             lines = content[-1]["text"].split("\n")
             options = [x[3:] for x in lines if re.match(r"^[A-E]\. ", x)]
-            if not options:
-                continue
             media = {c["type"]: os.path.join(root, c[c["type"]]) for c in content if c["type"] in ("video", "image")}
-            batch = data.make_batch(lines[0], options, model_cfg=model.cfg, max_frames=4, **media)
+            question = lines[0] if options else lines[0].split(INSTRUCTION)[0]
+            batch = data.make_batch(question, options or ["yes", "no"], model_cfg=model.cfg, max_frames=4, **media)
             out = greedy(model, batch, max_new_tokens=64)
             toks, k = np.asarray(out["tokens"][0]), int(np.asarray(out["mask"][0]).sum())
             text = tok.decode(toks[:k], skip_special_tokens=True)
+            think = text.split("</think>")[0]
+            thinks.append(think)
+            for attr, right in describes_right(rec["response"], think).items():
+                described.setdefault(attr, []).append((right, len(ATTRIBUTES[attr])))
+            if not options:  # free-form: its description is scored above, its answer is not
+                continue
             want = re.search(r"<answer>([A-E])", rec["response"]).group(1)
-            scores.setdefault(rec["question_kind"], []).append(((extract_answer(text) or "")[:1] == want, len(options)))
-            thinks.append(text.split("</think>")[0])
-    res = {
-        k: dict(
-            accuracy=100 * float(np.mean([a for a, _ in v])),
-            n=len(v),
-            chance=100 * float(np.mean([1 / m for _, m in v])),
-        )
-        for k, v in scores.items()
-    }
+            hit = ((extract_answer(text) or "")[:1] == want, len(options))
+            scores.setdefault(rec["question_kind"], []).append(hit)
+            by_chroma.setdefault("chroma<0.5" if rec.get("chroma", 1) < 0.5 else "chroma>=0.5", []).append(hit)
+    res = {k: _score(v) for k, v in scores.items()}
     every = [x for v in scores.values() for x in v]
-    res["all"] = dict(
-        accuracy=100 * float(np.mean([a for a, _ in every])),
-        n=len(every),
-        chance=100 * float(np.mean([1 / m for _, m in every])),
-    )
+    res["all"] = _score(every)
+    res["by_chroma"] = {k: _score(v) for k, v in sorted(by_chroma.items())}
     res["descriptions"] = len(set(thinks)) / max(len(thinks), 1)
+    res["describes"] = {k: _score(v) for k, v in sorted(described.items())}
     return res
 
 
@@ -142,20 +182,32 @@ def build(out: str | None = None, size: str = "default", seed: int = 0, override
         raise ValueError(f"{out} holds another toy base ({meta.get('key')}, not {k}); pick another --out")
     t0 = time.time()
     os.makedirs(out, exist_ok=True)
-    root, tfr, run = (os.path.join(out, d) for d in ("curriculum", "tfrecords", "run"))
-    print(f"toy base {k}: {rec['samples']} curriculum samples, {c.train.num_steps} SFT steps -> {out}", flush=True)
-    if not os.path.exists(os.path.join(root, "done")):
-        kinds = curriculum.generate(root, rec["samples"], seed=seed)
-        with open(os.path.join(root, "done"), "w") as f:
-            json.dump(kinds, f)
-    if not os.path.exists(os.path.join(tfr, "prep_report_train_cot.json")):
-        prep.prepare(root, "train_cot", tfr, max_frames=c.data.max_frames, progress=True)
-    c.data.tfrecord_dir = tfr
-    if train.main(c, run) != 0:  # resumes an interrupted build
-        raise RuntimeError(f"training the toy base in {run} failed; see its log above, then rerun to resume")
+    stages = [(style, n, steps) for style, n, steps in rec["stages"] if steps > 0]
+    print(f"toy base {k}: stages {stages} (style, records, SFT steps) -> {out}", flush=True)
+    perception, init = {}, c.model.init
+    for i, (style, n, steps) in enumerate(stages):
+        last = i == len(stages) - 1
+        root, tfr = os.path.join(out, f"curriculum_{style}"), os.path.join(out, f"tfrecords_{style}")
+        run = os.path.join(out, "run" if last else f"run_{style}")
+        if not os.path.exists(os.path.join(root, "done")):
+            kinds = curriculum.generate(root, n, seed=seed, style=style)
+            with open(os.path.join(root, "done"), "w") as f:
+                json.dump(kinds, f)
+        if not os.path.exists(os.path.join(tfr, "prep_report_train_cot.json")):
+            prep.prepare(root, "train_cot", tfr, max_frames=c.data.max_frames, progress=True)
+        sc = c.copy_and_resolve_references()
+        sc.data.tfrecord_dir, sc.model.init = tfr, init
+        sc.train.num_steps = sc.train.checkpoint_every = steps
+        print(f"toy base {k}: stage {i + 1}/{len(stages)} ({style}): {n} records, {steps} steps", flush=True)
+        if train.main(sc, run) != 0:  # resumes an interrupted build
+            raise RuntimeError(f"training the toy base in {run} failed; see its log above, then rerun to resume")
+        perception[style] = probe(run, num=16 if size == "smoke" else 96, workdir=out, style=style)
+        _print_probe(style, perception[style])
+        shutil.rmtree(os.path.join(root, "videos"), ignore_errors=True)  # the TFRecords hold the frames
+        init = run
     meta = dict(key=k, recipe=rec, params_sha256=params_hash(run), seconds=round(time.time() - t0, 1))
-    meta["perception"] = probe(run, num=16 if size == "smoke" else 96, workdir=out)
-    shutil.rmtree(os.path.join(root, "videos"), ignore_errors=True)  # the TFRecords hold the frames
+    meta["perception"] = perception[stages[-1][0]]  # after the last stage, on its style
+    meta["perception_stages"] = perception
     with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f, indent=2)
     os.replace(meta_path + ".tmp", meta_path)  # base.json last: its presence means the base is complete
@@ -163,14 +215,25 @@ def build(out: str | None = None, size: str = "default", seed: int = 0, override
     return dict(meta, dir=run)
 
 
+def _print_probe(style: str, p: dict) -> None:
+    for kind, r in p.get("describes", {}).items():
+        print(
+            f"  held-out {style}: <think> names the {kind:<6} right {r['accuracy']:5.1f}% of {r['n']:3d} "
+            f"(chance {r['chance']:.0f}%)"
+        )
+    for kind, r in {**p, **p.get("by_chroma", {})}.items():
+        if kind not in ("descriptions", "by_chroma", "describes"):
+            print(
+                f"  held-out {style}: answer letter, {kind:<11} {r['accuracy']:5.1f}% of {r['n']:3d} "
+                f"(chance {r['chance']:.0f}%)"
+            )
+    print(f"  held-out {style}: distinct descriptions {100 * p['descriptions']:.0f}% of the answers", flush=True)
+
+
 def run(out: str | None = None, size: str = "default", seed: int = 0) -> int:
     """`seedr1 pretrain-toy`: prints what the base perceives and its folder (a `model.init`); returns the exit code."""
     meta = build(out, size=size, seed=seed)
-    p = meta.get("perception") or {}
-    for kind, r in p.items():
-        if kind != "descriptions":
-            print(f"  held-out {kind:<9} {r['accuracy']:5.1f}% of {r['n']:3d} (chance {r['chance']:.0f}%)")
-    if p:
-        print(f"  distinct descriptions: {100 * p['descriptions']:.0f}% of the answers")
+    for style, p in meta.get("perception_stages", {}).items():
+        _print_probe(style, p)
     print(meta["dir"])
     return 0
