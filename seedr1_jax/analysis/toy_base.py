@@ -197,7 +197,7 @@ def build(out: str | None = None, size: str = "default", seed: int = 0, override
             prep.prepare(root, "train_cot", tfr, max_frames=c.data.max_frames, progress=True)
         sc = c.copy_and_resolve_references()
         sc.data.tfrecord_dir, sc.model.init = tfr, init
-        sc.train.num_steps = sc.train.checkpoint_every = steps
+        sc.train.num_steps, sc.train.checkpoint_every = steps, min(steps, 150)  # an interrupted build resumes
         print(f"toy base {k}: stage {i + 1}/{len(stages)} ({style}): {n} records, {steps} steps", flush=True)
         if train.main(sc, run) != 0:  # resumes an interrupted build
             raise RuntimeError(f"training the toy base in {run} failed; see its log above, then rerun to resume")
