@@ -126,6 +126,86 @@ def raises(completion, ground_truth):
     raise KeyError("boom")
 
 
+SEEN = []
+
+
+def names_the_answer(completion, sample, **ctx):
+    """A process reward (second parameter `sample`): records what it received; 1.0 iff the completion contains the
+    right option's text."""
+    SEEN.append((sample, ctx))
+    return float(sample["answer_text"] in completion)
+
+
+def answer_is_c(completion, sample, **ctx):
+    return float(sample["answer"] == "C")
+
+
+def test_process_reward_sees_the_sample_and_ctx_beside_a_two_argument_one():
+    SEEN.clear()
+    samples = [
+        dict(answer="B", options=["wash the red cup", "wash the blue cup"], answer_text="wash the blue cup"),
+        dict(answer="A", options=["wash the red cup", "wash the blue cup"], answer_text="wash the red cup"),
+    ]
+    comps = ["<think>the blue cup</think><answer>B. wash the blue cup</answer>", "<answer>B</answer>"]
+    w = {"accuracy": 1.0, "test_rewards:names_the_answer": 0.5, "test_rewards:length_bonus": 0.0}
+    total, values = rewards.compute_rewards(comps, ["B", "A"], w, samples=samples, ctx={"step": 7})
+    np.testing.assert_allclose(values["test_rewards:names_the_answer"], [1.0, 0.0])
+    np.testing.assert_allclose(values["accuracy"], [1.0, 0.0])
+    np.testing.assert_allclose(total, [1.5, 0.0])
+    assert [s for s, _ in SEEN] == samples and all(c == {"step": 7} for _, c in SEEN)
+    # without samples, a process reward gets the ground truth as sample["answer"]
+    _, v = rewards.compute_rewards(["x", "y"], ["C", "D"], {"test_rewards:answer_is_c": 1.0})
+    np.testing.assert_allclose(v["test_rewards:answer_is_c"], [1.0, 0.0])
+    assert rewards.takes_sample(names_the_answer) and not rewards.takes_sample(length_bonus)
+    with pytest.raises(ValueError, match="2 completions but 2 ground truths and 1 samples"):
+        rewards.compute_rewards(comps, ["B", "A"], w, samples=samples[:1])
+
+
+def test_reward_noise_flips_accuracy_at_the_set_rate_seeded():
+    n = 4000
+    comps = ["<think>x</think><answer>B</answer>"] * (n // 2) + ["<answer>C</answer>"] * (n // 2)
+    w = {"accuracy": 1.0, "format": 1.0}
+    total, v = rewards.compute_rewards(comps, ["B"] * n, w, noise=0.2, noise_seed=(0, 5))
+    flipped = v["accuracy"] != v["accuracy_clean"]
+    assert abs(flipped.mean() - 0.2) < 0.03 and flipped[: n // 2].any() and flipped[n // 2 :].any()
+    np.testing.assert_array_equal(v["accuracy"], np.where(flipped, 1 - v["accuracy_clean"], v["accuracy_clean"]))
+    np.testing.assert_allclose(total, v["accuracy"] + v["format"])  # the noisy value is what trains
+    assert "format_clean" not in v  # only the accuracy rewards are flipped
+    again = rewards.compute_rewards(comps, ["B"] * n, w, noise=0.2, noise_seed=(0, 5))[1]
+    other = rewards.compute_rewards(comps, ["B"] * n, w, noise=0.2, noise_seed=(0, 6))[1]
+    np.testing.assert_array_equal(again["accuracy"], v["accuracy"])
+    assert (other["accuracy"] != v["accuracy"]).any()
+    assert "accuracy_clean" not in rewards.compute_rewards(comps, ["B"] * n, w)[1]  # no noise: nothing extra
+    from seedr1_jax.models.config import ConfigError
+
+    with pytest.raises(ConfigError, match="reward_noise is 1.5"):
+        rewards.compute_rewards(comps, ["B"] * n, w, noise=1.5)
+
+
+def test_reward_samples_from_a_host_batch():
+    from seedr1_jax.rl.grpo import reward_samples
+
+    batch = dict(
+        answer=np.asarray(["B", "A"]),
+        options=["wash the red cup\nwash the blue cup", "x\ny\nz"],
+        answer_text=["wash the blue cup", "x"],
+        sample_id=[b"s0", b"s1"],
+        domain=["", "Work"],
+        prompt=["p0", "p1"],
+        input_ids=np.zeros((2, 3)),
+    )
+    got = reward_samples(batch)
+    assert got[0] == dict(
+        answer="B",
+        answer_text="wash the blue cup",
+        sample_id="s0",
+        domain="",
+        prompt="p0",
+        options=["wash the red cup", "wash the blue cup"],
+    )
+    assert got[1]["options"] == ["x", "y", "z"] and got[1]["domain"] == "Work"
+
+
 def test_custom_reward_from_the_config_is_weighted_and_logged():
     from configs.tiny import get_config
 
@@ -185,3 +265,16 @@ def test_rewards_never_raise_and_are_binary(completion, gt):
     assert set(values) == set(rewards.REWARD_FNS) and total.shape == (1,)
     # exact match implies accuracy: the stripped answer equal to the letter starts with it.
     assert values["exact"][0] <= values["accuracy"][0]
+
+
+def test_preflight_refuses_a_reward_noise_outside_0_1():
+    from configs.tiny import get_config
+    from seedr1_jax.models.config import ConfigError
+    from seedr1_jax.rl import preflight
+
+    c = get_config("grpo")
+    c.grpo.reward_noise = 0.3
+    preflight.check_values(c)
+    c.grpo.reward_noise = -0.1
+    with pytest.raises(ConfigError, match="grpo.reward_noise"):
+        preflight.check_values(c)

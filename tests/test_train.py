@@ -191,20 +191,34 @@ def test_nonfinite_update_stops_or_skips(tfr, tmp_path, mode, capsys):
 
 
 def test_train_with_a_module_function_reward(tfr, tmp_path):
-    """The documented custom reward through the door users use: `seedr1 train` with
-    grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5} runs, and the custom reward is computed and logged."""
+    """The documented custom rewards through the door users use: `seedr1 train` with an outcome reward
+    `my_rewards:brevity(completion, ground_truth)` and a process reward `my_rewards:seen(completion, sample, **ctx)`
+    runs; both are computed and logged, the process reward sees the record's fields and the step; and
+    `grpo.reward_noise` flips accuracy rewards (the clean values logged beside)."""
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "my_rewards.py").write_text(
+        "import json, os\n"
         "def brevity(completion, ground_truth):\n    return 1.0 / (1.0 + len(completion))\n"
+        "def seen(completion, sample, **ctx):\n"
+        "    with open(os.environ['SEEN_LOG'], 'a') as f:\n"
+        "        f.write(json.dumps(dict(sample=sample, ctx=ctx)) + '\\n')\n"
+        "    return 1.0\n"
     )
     work = str(tmp_path / "run")
-    rewards = '--config.grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5}'
-    env = dict(_env(), PYTHONPATH=str(pkg))
-    out = subprocess.run(_cmd("grpo", work, tfr, 1) + [rewards], cwd=ROOT, env=env, capture_output=True, text=True)
+    rewards = '--config.grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5, "my_rewards:seen": 0.0}'
+    log = tmp_path / "seen.jsonl"
+    env = dict(_env(), PYTHONPATH=str(pkg), SEEN_LOG=str(log))
+    cmd = _cmd("grpo", work, tfr, 1) + [rewards, "--config.grpo.reward_noise=1.0"]
+    out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(open(os.path.join(work, "metrics.jsonl")).readline())
-    assert 0.0 < row["reward_my_rewards:brevity"] <= 1.0 and "reward_accuracy" in row
+    assert 0.0 < row["reward_my_rewards:brevity"] <= 1.0 and row["reward_my_rewards:seen"] == 1.0
+    assert row["reward_accuracy"] == 1.0 - row["reward_accuracy_clean"]  # noise 1.0 flips every one
+    calls = [json.loads(x) for x in open(log)]
+    assert calls and all(c["ctx"] == {"step": 0} for c in calls)
+    s = calls[0]["sample"]
+    assert s["answer"] in "ABCD" and len(s["options"]) == 4 and s["answer_text"] in s["options"] and s["sample_id"]
 
 
 def test_train_with_a_bad_reward_path_stops_before_training(tfr, tmp_path):

@@ -250,7 +250,27 @@ def logprob_fields(config, progs: Programs, params, ref_params, prompts: Prompts
     return out
 
 
-def prepare(config, progs: Programs, params, ref_params, host_batch: dict, tokenizer, rng) -> Prepared:
+def reward_samples(host_batch: dict) -> list[dict]:
+    """The record fields a process reward sees (`rewards` module docstring), one dict per prompt of the batch."""
+
+    def text(x):
+        return x.decode("utf-8") if isinstance(x, bytes) else str(x)
+
+    n = len(host_batch["answer"])
+    out = []
+    for i in range(n):
+        row = {
+            k: text(host_batch[k][i])
+            for k in ("answer", "answer_text", "sample_id", "domain", "prompt")
+            if k in host_batch
+        }
+        if "options" in host_batch:
+            row["options"] = [o for o in text(host_batch["options"][i]).split("\n") if o]
+        out.append(row)
+    return out
+
+
+def prepare(config, progs: Programs, params, ref_params, host_batch: dict, tokenizer, rng, step: int = 0) -> Prepared:
     """Rollout, rewards, advantages, and the reference / anchor log-probs, once per rollout batch.
 
     host_batch: a `data.train_batches` batch (B prompts). Samples G completions per prompt with the current
@@ -282,7 +302,15 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     t0 = time.perf_counter()
     texts = tokenizer.batch_decode([row[: int(m.sum())] for row, m in zip(tokens, mask)], skip_special_tokens=True)
     answers = np.repeat(np.asarray(host_batch["answer"]), g.group_size)
-    total, per_fn = rw.compute_rewards(texts, list(answers), dict(g.rewards))
+    total, per_fn = rw.compute_rewards(
+        texts,
+        list(answers),
+        dict(g.rewards),
+        samples=[s for s in reward_samples(host_batch) for _ in range(g.group_size)],
+        ctx={"step": int(step)},
+        noise=float(g.get("reward_noise", 0.0)),
+        noise_seed=(int(config.train.seed), int(step), 0x5EED),
+    )
     adv = np.asarray(group_advantages(jnp.asarray(total), g.group_size, scale_by_std=g.reduction != "dr_grpo"))
     timings["reward"] = time.perf_counter() - t0
 

@@ -71,6 +71,8 @@ def check_values(config) -> None:
         _need(g.top_k >= 0, "grpo.top_k", g.top_k, "must be >= 0 (0 disables)")
         _need(g.beta >= 0 and math.isfinite(g.beta), "grpo.beta", g.beta, "must be >= 0 (0 skips the reference)")
         _need(g.mu >= 1, "grpo.mu", g.mu, "must be >= 1")
+        noise = g.get("reward_noise", 0.0)
+        _need(0 <= noise <= 1, "grpo.reward_noise", noise, "must be a probability in [0, 1]")
         _need(g.reduction in REDUCTIONS, "grpo.reduction", g.reduction, f"use one of {', '.join(REDUCTIONS)}")
         _need(g.ref_dtype in DTYPES, "grpo.ref_dtype", g.ref_dtype, f"use one of {', '.join(DTYPES)}")
         resolve_rewards(dict(g.rewards))  # built-ins and `module:function` alike, as training resolves them

@@ -5,8 +5,16 @@ single malformed sample must never kill a rollout. `ground_truth` may be a bare 
 form ("<answer>B.</answer>"); both give the letter "B".
 
 Rewards are pluggable: `grpo.rewards` maps a name to a weight, the name being a built-in (`REWARD_FNS`) or any
-importable `module:function` taking `(completion: str, ground_truth: str)` and returning a number, e.g.
-`{"accuracy": 1.0, "my_pkg.rewards:length_penalty": 0.1}`.
+importable `module:function` returning a number, e.g. `{"accuracy": 1.0, "my_pkg.rewards:length_penalty": 0.1}`.
+A function is called in one of two ways, read from its signature:
+- `fn(completion: str, ground_truth: str)`: the outcome signature (every built-in);
+- `fn(completion: str, sample: dict, **ctx)`: a process reward, whose second parameter is named `sample`. `sample`
+  holds the record's fields (`answer`: the letter, `options`: list of option texts, `answer_text`, `sample_id`,
+  `domain`, `prompt`); `ctx` holds `step` (the training step) and, later, what the rollout adds on request.
+
+`grpo.reward_noise` = p flips the accuracy rewards (`accuracy`, `exact`: v -> 1 - v) of a fraction p of the
+completions, drawn from a generator seeded by (train seed, step): the noisy-reward experiment. The clean values
+are logged beside (`reward_<name>_clean`).
 """
 
 from __future__ import annotations
@@ -90,6 +98,8 @@ def resolve_reward(name: str) -> Callable[[str, str], float]:
     if not callable(fn):
         raise ConfigError(f"{where}: module {mod_name!r} has no function {attr!r}")
     try:
+        if takes_sample(fn):
+            return fn
         inspect.signature(fn).bind("completion", "ground_truth")
     except TypeError:
         raise ConfigError(
@@ -99,6 +109,18 @@ def resolve_reward(name: str) -> Callable[[str, str], float]:
     except ValueError:  # no introspectable signature (some builtins): accept, calls will tell
         pass
     return fn
+
+
+def takes_sample(fn) -> bool:
+    """Whether `fn` is a process reward, `fn(completion, sample, **ctx)` (its second parameter is named `sample`)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):
+        return False
+    return len(params) >= 2 and params[1].name == "sample"
+
+
+NOISY = ("accuracy", "exact")  # the rewards `reward_noise` flips
 
 
 def resolve_rewards(weights: Mapping[str, float]) -> dict[str, Callable[[str, str], float]]:
@@ -111,8 +133,10 @@ def resolve_rewards(weights: Mapping[str, float]) -> dict[str, Callable[[str, st
     return {name: resolve_reward(name) for name in weights}
 
 
-def _call(name, fn, completion, ground_truth) -> float:
+def _call(name, fn, completion, ground_truth, sample=None, ctx=None) -> float:
     try:
+        if takes_sample(fn):
+            return float(fn(completion, dict(sample or {"answer": ground_truth}), **(ctx or {})))
         return float(fn(completion, ground_truth))
     except Exception as e:  # noqa: BLE001 - only custom rewards can get here (the built-ins never raise)
         raise ConfigError(
@@ -125,6 +149,10 @@ def compute_rewards(
     completions: Sequence[str],
     ground_truths: Sequence[str],
     weights: Mapping[str, float] = DEFAULT_REWARD_WEIGHTS,
+    samples: Sequence[Mapping] | None = None,
+    ctx: Mapping | None = None,
+    noise: float = 0.0,
+    noise_seed: Sequence[int] = (0,),
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Weighted total reward per completion, plus each named reward for logging.
 
@@ -133,18 +161,34 @@ def compute_rewards(
       ground_truths: N ground truths, one per completion (repeat each prompt's G times).
       weights: reward name -> weight; a name is a built-in (`REWARD_FNS`) or `module:function`. A weight of 0
         still logs that reward.
+      samples: N record dicts for process rewards (module docstring); default {"answer": ground truth}.
+      ctx: keyword arguments for process rewards (e.g. {"step": 7}).
+      noise: the probability of flipping each accuracy reward (`NOISY`); noise_seed seeds the draw.
     Returns:
-      total f32[N] = sum_k weights[k] * values[k], and values: name -> f32[N].
+      total f32[N] = sum_k weights[k] * values[k], and values: name -> f32[N] (with noise, the flipped values;
+      the clean ones as `<name>_clean`, not in the total).
     """
     fns = resolve_rewards(weights)
-    if len(completions) != len(ground_truths):
+    if len(completions) != len(ground_truths) or (samples is not None and len(samples) != len(completions)):
         raise ValueError(
-            f"{len(completions)} completions but {len(ground_truths)} ground truths; pass one per completion"
+            f"{len(completions)} completions but {len(ground_truths)} ground truths"
+            + ("" if samples is None else f" and {len(samples)} samples")
+            + "; pass one per completion"
         )
+    if not 0.0 <= noise <= 1.0:
+        raise ConfigError(f"grpo.reward_noise is {noise}; use a probability in [0, 1]")
+    samples = samples if samples is not None else [None] * len(completions)
     values = {
-        name: np.asarray([_call(name, fn, c, g) for c, g in zip(completions, ground_truths)], np.float32).reshape(-1)
+        name: np.asarray(
+            [_call(name, fn, c, g, s, ctx) for c, g, s in zip(completions, ground_truths, samples)], np.float32
+        ).reshape(-1)
         for name, fn in fns.items()
     }
+    if noise > 0:
+        flip = np.random.default_rng([int(x) for x in noise_seed]).random(len(completions)) < noise
+        for name in [n for n in values if n in NOISY]:
+            values[name + "_clean"] = values[name]
+            values[name] = np.where(flip, 1.0 - values[name], values[name]).astype(np.float32)
     total = np.zeros(len(completions), np.float32)
     for name, w in weights.items():
         total += np.float32(w) * values[name]

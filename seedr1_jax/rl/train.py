@@ -130,7 +130,14 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
             t0 = time.perf_counter()
             if algo == "grpo":
                 prep = grpo.prepare(
-                    config, progs, state.params, ref_params, host_batch, tokenizer, jax.random.fold_in(key, step)
+                    config,
+                    progs,
+                    state.params,
+                    ref_params,
+                    host_batch,
+                    tokenizer,
+                    jax.random.fold_in(key, step),
+                    step=step,
                 )
                 batch, scalars, texts, timings, ntok = prep
             else:
