@@ -181,6 +181,41 @@ def test_sequence_reduction_ignores_fully_masked_rows():
     assert float(loss) == -1.0  # row 0: mean(-2, -2) = -2; row 1 contributes 0; mean over 2 rows
 
 
+def test_gspo_sequence_ratio_hand_computed():
+    """GSPO: one ratio per sequence, exp(masked mean of logp - old_logp), clipped; its surrogate on every token."""
+    logp = jnp.array([[-1.0, -2.0, -9.0], [-0.5, -0.5, -0.5]])
+    old = jnp.array([[-1.5, -1.9, -3.0], [-0.2, -0.4, -0.9]])
+    mask = jnp.array([[1, 1, 0], [1, 1, 1]])
+    adv = jnp.array([1.0, -2.0])
+    # row 0: mean(0.5, -0.1) = 0.2 -> s = e^0.2 = 1.2214 > 1 + 0.2: clipped to 1.2 with A > 0 -> -1.2
+    # row 1: mean(-0.3, -0.1, 0.4) = 0 -> s = 1 -> -(1 * -2) = 2
+    for reduction, want in (("sequence", (-1.2 + 2.0) / 2), ("token", (2 * -1.2 + 3 * 2.0) / 5)):
+        loss, m = grpo.policy_loss(logp, old, None, adv, mask, beta=0.0, reduction=reduction, importance="sequence")
+        np.testing.assert_allclose(float(loss), want, rtol=1e-6)
+    np.testing.assert_allclose(float(m["clip_frac_high"]), 2 / 5, rtol=1e-6)  # row 0's two tokens
+    np.testing.assert_allclose(float(m["ratio_mean"]), (2 * np.exp(0.2) + 3) / 5, rtol=1e-6)
+    # the gradient of an unclipped sequence: -A * s * (1/|y|) on each of its tokens, 0 off the mask
+    g = jax.grad(lambda lp: grpo.policy_loss(lp, old, None, adv, mask, beta=0.0, importance="sequence")[0])(logp)
+    np.testing.assert_allclose(np.asarray(g[1]), [2.0 / 3 / 2] * 3, rtol=1e-6)  # -(-2) * 1 * 1/3, mean of 2 rows
+    np.testing.assert_allclose(np.asarray(g[0]), [0.0, 0.0, 0.0], atol=1e-7)  # clipped: no gradient
+    with pytest.raises(ValueError, match="importance"):
+        grpo.policy_loss(logp, old, None, adv, mask, importance="group")
+
+
+def test_gspo_equals_grpo_at_mu1():
+    """With mu = 1 (old = the current policy) every ratio is 1: GSPO's loss and gradient are GRPO's."""
+    _, _, logp, _, ref_logp, adv, mask = _inputs(5, mu_gt_1=False)
+    for reduction in grpo.REDUCTIONS:
+
+        def f(lp, imp, reduction=reduction):
+            return grpo.policy_loss(lp, None, ref_logp, adv, mask, reduction=reduction, importance=imp)[0]
+
+        a, ga = jax.value_and_grad(f)(jnp.asarray(logp), "token")
+        b, gb = jax.value_and_grad(f)(jnp.asarray(logp), "sequence")
+        np.testing.assert_allclose(float(a), float(b), rtol=1e-6)
+        np.testing.assert_allclose(np.asarray(ga), np.asarray(gb), atol=1e-7)
+
+
 # --- token log-probs ----------------------------------------------------------------------------------------------
 
 

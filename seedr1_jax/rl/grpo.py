@@ -21,6 +21,7 @@ from seedr1_jax.data.batch import GRPOBatch, Prompts
 from seedr1_jax.rl.logprobs import ENDOFTEXT, IM_END, completion_mask, token_logprobs  # noqa: F401 (grpo.X kept)
 
 REDUCTIONS = ("sequence", "token", "dr_grpo")
+IMPORTANCE = ("token", "sequence")  # the importance ratio per token (GRPO/PPO) or per sequence (GSPO)
 
 
 def group_advantages(rewards: jax.Array, group_size: int, *, eps: float = 1e-4, scale_by_std: bool = True) -> jax.Array:
@@ -74,6 +75,7 @@ def policy_loss(
     kl_clamp: float | None = 11.0,
     reduction: str = "sequence",
     max_completion_len: int | None = None,
+    importance: str = "token",
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """GRPO clipped-surrogate loss with a k3 KL penalty.
 
@@ -91,6 +93,10 @@ def policy_loss(
         (DAPO/bnpo: masked sum / masked count over the whole batch) or "dr_grpo" (masked sum /
         (B * max_completion_len)).
       max_completion_len: Dr.GRPO's constant denominator; defaults to T.
+      importance: "token" (above) or "sequence" (GSPO, Zheng et al. 2025): one ratio per sequence,
+        s = exp(masked mean over its tokens of (logp - old_logp)), clipped as above; its surrogate
+        -min(s * A, clip(s) * A) stands on each of the sequence's tokens, so `reduction="sequence"` gives GSPO's
+        mean over sequences (GSPO uses much smaller epsilons, e.g. 3e-4 / 4e-4). At mu = 1 both are the same loss.
       The keyword hyperparameters are Python values (static under jit): `beta == 0` removes the KL branch at
       trace time, so the reference model is never needed.
     Returns:
@@ -99,12 +105,18 @@ def policy_loss(
     """
     if reduction not in REDUCTIONS:
         raise ValueError(f"unknown loss reduction {reduction!r}; choose from {REDUCTIONS}")
+    if importance not in IMPORTANCE:
+        raise ValueError(f"unknown importance level {importance!r}; choose from {IMPORTANCE}")
     logp = logp.astype(jnp.float32)
     mask = mask.astype(jnp.float32)
     old_logp = jax.lax.stop_gradient(logp) if old_logp is None else old_logp.astype(jnp.float32)
     adv = advantages.astype(jnp.float32)[:, None]
 
-    ratio = jnp.exp(logp - old_logp)
+    if importance == "sequence":
+        log_s = ((logp - old_logp) * mask).sum(axis=1, keepdims=True) / jnp.maximum(mask.sum(1, keepdims=True), 1.0)
+        ratio = jnp.broadcast_to(jnp.exp(log_s), logp.shape)
+    else:
+        ratio = jnp.exp(logp - old_logp)
     clipped = jnp.clip(ratio, 1.0 - epsilon_low, 1.0 + epsilon_high)
     per_token = -jnp.minimum(ratio * adv, clipped * adv)
     use_kl = ref_logp is not None and beta != 0.0
@@ -364,4 +376,5 @@ def loss(model, batch: GRPOBatch, *, config):
         kl_clamp=g.kl_clamp,
         reduction=g.reduction,
         max_completion_len=g.max_new_tokens,
+        importance=g.get("importance", "token"),
     )

@@ -58,7 +58,7 @@ def check_values(config) -> None:
     _need(order in ("shuffle", "sorted"), "data.option_order", order, "use 'shuffle' (the reference) or 'sorted'")
 
     if config.algo == "grpo":
-        from seedr1_jax.rl.grpo import REDUCTIONS
+        from seedr1_jax.rl.grpo import IMPORTANCE, REDUCTIONS
         from seedr1_jax.rl.rewards import resolve_rewards
 
         g = config.grpo
@@ -74,6 +74,8 @@ def check_values(config) -> None:
         noise = g.get("reward_noise", 0.0)
         _need(0 <= noise <= 1, "grpo.reward_noise", noise, "must be a probability in [0, 1]")
         _need(g.reduction in REDUCTIONS, "grpo.reduction", g.reduction, f"use one of {', '.join(REDUCTIONS)}")
+        imp = g.get("importance", "token")
+        _need(imp in IMPORTANCE, "grpo.importance", imp, f"use one of {', '.join(IMPORTANCE)}")
         _need(g.ref_dtype in DTYPES, "grpo.ref_dtype", g.ref_dtype, f"use one of {', '.join(DTYPES)}")
         resolve_rewards(dict(g.rewards))  # built-ins and `module:function` alike, as training resolves them
     if config.algo == "sft":
