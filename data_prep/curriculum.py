@@ -16,11 +16,17 @@ What the base sees, fixed before any study result was looked at (docs/results.md
 - Never: the SEED-Bench-R1 question (what action to take next, which item to put away), action options ("wash the
   red cup"), goals, verbs or objects of the study's tasks. Mapping a question about the next action to the option
   naming the colour seen is what post-training has to learn.
-- Two stages, in this order (`STYLES`): `plain`, one fact on kitchen's kind of pixels (a grey noise background, no
+- Stages, in this order (`STYLES`): `plain`, one fact on kitchen's kind of pixels (a grey noise background, no
   palette shift, any shape and motion; colour questions only, the object in view throughout and in the image, the
   `<think>` naming shape and colour), then `full` (the whole family, every question). Trained from scratch on the
   whole curriculum at once the model never started to perceive, nor on kitchen's pixels with every question; with
   colour questions only it began to (docs/results.md, "The toy base").
+- A third stage, `match`, added after the two-stage base's study was looked at (docs/results.md): that base named the
+  colour it saw (100%) but picked option letters at chance, even on the curriculum's own "C. red" questions, so its
+  Vanilla answered below chance. `match` asks "Which option describes the object?" over four options of one phrase
+  (`PHRASES`, no task word) that differ by the colour alone, multiple choice only, across the whole family: the
+  reading skill (find the option naming what you saw) an instruction-tuned model brings; which action to take next
+  is still post-training's to learn.
 Everything is a function of the seed.
 """
 
@@ -57,7 +63,11 @@ QUESTIONS = {
 IMAGE_ONLY = ("colour", "shape")  # questions that an image without a clip can answer
 
 
-STYLES = ("plain", "full")  # the base's two pre-training stages (module docstring)
+STYLES = ("plain", "full", "match")  # the base's pre-training stages, in order (module docstring)
+# style "match": options that are phrases around the attribute's value, all of one template per sample (the study's
+# options, "wash the red cup", share their words but the colour: finding the option that names what was seen is a
+# reading skill an instruction-tuned model has, the action it names is not)
+PHRASES = ("the {v} {shape}", "a {shape} that is {v}", "something {v}", "{v} all over", "the one in {v}")
 
 
 def random_environment(rng, style: str = "full") -> tuple[Environment, float]:
@@ -65,13 +75,14 @@ def random_environment(rng, style: str = "full") -> tuple[Environment, float]:
     background's colour and the palette shift depart from neutral (c = 0: a grey background and no shift, as in
     `kitchen`; c = 1: any colour in [70, 170] per channel and any shift in [0.8, 1.05]). Style "plain": c = 0 on
     kitchen's grey noise background (any shape and motion)."""
-    c = float(rng.uniform()) if style == "full" else 0.0
-    grey = float(rng.integers(70, 171)) if style == "full" else 128.0
+    full = style != "plain"
+    c = float(rng.uniform()) if full else 0.0
+    grey = float(rng.integers(70, 171)) if full else 128.0
     bg = grey + c * (rng.integers(70, 171, size=3) - grey)
     tint = 1.0 + c * (rng.uniform(0.8, 1.05, size=3) - 1.0)
     env = Environment(
         source=("EpicKitchens", "Ego4D")[int(rng.integers(2))],
-        background=BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))] if style == "full" else "noise",
+        background=BACKGROUNDS[int(rng.integers(len(BACKGROUNDS)))] if full else "noise",
         bg_rgb=tuple(int(round(x)) for x in bg),
         shape=SHAPES[int(rng.integers(len(SHAPES)))],
         motion=tuple(MOTIONS)[int(rng.integers(len(MOTIONS)))],
@@ -114,13 +125,18 @@ def sample(rng, root: str, stem: str, media: bool = True, style: str = "full") -
     if style == "plain":  # one fact to learn, shown everywhere: the object stays in view and is in the image
         stays = True
     in_image = stays
-    kinds = ("colour",) if style == "plain" else tuple(QUESTIONS) if with_video else IMAGE_ONLY
+    kinds = ("colour",) if style in ("plain", "match") else tuple(QUESTIONS) if with_video else IMAGE_ONLY
     kind = kinds[int(rng.integers(len(kinds)))]
     template = QUESTIONS[kind][int(rng.integers(len(QUESTIONS[kind])))]
+    if style == "match":
+        template = "Which option describes the object in the {where}?"
     question = template.format(shape=env.shape, colour=colour, where="video" if with_video else "image")
     right, values = _answers(kind, env, colour, stays, in_image)
     think = describe(env, colour, with_video, stays, brief=style == "plain")
-    if rng.random() < 0.5:  # multiple choice over the attribute's values, in a random order
+    if style == "match":  # every option one phrase around a value
+        phrase = PHRASES[int(rng.integers(len(PHRASES)))]
+        right, values = phrase.format(v=right, shape=env.shape), [phrase.format(v=v, shape=env.shape) for v in values]
+    if style == "match" or rng.random() < 0.5:  # multiple choice over the attribute's values, in a random order
         opts = [values[i] for i in rng.permutation(len(values))]
         letter = "ABCDE"[opts.index(right)]
         text, answer = question_text(question, opts), f"{letter}. {right}"

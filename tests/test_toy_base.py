@@ -53,6 +53,29 @@ def test_plain_stage_is_kitchens_kind_of_pixels(tmp_path):
         curriculum.generate(str(tmp_path / "x"), 2, style="kitchen")
 
 
+def test_match_stage_reads_options_without_the_task(tmp_path):
+    """The `match` stage: multiple choice only, four options of one phrase that differ by the colour alone (as the
+    study's options do), the right one naming the colour the `<think>` states, never a task word."""
+    kinds = curriculum.generate(str(tmp_path), 80, seed=0, media=False, style="match")
+    assert set(kinds) == {"colour"}
+    recs = [json.loads(x) for x in open(tmp_path / "annotations" / "training_with_cot_6k.jsonl")]
+    task_words = set(synth.VERBS + synth.OBJECTS + synth.GOALS) - {"open", "move", "take"}
+    letters, phrases = set(), set()
+    for r in recs:
+        text = r["prompt"][0]["content"][-1]["text"]
+        options = re.findall(r"^[A-D]\. (.+)$", text, flags=re.M)
+        colours = [[c for c in synth.COLORS if re.search(rf"\b{c}\b", o)] for o in options]
+        assert len(options) == 4 and sorted(sum(colours, [])) == sorted(synth.COLORS), text
+        assert len({re.sub("|".join(synth.COLORS), "_", o) for o in options}) == 1  # one phrase, the colour differs
+        seen = re.search(r"is ([a-z]+)[.;]", r["response"]).group(1)
+        letter, said = re.search(r"<answer>([A-D])\. (.+)</answer>", r["response"]).groups()
+        assert options["ABCD".index(letter)] == said and seen in said.split()
+        assert not any(re.search(rf"\b{re.escape(w)}\b", text) for w in task_words), text
+        letters.add(letter)
+        phrases.add(re.sub("|".join(curriculum.SHAPES), "#", re.sub("|".join(synth.COLORS), "_", said)))
+    assert letters == set("ABCD") and len(phrases) == len(curriculum.PHRASES)
+
+
 def test_environments_cover_the_study_styles():
     """The base's rendering family contains the study's kinds of pixels (kitchen, and L2/L3's): every background,
     shape and camera motion the four environments use is drawn."""
@@ -69,8 +92,10 @@ def test_environments_cover_the_study_styles():
         assert env.shape in {e.shape for e in drawn} and env.motion in {e.motion for e in drawn}
 
 
-def test_base_rebuilds_bit_identically_and_is_cached(tmp_path, capsys):
+def test_base_rebuilds_bit_identically_and_is_cached(tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache_a"))  # where the bases of its first stages go
     a = toy_base.build(str(tmp_path / "a"), size="smoke")
+    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache_b"))
     b = toy_base.build(str(tmp_path / "b"), size="smoke")
     assert a["key"] == b["key"] and a["params_sha256"] == b["params_sha256"]
     assert toy_base.params_hash(a["dir"]) == a["params_sha256"]
@@ -79,10 +104,16 @@ def test_base_rebuilds_bit_identically_and_is_cached(tmp_path, capsys):
     assert again["params_sha256"] == a["params_sha256"] and "built already" in capsys.readouterr().out
     other, _ = toy_base.recipe("smoke", seed=1)
     assert toy_base.key(other) != a["key"]  # another recipe, another cache entry
-    assert [s[0] for s in a["recipe"]["stages"]] == ["plain", "full"] and set(a["perception_stages"]) == {
-        "plain",
-        "full",
-    }
+    assert [s[0] for s in a["recipe"]["stages"]] == list(curriculum.STYLES)
+    assert list(a["perception_stages"]) == list(curriculum.STYLES)
+    # each stage is trained on the cached base of the stages before it: a recipe with one more stage reuses it
+    prior = json.loads((tmp_path / "cache_a" / f"toy_base-{a['prior']}" / "base.json").read_text())
+    assert prior["recipe"] == dict(a["recipe"], stages=a["recipe"]["stages"][:-1]) and prior["key"] == a["prior"]
+    assert a["seconds"] > prior["seconds"] and len(os.listdir(tmp_path / "cache_a")) == len(curriculum.STYLES) - 1
+    capsys.readouterr()
+    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache_a"))
+    toy_base.build(str(tmp_path / "c"), size="smoke")  # the same recipe elsewhere: only its last stage trains
+    assert capsys.readouterr().out.count("stage ") == 1
     assert os.path.isfile(os.path.join(a["dir"], "model.json"))
     # what it perceives is measured at build time on held-out curriculum prompts (multiple choice, scored)
     p = a["perception"]

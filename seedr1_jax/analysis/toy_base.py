@@ -3,8 +3,10 @@
 The `toy` preset SFT-trained on `data_prep.curriculum` (broad synthetic perception + the answer format, never the
 SEED-Bench-R1 question -> option mapping), with `configs/tiny.py:pretrain`. Deterministic from its seed; cached
 under a key made of its whole recipe (the training config, the curriculum's size, seed and version), so it is
-rebuilt only when the recipe changes. The folder holds `base.json` (recipe, key, parameter hash, build seconds)
-and `run/` (a `seedr1 train` workdir: a valid `model.init`).
+rebuilt only when the recipe changes. A recipe is a list of stages; its base is its last stage trained on the
+(cached) base of the stages before it, so adding a stage reuses what is built. The folder holds `base.json`
+(recipe, key, parameter hash, build seconds summed over the stages, the prior base's key) and `run/` (a
+`seedr1 train` workdir: a valid `model.init`).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 STAGES = {
     "default": {"plain": (800, 300), "full": (2400, 900)},
     "quick": {"plain": (400, 200), "full": (800, 250)},
-    "smoke": {"plain": (8, 1), "full": (8, 1)},
+    "smoke": {"plain": (8, 1), "full": (8, 1), "match": (8, 1)},
 }
 
 
@@ -45,11 +47,13 @@ def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) 
         node[last] = v
     c.data.tfrecord_dir = ""  # filled in at build time: not part of the key
     c.train.num_steps = c.train.checkpoint_every = 0  # per stage, from `stages`
-    rec = dict(config=json.loads(c.to_json_best_effort(sort_keys=True)), seed=seed)
+    cfg = json.loads(c.to_json_best_effort(sort_keys=True))
+    cfg.pop("grpo")  # SFT never reads it: a new GRPO option is not a new base
+    rec = dict(config=cfg, seed=seed)
     rec["stages"] = [[style, n, steps] for style, (n, steps) in STAGES[size].items()]
     rec["curriculum_version"] = curriculum.VERSION
     rec["model"] = config_to_dict(preset(c.model.init.removeprefix("preset:")))  # a changed preset is another base
-    return rec, c
+    return json.loads(json.dumps(rec)), c  # as base.json holds it (lists, not tuples)
 
 
 def key(rec: dict) -> str:
@@ -166,10 +170,16 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
 
 def build(out: str | None = None, size: str = "default", seed: int = 0, overrides: dict | None = None) -> dict:
     """Builds the base (or finds it built) and returns its base.json dict; `dir` is the model's folder."""
+    rec, c = recipe(size, seed, overrides)
+    return _build(rec, c, out, smoke=size == "smoke")
+
+
+def _build(rec: dict, c, out: str | None, smoke: bool) -> dict:
+    """A base is its last stage trained on the base of the stages before it (itself a cached base, built first
+    when missing): adding a stage to a recipe reuses what is built."""
     from data_prep import curriculum, prep
     from seedr1_jax.rl import train
 
-    rec, c = recipe(size, seed, overrides)
     k = key(rec)
     out = out or os.path.join(default_cache(), f"toy_base-{k}")
     meta_path = os.path.join(out, "base.json")
@@ -180,34 +190,35 @@ def build(out: str | None = None, size: str = "default", seed: int = 0, override
             print(f"toy base {k}: built already, {out}", flush=True)
             return dict(meta, dir=os.path.join(out, "run"))
         raise ValueError(f"{out} holds another toy base ({meta.get('key')}, not {k}); pick another --out")
+    *before, (style, n, steps) = rec["stages"]
+    prior = _build(dict(rec, stages=before), c, None, smoke) if before else None
     t0 = time.time()
     os.makedirs(out, exist_ok=True)
-    stages = [(style, n, steps) for style, n, steps in rec["stages"] if steps > 0]
-    print(f"toy base {k}: stages {stages} (style, records, SFT steps) -> {out}", flush=True)
-    perception, init = {}, c.model.init
-    for i, (style, n, steps) in enumerate(stages):
-        last = i == len(stages) - 1
-        root, tfr = os.path.join(out, f"curriculum_{style}"), os.path.join(out, f"tfrecords_{style}")
-        run = os.path.join(out, "run" if last else f"run_{style}")
-        if not os.path.exists(os.path.join(root, "done")):
-            kinds = curriculum.generate(root, n, seed=seed, style=style)
-            with open(os.path.join(root, "done"), "w") as f:
-                json.dump(kinds, f)
-        if not os.path.exists(os.path.join(tfr, "prep_report_train_cot.json")):
-            prep.prepare(root, "train_cot", tfr, max_frames=c.data.max_frames, progress=True)
-        sc = c.copy_and_resolve_references()
-        sc.data.tfrecord_dir, sc.model.init = tfr, init
-        sc.train.num_steps, sc.train.checkpoint_every = steps, min(steps, 150)  # an interrupted build resumes
-        print(f"toy base {k}: stage {i + 1}/{len(stages)} ({style}): {n} records, {steps} steps", flush=True)
-        if train.main(sc, run) != 0:  # resumes an interrupted build
-            raise RuntimeError(f"training the toy base in {run} failed; see its log above, then rerun to resume")
-        perception[style] = probe(run, num=16 if size == "smoke" else 96, workdir=out, style=style)
-        _print_probe(style, perception[style])
-        shutil.rmtree(os.path.join(root, "videos"), ignore_errors=True)  # the TFRecords hold the frames
-        init = run
-    meta = dict(key=k, recipe=rec, params_sha256=params_hash(run), seconds=round(time.time() - t0, 1))
-    meta["perception"] = perception[stages[-1][0]]  # after the last stage, on its style
-    meta["perception_stages"] = perception
+    print(f"toy base {k}: stage {len(rec['stages'])} ({style}: {n} records, {steps} SFT steps) -> {out}", flush=True)
+    root, tfr, run = (
+        os.path.join(out, f"curriculum_{style}"),
+        os.path.join(out, f"tfrecords_{style}"),
+        os.path.join(out, "run"),
+    )
+    if not os.path.exists(os.path.join(root, "done")):
+        kinds = curriculum.generate(root, n, seed=rec["seed"], style=style)
+        with open(os.path.join(root, "done"), "w") as f:
+            json.dump(kinds, f)
+    if not os.path.exists(os.path.join(tfr, "prep_report_train_cot.json")):
+        prep.prepare(root, "train_cot", tfr, max_frames=c.data.max_frames, progress=True)
+    sc = c.copy_and_resolve_references()
+    sc.data.tfrecord_dir, sc.model.init = tfr, prior["dir"] if prior else c.model.init
+    sc.train.num_steps, sc.train.checkpoint_every = steps, max(min(steps, 150), 1)  # an interrupted build resumes
+    if train.main(sc, run) != 0:  # resumes an interrupted build
+        raise RuntimeError(f"training the toy base in {run} failed; see its log above, then rerun to resume")
+    perception = probe(run, num=16 if smoke else 96, workdir=out, style=style)
+    _print_probe(style, perception)
+    shutil.rmtree(os.path.join(root, "videos"), ignore_errors=True)  # the TFRecords hold the frames
+    seconds = time.time() - t0 + (prior["seconds"] if prior else 0.0)
+    meta = dict(key=k, recipe=rec, params_sha256=params_hash(run), seconds=round(seconds, 1))
+    meta["prior"] = prior and prior["key"]
+    meta["perception"] = perception  # after the last stage, on its style
+    meta["perception_stages"] = {**(prior["perception_stages"] if prior else {}), style: perception}
     with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f, indent=2)
     os.replace(meta_path + ".tmp", meta_path)  # base.json last: its presence means the base is complete
