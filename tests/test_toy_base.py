@@ -104,12 +104,13 @@ def test_base_rebuilds_bit_identically_and_is_cached(tmp_path, capsys, monkeypat
     assert again["params_sha256"] == a["params_sha256"] and "built already" in capsys.readouterr().out
     other, _ = toy_base.recipe("smoke", seed=1)
     assert toy_base.key(other) != a["key"]  # another recipe, another cache entry
-    assert [s[0] for s in a["recipe"]["stages"]] == list(curriculum.STYLES)
-    assert list(a["perception_stages"]) == list(curriculum.STYLES)
+    stages = list(toy_base.STAGES["smoke"])
+    assert [s[0] for s in a["recipe"]["stages"]] == stages == ["plain", "full"]
+    assert list(a["perception_stages"]) == stages
     # each stage is trained on the cached base of the stages before it: a recipe with one more stage reuses it
     prior = json.loads((tmp_path / "cache_a" / f"toy_base-{a['prior']}" / "base.json").read_text())
     assert prior["recipe"] == dict(a["recipe"], stages=a["recipe"]["stages"][:-1]) and prior["key"] == a["prior"]
-    assert a["seconds"] > prior["seconds"] and len(os.listdir(tmp_path / "cache_a")) == len(curriculum.STYLES) - 1
+    assert a["seconds"] > prior["seconds"] and len(os.listdir(tmp_path / "cache_a")) == len(stages) - 1
     capsys.readouterr()
     monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache_a"))
     toy_base.build(str(tmp_path / "c"), size="smoke")  # the same recipe elsewhere: only its last stage trains

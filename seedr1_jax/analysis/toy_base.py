@@ -20,11 +20,12 @@ import time
 
 import numpy as np
 
-# per recipe size, the pre-training stages in order: curriculum style -> (records, SFT steps)
+# per recipe size, the pre-training stages in order: curriculum style -> (records, SFT steps). Style `match` is in
+# no recipe: 300 + 600 steps of it on the default base left option letters at chance (docs/results.md).
 STAGES = {
     "default": {"plain": (800, 300), "full": (2400, 900)},
     "quick": {"plain": (400, 200), "full": (800, 250)},
-    "smoke": {"plain": (8, 1), "full": (8, 1), "match": (8, 1)},
+    "smoke": {"plain": (8, 1), "full": (8, 1)},
 }
 
 
