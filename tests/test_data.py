@@ -106,6 +106,27 @@ def test_each_sample_once_per_epoch_across_two_processes(prepared):
     assert sorted(seen) == sorted(str(i) for i in range(6))
 
 
+def test_global_batches_do_not_depend_on_the_process_count(prepared):
+    """With data.shards fixed, two processes' batches, concatenated in process order, are the one-process batches
+    (ids, options, pixels), from the start and on resumption; a shard count the processes cannot split is refused."""
+    _, out = prepared
+    cfg = _cfg(out, shards=2, num_epochs=2, seed=4)
+    one = list(data.train_batches(cfg, start_step=1, process_index=0, process_count=1))
+    two = [list(data.train_batches(cfg, start_step=1, process_index=pi, process_count=2)) for pi in range(2)]
+    assert len(one) == len(two[0]) == len(two[1]) == 5  # 2 epochs x 6 samples / 2 per step, from step 1
+    rows = lambda b, k: [[x for x in np.atleast_1d(r) if len(x)] if k == "options" else r for r in b[k]]  # noqa: E731
+    for b, parts in zip(one, zip(*two)):
+        for k in ("sample_id", "options", "answer"):
+            assert rows(b, k) == rows(parts[0], k) + rows(parts[1], k), k
+        assert np.array_equal(b["input_ids"], np.concatenate([p["input_ids"] for p in parts]))
+        for i, p in enumerate(parts):  # each process keeps the segments its rows use (sharding.agree_segments)
+            mine, s = b["pixels"][i : i + 1], p["pixels"].shape[1]
+            assert np.array_equal(mine[:, :s], p["pixels"]) and not mine[:, s:].any()
+    assert {i for b in one for i in b["sample_id"]} == {str(i) for i in range(6)}  # each part's rows, both epochs
+    with pytest.raises(ConfigError, match="data.shards=3 must be a multiple of the 2 JAX processes"):
+        next(data.train_batches(_cfg(out, shards=3, batch_size=6), process_index=0, process_count=2))
+
+
 def test_options_seeded_and_reshuffled_per_epoch(prepared):
     _, out = prepared
 

@@ -20,6 +20,7 @@ B is the per-process batch (`batch_size / process_count`); `to_global` makes glo
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -68,6 +69,11 @@ def default_config() -> ml_collections.ConfigDict:
     c.shuffle = True  # shuffle examples (training); eval reads in file order
     c.shuffle_buffer = 256  # examples held for shuffling (each ~14 MB once patchified; shuffled before decoding)
     c.num_epochs = 0  # passes over the data; 0 repeats forever
+    # training: the split is read as this many even parts, each giving batch_size / shards rows of every global
+    # batch in part order, the processes reading the parts in turn; 0 = one per process. The data order depends on
+    # it, not on how many processes read: fix it (a multiple of every process count you will use) to compare or
+    # resume runs across process counts
+    c.shards = 0
     c.num_negatives = 3  # training split: negatives sampled per pass, plus the answer, shuffled
     # training split's option order: "shuffle" (the reference) or "sorted" (alphabetical; the toy configs, whose
     # synthetic options differ only in a colour, so that the letter follows from the colour seen)
@@ -399,6 +405,30 @@ def examples(cfg, process_index: int, process_count: int, start: int = 0, epochs
         yield i // n_local, ex
 
 
+def shards(cfg, process_count: int) -> int:
+    """The training split's read parts (`data.shards`, 0 = one per process), checked against the processes."""
+    n = int(cfg.get("shards", 0) or process_count)
+    if n % process_count or cfg.batch_size % n:
+        raise ConfigError(
+            f"data.shards={n} must be a multiple of the {process_count} JAX processes and divide "
+            f"data.batch_size={cfg.batch_size}; set data.shards to one that is (0 = one per process)"
+        )
+    return n
+
+
+def _samples(cfg, model_cfg, tokenizer, part: int, parts: int, start: int):
+    """Built samples of one part of the split, from its example `start`; over-long prompts skipped (module doc)."""
+    skipped = 0
+    for epoch, ex in examples(cfg, part, parts, start=start, epochs=cfg.num_epochs or None):
+        try:
+            yield build_sample(ex, cfg, model_cfg, tokenizer, epoch)
+        except ValueError as e:
+            if cfg.strict:
+                raise ConfigError(f"{e} (data.strict); raise data.max_prompt_len") from None
+            skipped += 1
+            log.warning("skipping %s (%d skipped so far)", e, skipped)
+
+
 def train_batches(
     cfg,
     model_cfg: ModelConfig | None = None,
@@ -408,28 +438,28 @@ def train_batches(
     process_count=None,
     tokenizer=None,
 ):
-    """Endless (or `cfg.num_epochs`) stream of this process's batches (module docstring), from step `start_step`.
+    """Endless (or `cfg.num_epochs`) stream of this process's batches (module docstring), from step `start_step`:
+    rows from each of its parts of the split (`shards`) in turn, batch_size / shards from each.
 
     A prompt longer than max_prompt_len is skipped with a warning (raises with cfg.strict); resumption skips
-    start_step * local batch examples, exact when no sample was skipped.
+    start_step * (batch_size / shards) examples of each part, exact when no sample was skipped.
     """
     model_cfg = ModelConfig() if model_cfg is None else model_cfg
     pi, pc = _processes(process_index, process_count)
-    b = local_batch_size(cfg, pc)
+    local_batch_size(cfg, pc)
+    n = shards(cfg, pc)
+    per = int(cfg.batch_size) // n
     tokenizer = tokenizer or P.load_tokenizer(cfg.tokenizer or None)
-    rows, skipped = [], 0
-    for epoch, ex in examples(cfg, pi, pc, start=start_step * b, epochs=cfg.num_epochs or None):
-        try:
-            rows.append(build_sample(ex, cfg, model_cfg, tokenizer, epoch))
-        except ValueError as e:
-            if cfg.strict:
-                raise ConfigError(f"{e} (data.strict); raise data.max_prompt_len") from None
-            skipped += 1
-            log.warning("skipping %s (%d skipped so far)", e, skipped)
-            continue
-        if len(rows) == b:
-            yield stack(rows, cfg)
-            rows = []
+    mine = range(pi * n // pc, (pi + 1) * n // pc)
+    streams = [_samples(cfg, model_cfg, tokenizer, part, n, start_step * per) for part in mine]
+    while True:
+        rows = []
+        for stream in streams:
+            got = list(itertools.islice(stream, per))
+            if len(got) < per:  # a finite run (num_epochs) ends at its first short part
+                return
+            rows += got
+        yield stack(rows, cfg)
 
 
 def eval_batches(

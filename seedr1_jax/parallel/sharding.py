@@ -158,8 +158,11 @@ def shard_batch(batch: dict, mesh: Mesh | None) -> dict:
     """Host-local numpy batch -> global jax.Arrays sharded over (data, fsdp) on the batch dimension.
 
     `positions` ([3, B, T]) is batched on dimension 1; non-numeric fields stay on the host.
-    Every process passes only its own rows (`jax.make_array_from_process_local_data`).
+    Every process passes only its own rows (`jax.make_array_from_process_local_data`); with several processes the
+    vision segments each process's batch kept are first padded to the most any process kept (`agree_segments`).
     """
+    if mesh is not None and jax.process_count() > 1:
+        batch = agree_segments(batch)
     out = {}
     for k, v in batch.items():
         v = np.asarray(v)
@@ -172,6 +175,53 @@ def shard_batch(batch: dict, mesh: Mesh | None) -> dict:
         bd = batch_dim(k)
         out[k] = jax.make_array_from_process_local_data(batch_sharding(mesh, _global_shape(v.shape, bd), bd), v)
     return out
+
+
+# fields whose dimension 1 counts vision segments: the input pipeline keeps only the segments a batch's rows use,
+# so two processes' batches can differ there; padded with zeros (pixels) or the shared patch layout (hw_pos)
+SEGMENT_FIELDS = {"pixels": "constant", "hw_pos": "edge"}
+
+
+def agree_segments(batch: dict) -> dict:
+    """Pads this process's segment fields to the most segments any process's batch has (one all-gather of a
+    number); the padded segments are encoded and never read, as in a one-process batch with a longer clip."""
+    from jax.experimental import multihost_utils
+
+    here = [np.asarray(batch[k]).shape[1] for k in SEGMENT_FIELDS if k in batch]
+    if not here:
+        return batch
+    most = int(np.max(multihost_utils.process_allgather(np.int32(max(here)))))
+    out = dict(batch)
+    for k, mode in SEGMENT_FIELDS.items():
+        if k in out and np.asarray(out[k]).shape[1] < most:
+            v = np.asarray(out[k])
+            out[k] = np.pad(v, [(0, 0), (0, most - v.shape[1])] + [(0, 0)] * (v.ndim - 2), mode=mode)
+    return out
+
+
+def to_host(x) -> np.ndarray:
+    """A (global) array's whole value on every process: an all-gather when it spans several processes."""
+    if jax.process_count() == 1 or not isinstance(x, jax.Array) or x.is_fully_addressable:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
+
+
+def gather_rows(x: np.ndarray) -> np.ndarray:
+    """Every process's host rows, concatenated in process order (this process's own with one process)."""
+    if jax.process_count() == 1:
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))
+
+
+def local_rows(n: int) -> slice:
+    """This process's rows of a global batch of n rows: the rows its own data gave (`shard_batch` lays the
+    processes' rows out in process order)."""
+    pi, pc = jax.process_index(), jax.process_count()
+    return slice(n * pi // pc, n * (pi + 1) // pc)
 
 
 def batch_dim(field: str) -> int:

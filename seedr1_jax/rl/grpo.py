@@ -308,7 +308,10 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
         top_k=g.top_k,
         top_p=g.top_p,
     )
-    tokens, mask = trim_completions(np.asarray(out["tokens"]), np.asarray(out["mask"]), g.get("completion_bucket", 0))
+    # with several processes: every process trims the whole batch alike, then scores its own prompts' rows
+    tokens, mask = (sharding.to_host(out[k]) for k in ("tokens", "mask"))
+    tokens, mask = trim_completions(tokens, mask, g.get("completion_bucket", 0))
+    tokens, mask = tokens[sharding.local_rows(len(tokens))], mask[sharding.local_rows(len(mask))]
     timings["rollout"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -332,16 +335,21 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     batch = batch.replace(**logprob_fields(config, progs, params, ref_params, prompts, batch.tokens))
     timings["logprobs"] = time.perf_counter() - t0
 
-    lengths = mask.sum(1)
+    # the scalars are over the whole batch (every process's rows)
+    prompt_tokens = np.asarray(host_batch["attention_mask"]).sum(1).repeat(g.group_size)
+    rows = sharding.gather_rows(
+        np.stack([total, adv, mask.sum(1), prompt_tokens, *(np.asarray(v, np.float64) for v in per_fn.values())], 1)
+    )
+    total_all, adv_all, lengths = rows[:, 0], rows[:, 1], rows[:, 2]
     scalars = {
-        "reward_mean": float(total.mean()),
-        "reward_std": float(total.std()),
-        **{f"reward_{k}": float(np.mean(v)) for k, v in per_fn.items()},
+        "reward_mean": float(total_all.mean()),
+        "reward_std": float(total_all.std()),
+        **{f"reward_{k}": float(np.mean(rows[:, 4 + i])) for i, k in enumerate(per_fn)},
         "completion_length": float(lengths.mean()),
-        "advantage_mean": float(adv.mean()),
-        "advantage_abs_mean": float(np.abs(adv).mean()),
+        "advantage_mean": float(adv_all.mean()),
+        "advantage_abs_mean": float(np.abs(adv_all).mean()),
     }
-    n_tok = float(mask.sum() + np.asarray(host_batch["attention_mask"]).sum() * g.group_size)
+    n_tok = float(lengths.sum() + rows[:, 3].sum())
     return Prepared(batch, scalars, texts, timings, n_tok)
 
 

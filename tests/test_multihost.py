@@ -1,0 +1,103 @@
+"""Two JAX processes on this machine (a localhost coordinator, 4 fake CPU devices each) form one 8-device mesh:
+`seedr1 train` run that way equals the one-process 8-device run of the same data order (`data.shards`)."""
+
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from data_prep import prep, synth
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.fixture(scope="module")
+def tfr(tmp_path_factory):
+    root = str(tmp_path_factory.mktemp("syn") / "data")
+    synth.generate(root, num_train=16, num_val=4, seed=7)
+    out = str(tmp_path_factory.mktemp("tfr"))
+    for split in ("train", "train_cot"):
+        assert prep.prepare(root, split, out, workers=1, progress=False)["skipped"] == 0
+    return out
+
+
+def _cmd(algo, workdir, tfr, steps=2):
+    return [
+        sys.executable,
+        "-m",
+        "seedr1_jax.cli",
+        "train",
+        "--config",
+        f"configs/tiny.py:{algo}",
+        "--workdir",
+        workdir,
+        f"--config.data.tfrecord_dir={tfr}",
+        f"--config.train.num_steps={steps}",
+        f"--config.train.checkpoint_every={steps}",
+        "--config.data.batch_size=8",
+        "--config.data.shards=2",
+        "--config.grpo.group_size=2",
+        "--config.grpo.max_new_tokens=8",
+        "--config.data.max_prompt_len=960",
+        "--config.sft.max_response_len=48",
+    ]
+
+
+def _env(devices, **kw):
+    flags = f"--xla_force_host_platform_device_count={devices}"
+    return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=flags, HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3", **kw)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _metrics(workdir):
+    return [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
+
+
+@pytest.mark.parametrize("algo", ["sft", "grpo"])
+def test_two_processes_equal_one(tfr, tmp_path, algo):
+    """The same losses, gradient norms and (GRPO) rewards per step: each process scores its own prompts' completions
+    (a reward that differs per completion, so the advantages and the update are not zero), the logged figures
+    are over the whole batch; both processes' checkpoint is one."""
+    reward = "def fn(completion, ground_truth):\n    return 1.0 / (1.0 + len(completion))\n"
+    (tmp_path / "brevity.py").write_text(reward)
+    cmd = lambda d: _cmd(algo, d, tfr) + ['--config.grpo.rewards={"brevity:fn": 1.0}']  # noqa: E731
+    one, two = str(tmp_path / "one"), str(tmp_path / "two")
+    env = lambda n, **kw: _env(n, PYTHONPATH=str(tmp_path), **kw)  # noqa: E731
+    res = subprocess.run(cmd(one), cwd=ROOT, env=env(8), capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stderr[-3000:]
+    coord = f"127.0.0.1:{_free_port()}"
+    procs = [
+        subprocess.Popen(
+            cmd(two),
+            cwd=ROOT,
+            env=env(4, JAX_COORDINATOR_ADDRESS=coord, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for i in range(2)
+    ]
+    try:
+        outs = [p.communicate(timeout=900)[0] for p in procs]
+    finally:
+        for p in procs:
+            p.kill()
+    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    assert "2 process(es)" in outs[0] and "over 8 cpu device(s)" in outs[0]
+    a, b = _metrics(one), _metrics(two)  # process 0 writes the metrics
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2]
+    keys = ("loss", "grad_norm") + (("reward_mean", "reward_std", "advantage_abs_mean") if algo == "grpo" else ())
+    assert algo == "sft" or all(r["advantage_abs_mean"] > 0 for r in a)
+    for r, q in zip(a, b):
+        for k in keys:
+            assert np.isclose(r[k], q[k], rtol=1e-5, atol=1e-7), (k, r[k], q[k])
+    assert os.path.isdir(os.path.join(two, "checkpoints", "2"))
