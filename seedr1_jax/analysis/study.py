@@ -174,6 +174,9 @@ def tune(workdir: str, budget: dict, base_dir: str, tfr: str, val_tfr: str, tok)
 
     def score(arm, overrides):
         nonlocal work
+        seen = [t["l1val"] for t in trials if (t["arm"], t["overrides"]) == (arm, overrides)]
+        if seen:  # a setting the search reaches again (the best value of the key before) is scored once
+            return seen[0]
         run_dir = os.path.join(workdir, "tune", arm.lower(), _label(overrides))
         c = arm_config(arm, budget, tfr, base_dir, 0, overrides)
         work += _train(c, run_dir)
