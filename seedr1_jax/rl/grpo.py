@@ -311,7 +311,8 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     # with several processes: every process trims the whole batch alike, then scores its own prompts' rows
     tokens, mask = (sharding.to_host(out[k]) for k in ("tokens", "mask"))
     tokens, mask = trim_completions(tokens, mask, g.get("completion_bucket", 0))
-    tokens, mask = tokens[sharding.local_rows(len(tokens))], mask[sharding.local_rows(len(mask))]
+    mine = sharding.local_rows(len(tokens))
+    tokens, mask = tokens[mine], mask[mine]
     timings["rollout"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
