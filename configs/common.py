@@ -76,3 +76,25 @@ def base_config() -> ConfigDict:
     c.eval.L3 = ""
     c.eval.lvb = ""
     return c
+
+
+def apply_overrides(c: ConfigDict, overrides: dict, where: str = "overrides") -> ConfigDict:
+    """Sets dotted config fields (`{"grpo.beta": 0.1}`) in place and returns `c`. A field the config does not have,
+    or a value of another type, raises ConfigError naming `where` and the key (nothing is added silently)."""
+    from seedr1_jax.models.config import ConfigError
+
+    for k, v in overrides.items():
+        node, *path = c, *str(k).split(".")
+        for i, p in enumerate(path):
+            if not isinstance(node, ConfigDict) or p not in node:
+                raise ConfigError(
+                    f"{where}: config has no field {'.'.join(path[: i + 1])!r} (in {k!r}); see configs/common.py "
+                    "for the fields"
+                )
+            if i < len(path) - 1:
+                node = node[p]
+        try:
+            node[path[-1]] = v
+        except (TypeError, ValueError) as e:
+            raise ConfigError(f"{where}: {k}={v!r}: {e}") from None
+    return c

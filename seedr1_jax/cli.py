@@ -105,7 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", required=True)
     p.add_argument("--seeds", type=int, default=None, help="training seeds (default 5; 1 with --quick)")
     p.add_argument("--quick", action="store_true", help="smaller data, base and budget (<= 15 minutes on 2 CPU cores)")
-    p.add_argument("--tune", action="store_true", help="search each arm's hyper-parameters on the L1 validation split")
+    p.add_argument("--tune", action="store_true", help="search each method's hyper-parameters on L1-val")
+    p.add_argument("--arms", default=None, help="an arm file (default: configs/arms/paper.py, which documents it)")
     return ap
 
 
@@ -319,7 +320,7 @@ def _run(args, extra):
     if args.cmd == "study":
         from seedr1_jax.analysis.study import run as study_run
 
-        return study_run(args.workdir, seeds=args.seeds, quick=args.quick, tune_arms=args.tune)
+        return study_run(args.workdir, seeds=args.seeds, quick=args.quick, tune_arms=args.tune, arms_file=args.arms)
     raise AssertionError(args.cmd)
 
 

@@ -224,3 +224,35 @@ def test_write_config_round_trips(tmp_path):
         assert back["algo"] == "sft" and back["optim"]["lr"] == 0.25
         assert back["mesh"]["shape"] == list(cfg.mesh.shape) and back["grpo"]["rewards"] == dict(cfg.grpo.rewards)
         assert "lr: 0.25" in fs.read_text(fs.join(where, "run_config.yaml"))
+
+
+def _arms_file(tmp_path, arms, extra=""):
+    path = tmp_path / "arms.py"
+    path.write_text(f"def get_arms():\n    return dict(arms={arms!r}{extra})\n")
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    "arms, extra, want",
+    [
+        ([dict(name="G2", method="grpo", overrides={"grpo.group_sizee": 2})], "", ["arm 'G2'", "'grpo.group_sizee'"]),
+        ([dict(name="X", method="dpo")], "", ["arm 0 ('X')", "method 'dpo'", "vanilla, sft, grpo"]),
+        ([dict(name="G1", method="grpo", overrides={"grpo.group_size": 1})], "", ["arm 'G1'", "group_size=1"]),
+        ([dict(name="L", method="sft", overrides={"optim.lr": "fast"})], "", ["arm 'L'", "optim.lr='fast'"]),
+        ([dict(name="A", method="sft"), dict(name="a", method="grpo")], "", ["name 'a' is given twice"]),
+        ([dict(name="A", method="sft")], ", baseline='B'", ["baseline 'B' is not an arm"]),
+        ([dict(name="A", method="sft", lr=1)], "", ["arm 0 ('A')", "'name', 'method'"]),
+    ],
+)
+def test_study_arm_file_mistakes_stop_before_anything_runs(tmp_path, capsys, monkeypatch, arms, extra, want):
+    """A bad arm file (unknown field, method or value, clashing names, a baseline that is no arm) fails with exit 2
+    naming the arm and the field, before the toy base is built or any data is written."""
+    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache"))
+    err = _run(capsys, ["study", "--workdir", str(tmp_path / "w"), "--arms", _arms_file(tmp_path, arms, extra)])
+    assert all(w in err for w in want), err
+    assert not (tmp_path / "w").exists() and not (tmp_path / "cache").exists()
+
+
+def test_study_arm_file_missing(tmp_path, capsys):
+    err = _run(capsys, ["study", "--workdir", str(tmp_path / "w"), "--arms", str(tmp_path / "nope.py")])
+    assert "nope.py: no such file" in err and "configs/arms/paper.py" in err

@@ -19,13 +19,23 @@ def test_study_smoke_is_real_complete_and_resumable(tmp_path, monkeypatch):
         study, "SEARCH", {"SFT": [{"optim.lr": 1e-3}, {"optim.lr": 3e-3}], "GRPO": [("grpo.beta", (0.0,))]}
     )
     wd = str(tmp_path / "study")
-    res = study.run_study(wd, seeds=2, mode="smoke", tune_arms=True)
+    arms_file = tmp_path / "arms.py"  # the paper's arms (configs/arms/paper.py) + one with an override
+    arms_file.write_text(
+        "from configs.arms.paper import get_arms as paper\n\n"
+        "def get_arms():\n"
+        "    a = paper()\n"
+        "    a['arms'].append(dict(name='GRPO-b1', method='grpo', overrides={'grpo.beta': 1.0}))\n"
+        "    a['pairs'].append(('GRPO-b1', 'GRPO'))\n"
+        "    return a\n"
+    )
+    res = study.run_study(wd, seeds=2, mode="smoke", tune_arms=True, arms_file=str(arms_file))
+    names = (*study.METHODS, "GRPO-b1")
     b = study.BUDGETS["smoke"]
     assert res["budget"]["training_prompts_each"] == b["steps"] * b["batch"]
     per = res["budget"]["per_arm"]
     assert per["SFT"]["prompts"] == per["GRPO"]["prompts"] and per["GRPO"]["flops"] > per["SFT"]["flops"] > 0
     assert sorted((c["seed"], c["method"], c["split"]) for c in res["cells"]) == sorted(
-        (s, m, sp) for s in range(2) for m in study.METHODS for sp in study.SPLITS
+        (s, m, sp) for s in range(2) for m in names for sp in study.SPLITS
     )
     base_dir = res["base"]["dir"]
     for c in res["cells"]:
@@ -39,9 +49,14 @@ def test_study_smoke_is_real_complete_and_resumable(tmp_path, monkeypatch):
         if c["split"] == "L3":
             assert set(study.DOMAINS) & set(c["accuracy"])
         if c["method"] != "Vanilla":
-            assert c["budget"] == per[c["method"]] and c["hparams"] == res["tuning"]["chosen"][c["method"]]
-    # the budget curve: every seed x arm x fraction x split, the 100% point equal to the cell
-    assert len(res["curve"]) == 2 * 2 * len(study.FRACTIONS) * len(study.SPLITS)
+            want = dict(
+                res["tuning"]["chosen"][c["kind"].upper()], **({"grpo.beta": 1.0} if "b1" in c["method"] else {})
+            )
+            assert c["budget"] == per[c["method"]] and c["hparams"] == want
+            cfg = json.load(open(os.path.join(wd, f"seed{c['seed']}", c["method"].lower(), "run_config.json")))
+            assert cfg["grpo"]["beta"] == want.get("grpo.beta", cfg["grpo"]["beta"])
+    # the budget curve: every seed x trained arm x fraction x split, the 100% point equal to the cell
+    assert len(res["curve"]) == 2 * 3 * len(study.FRACTIONS) * len(study.SPLITS)
     for c in res["cells"]:
         if c["method"] != "Vanilla":
             (pt,) = [
@@ -51,15 +66,16 @@ def test_study_smoke_is_real_complete_and_resumable(tmp_path, monkeypatch):
             ]
             assert pt == c["accuracy"][c["split"]]
     t = res["table"]
-    assert set(t) == set(study.METHODS) and all(t[m]["L1"]["n"] == 2 for m in t)
-    assert {(v["a"], v["b"], v["column"]) for v in res["verdicts"]} >= {("GRPO", "SFT", s) for s in study.SPLITS}
+    assert set(t) == set(names) and all(t[m]["L1"]["n"] == 2 for m in t)
+    pairs = {("GRPO", "SFT"), ("GRPO", "Vanilla"), ("SFT", "Vanilla"), ("GRPO-b1", "GRPO")}
+    assert {(v["a"], v["b"], v["column"]) for v in res["verdicts"]} == {(*p, s) for p in pairs for s in study.SPLITS}
     for name in ("study.json", "study.md", "study.png"):
         assert os.path.getsize(os.path.join(wd, name)) > 100
     md = open(os.path.join(wd, "study.md")).read()
     assert md.index("Verdicts") < md.index("| model |") and "(46.0)" in md  # verdicts lead; the paper beside ours
 
     stamps = {p: os.path.getmtime(p) for p in _files(wd, ("eval_", "checkpoints"))}
-    again = study.run_study(wd, seeds=2, mode="smoke", tune_arms=True)
+    again = study.run_study(wd, seeds=2, mode="smoke", tune_arms=True, arms_file=str(arms_file))
     assert again["table"] == res["table"] and again["seconds"] == res["seconds"] > again["seconds_this_run"]
     assert stamps == {p: os.path.getmtime(p) for p in _files(wd, ("eval_", "checkpoints"))}
     _check_search(wd, res)

@@ -17,6 +17,8 @@ Writes study.json, study.md and study.png in the workdir; a rerun resumes (finis
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
 import json
 import os
 import re
@@ -45,12 +47,101 @@ SEARCH = {
 }
 
 
+# ---- arms -----------------------------------------------------------------------------------------
+ARM_METHODS = ("vanilla", "sft", "grpo")
+_ARM_KEYS = {"name", "method", "overrides"}
+
+
+@dataclasses.dataclass(frozen=True)
+class Arm:
+    """One row of a study: a method (vanilla: the base as it is; sft; grpo) plus config overrides (dotted keys)."""
+
+    name: str
+    method: str
+    overrides: dict
+
+    @property
+    def trained(self) -> bool:
+        return self.method != "vanilla"
+
+
+def default_arms_file() -> str:
+    import configs
+
+    return os.path.join(os.path.dirname(configs.__file__), "arms", "paper.py")
+
+
+def load_arms(path: str | None = None) -> dict:
+    """An arm file (configs/arms/paper.py documents the format) -> {"arms": [Arm], "baseline", "pairs", "file"}.
+    Raises ConfigError naming the file, the arm and the field for anything malformed."""
+    import importlib.util
+
+    from seedr1_jax.models.config import ConfigError
+
+    path = path or default_arms_file()
+    if not os.path.isfile(path):
+        raise ConfigError(f"--arms {path}: no such file (see configs/arms/paper.py for the format)")
+    spec = importlib.util.spec_from_file_location(f"seedr1_arms_{abs(hash(path))}", path)
+    module = importlib.util.module_from_spec(spec)
+    try:
+        spec.loader.exec_module(module)
+    except Exception as e:
+        raise ConfigError(f"--arms {path}: the file does not load: {type(e).__name__}: {e}") from e
+    if not callable(getattr(module, "get_arms", None)):
+        raise ConfigError(f"--arms {path}: define get_arms() returning {{'arms': [...], 'baseline': NAME}}")
+    spec_d = module.get_arms()
+    if not isinstance(spec_d, dict) or not isinstance(spec_d.get("arms"), (list, tuple)) or not spec_d["arms"]:
+        raise ConfigError(f"--arms {path}: get_arms() must return a dict with a non-empty list 'arms'")
+    arms, seen = [], set()
+    for i, a in enumerate(spec_d["arms"]):
+        where = f"--arms {path}, arm {i}" + (f" ({a.get('name')!r})" if isinstance(a, dict) else "")
+        if not isinstance(a, dict) or set(a) - _ARM_KEYS or not {"name", "method"} <= set(a):
+            got = sorted(a) if isinstance(a, dict) else type(a).__name__
+            raise ConfigError(f"{where}: give a dict with 'name', 'method' and optional 'overrides' (got {got})")
+        name, method, overrides = a["name"], a["method"], a.get("overrides") or {}
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.+-]*", name):
+            raise ConfigError(f"{where}: name {name!r}: use letters, digits and _ . + - (it names a folder)")
+        if name.lower() in seen:
+            raise ConfigError(f"{where}: name {name!r} is given twice (names are compared without case)")
+        seen.add(name.lower())
+        if method not in ARM_METHODS:
+            raise ConfigError(f"{where}: method {method!r}: use one of {', '.join(ARM_METHODS)}")
+        if not isinstance(overrides, dict):
+            raise ConfigError(f"{where}: overrides must be a dict of dotted config fields, got {overrides!r}")
+        arms.append(Arm(name, method, dict(overrides)))
+    names = [a.name for a in arms]
+    baseline = spec_d.get("baseline", names[0])
+    if baseline not in names:
+        raise ConfigError(f"--arms {path}: baseline {baseline!r} is not an arm (arms: {', '.join(names)})")
+    pairs = [tuple(p) for p in spec_d.get("pairs") or [(n, baseline) for n in names if n != baseline]]
+    for p in pairs:
+        if len(p) != 2 or not set(p) <= set(names) or p[0] == p[1]:
+            raise ConfigError(f"--arms {path}: pair {p!r}: give two different arm names of {', '.join(names)}")
+    return dict(arms=arms, baseline=baseline, pairs=pairs, file=os.path.abspath(path))
+
+
+def check_arms(arms: list[Arm], budget: dict, hp: dict) -> None:
+    """Every arm's config builds and passes `seedr1 train`'s value checks before anything trains: an unknown
+    field or a wrong value raises ConfigError naming the arm and the field."""
+    from seedr1_jax.models.config import ConfigError
+    from seedr1_jax.rl import preflight
+
+    for a in arms:
+        c = arm_config(a.method, budget, "", "", 0, {**hp.get(a.method.upper(), {}), **a.overrides}, where=a.name)
+        try:
+            preflight.check_values(c)
+        except ConfigError as e:
+            raise ConfigError(f"arm {a.name!r}: {e}") from None
+
+
 # ---- configs, data, training, evaluation ------------------------------------------------------------
-def arm_config(arm: str, budget: dict, tfr: str, base_dir: str, seed: int, overrides: dict):
-    """The training config of a post-training arm (tiny.py's sft / grpo) from the base, with `overrides`."""
+def arm_config(method: str, budget: dict, tfr: str, base_dir: str, seed: int, overrides: dict, where: str = ""):
+    """The config of an arm's method (tiny.py's sft / grpo; vanilla evaluates with grpo's) from the base, with
+    `overrides` (dotted fields; ConfigError naming `where` for an unknown one)."""
+    from configs.common import apply_overrides
     from configs.tiny import get_config
 
-    c = get_config("sft" if arm == "SFT" else "grpo")
+    c = get_config("sft" if method.lower() == "sft" else "grpo")
     c.model.init = base_dir
     c.data.tfrecord_dir = tfr
     c.train.seed = c.data.seed = seed
@@ -59,13 +150,7 @@ def arm_config(arm: str, budget: dict, tfr: str, base_dir: str, seed: int, overr
     c.train.checkpoint_every = max(budget["steps"] // 4, 1)
     c.train.keep_checkpoints = len(FRACTIONS) + 2
     c.train.eval_every = 0
-    for k, v in overrides.items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
-    return c
+    return apply_overrides(c, overrides, f"arm {where or method!r}")
 
 
 def fraction_steps(steps: int) -> dict[float, int]:
@@ -164,12 +249,21 @@ def _prepare_data(workdir: str, budget: dict) -> tuple[str, str, float]:
 
 # ---- the search on L1-val --------------------------------------------------------------------------
 def _label(overrides: dict) -> str:
-    return "_".join(f"{k.split('.')[-1]}{v:g}" for k, v in sorted(overrides.items())) or "default"
+    """A folder name for a set of overrides: `lr0.003_beta0.04`; values that are not numbers by a short hash."""
+
+    def value(v):
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return f"{v:g}"
+        return hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+    return "_".join(f"{k.split('.')[-1]}{value(v)}" for k, v in sorted(overrides.items())) or "default"
 
 
-def tune(workdir: str, budget: dict, base_dir: str, tfr: str, val_tfr: str, tok) -> tuple[dict, list, float]:
-    """The search of SEARCH on the L1 validation split (seed 0). Returns (the chosen overrides per arm, every
-    trial {arm, overrides, l1val}, seconds)."""
+def tune(
+    workdir: str, budget: dict, base_dir: str, tfr: str, val_tfr: str, tok, methods=("SFT", "GRPO")
+) -> tuple[dict, list, float]:
+    """The search of SEARCH on the L1 validation split (seed 0) for each of `methods` (SFT, GRPO) an arm uses.
+    Returns (the chosen overrides per method, every trial {arm (the method), overrides, l1val}, seconds)."""
     trials, work = [], 0.0
 
     def score(arm, overrides):
@@ -187,17 +281,23 @@ def tune(workdir: str, budget: dict, base_dir: str, tfr: str, val_tfr: str, tok)
         print(f"  tune {arm:<5}{_label(overrides):<28} L1-val {acc:6.2f}%", flush=True)
         return acc
 
-    chosen = {"SFT": max(SEARCH["SFT"], key=lambda o: score("SFT", o))}
-    best = dict(TUNED["GRPO"])
-    for key, values in SEARCH["GRPO"]:  # coordinate-wise: each value at the best of the keys before it
-        best[key] = max(values, key=lambda v, key=key: score("GRPO", dict(best, **{key: v})))
-    chosen["GRPO"] = best
+    chosen = {}
+    if "SFT" in methods:
+        chosen["SFT"] = max(SEARCH["SFT"], key=lambda o: score("SFT", o))
+    if "GRPO" in methods:
+        best = dict(TUNED["GRPO"])
+        for key, values in SEARCH["GRPO"]:  # coordinate-wise: each value at the best of the keys before it
+            best[key] = max(values, key=lambda v, key=key: score("GRPO", dict(best, **{key: v})))
+        chosen["GRPO"] = best
     return chosen, trials, work
 
 
 # ---- the study -------------------------------------------------------------------------------------
-def run_study(workdir: str, seeds: int | None = None, mode: str = "default", tune_arms: bool = False) -> dict:
-    """Trains and evaluates every (seed, arm, split) cell not yet done; returns the study.json dict."""
+def run_study(
+    workdir: str, seeds: int | None = None, mode: str = "default", tune_arms: bool = False, arms_file: str | None = None
+) -> dict:
+    """Trains and evaluates every (arm, seed, split) cell not yet done; returns the study.json dict. `arms_file`:
+    the arms (configs/arms/paper.py when None)."""
     from seedr1_jax.analysis import toy_base, verdicts
     from seedr1_jax.models.config import ConfigError
     from seedr1_jax.models.processor import load_tokenizer
@@ -206,71 +306,83 @@ def run_study(workdir: str, seeds: int | None = None, mode: str = "default", tun
     seeds = budget["seeds"] if seeds is None else seeds
     if seeds < 1:
         raise ConfigError(f"--seeds {seeds}: use 1 or more")
+    spec = load_arms(arms_file)
+    arms = spec["arms"]
+    methods = sorted({a.method.upper() for a in arms if a.trained})
+    tuned_path = os.path.join(workdir, "tuned.json")
+    if os.path.exists(tuned_path):
+        with open(tuned_path) as f:
+            tuned = json.load(f)
+    else:
+        tuned = dict(chosen=TUNED, trials=[], seconds=0.0, note="TUNED in analysis/study.py (the last --tune)")
+    check_arms(arms, budget, tuned["chosen"])  # before anything is built or trained
     t0 = time.time()
     os.makedirs(workdir, exist_ok=True)
     base = toy_base.build(size=budget["base"])
     tfr, val_tfr, work = _prepare_data(workdir, budget)  # work: seconds of every stage, over all invocations
     tok = load_tokenizer()
-    tuned_path = os.path.join(workdir, "tuned.json")
     if tune_arms and not os.path.exists(tuned_path):
-        chosen, trials, secs = tune(workdir, budget, base["dir"], tfr, val_tfr, tok)
+        chosen, trials, secs = tune(workdir, budget, base["dir"], tfr, val_tfr, tok, methods)
+        tuned = dict(chosen=dict(TUNED, **chosen), trials=trials, seconds=secs)
         with open(tuned_path, "w") as f:
-            json.dump(dict(chosen=chosen, trials=trials, seconds=secs), f, indent=2)
-    if os.path.exists(tuned_path):
-        with open(tuned_path) as f:
-            tuned = json.load(f)
-        work += tuned["seconds"]
-    else:
-        tuned = dict(chosen=TUNED, trials=[], seconds=0.0, note="TUNED in analysis/study.py (the last --tune)")
-    hp = tuned["chosen"]
-    configs = {a: arm_config(a, budget, tfr, base["dir"], 0, hp[a]) for a in ("SFT", "GRPO")}
-    budgets = {a: budget_of(c) for a, c in configs.items()}
-    val_scores = {a: _val_score(tuned, a) for a in ("SFT", "GRPO")}
+            json.dump(tuned, f, indent=2)
+        check_arms(arms, budget, tuned["chosen"])
+    work += tuned["seconds"]  # 0 without a search
+    hp = {a.name: {**tuned["chosen"].get(a.method.upper(), {}), **a.overrides} for a in arms}
+    configs = {a.name: arm_config(a.method, budget, tfr, base["dir"], 0, hp[a.name], a.name) for a in arms}
+    trained = [a for a in arms if a.trained]
+    budgets = {a.name: budget_of(configs[a.name]) for a in trained}
+    val_scores = {a.name: _val_score(tuned, a.method.upper()) if not a.overrides else None for a in trained}
     print(
-        f"seedr1 study ({mode}): base {base['key']} ({base['dir']}); SFT and GRPO each see "
-        f"{budgets['SFT']['prompts']} training prompts ({budget['steps']} steps x {budget['batch']}); training "
-        f"FLOPs SFT {budgets['SFT']['flops']:.3g}, GRPO {budgets['GRPO']['flops']:.3g}; {seeds} seed(s); "
-        f"hyper-parameters {hp}",
+        f"seedr1 study ({mode}): base {base['key']} ({base['dir']}); arms {', '.join(a.name for a in arms)} "
+        f"({spec['file']}); each trained arm sees {budget['steps'] * budget['batch']} training prompts "
+        f"({budget['steps']} steps x {budget['batch']}); training FLOPs "
+        + ", ".join(f"{n} {b['flops']:.3g}" for n, b in budgets.items())
+        + f"; {seeds} seed(s); hyper-parameters {hp}",
         flush=True,
     )
-    grpo_eval = configs["GRPO"]  # evaluation settings (greedy, max_new_tokens) are the same for every arm
-    cells, curve = [], []
-    vanilla = {}
-    for split in SPLITS:  # one model: evaluated once, paired with every seed
-        r = _evaluate(base["dir"], split, grpo_eval, tfr, tok, tag=f"_{mode}")
-        vanilla[split] = r
-        work += r.get("seconds", 0.0)
+    cells, curve, fixed = [], [], {}
+    for a in arms:  # a vanilla arm is one model: evaluated once, paired with every seed
+        if not a.trained:
+            tag = f"_{mode}" + (f"_{_label(a.overrides)}" if a.overrides else "")
+            for split in SPLITS:
+                fixed[a.name, split] = r = _evaluate(base["dir"], split, configs[a.name], tfr, tok, tag=tag)
+                work += r.get("seconds", 0.0)
     for seed in range(seeds):
-        dirs = {a: os.path.join(workdir, f"seed{seed}", a.lower()) for a in ("SFT", "GRPO")}
-        for a in ("SFT", "GRPO"):
-            work += _train(arm_config(a, budget, tfr, base["dir"], seed, hp[a]), dirs[a])
-        for split in SPLITS:
-            r = vanilla[split]
-            cells.append(_cell(seed, "Vanilla", r, dict(prompts=0, flops=0.0, steps=0), {}, None))
-        for a in ("SFT", "GRPO"):
+        for a in arms:
+            if not a.trained:
+                for split in SPLITS:
+                    cells.append(_cell(seed, a, fixed[a.name, split], dict(prompts=0, flops=0.0, steps=0), {}, None))
+                continue
+            run_dir = os.path.join(workdir, f"seed{seed}", a.name.lower())
+            work += _train(arm_config(a.method, budget, tfr, base["dir"], seed, hp[a.name], a.name), run_dir)
             for f, step in fraction_steps(budget["steps"]).items():
                 for split in SPLITS:
                     tag = "" if f == 1.0 else f"_{int(100 * f)}pct"
-                    r = _evaluate(dirs[a], split, grpo_eval, tfr, tok, step=step, tag=tag)
+                    r = _evaluate(run_dir, split, configs[a.name], tfr, tok, step=step, tag=tag)
                     work += r.get("seconds", 0.0)
-                    curve.append(dict(seed=seed, method=a, fraction=f, split=split, accuracy=r["accuracy"][split]))
+                    curve.append(dict(seed=seed, method=a.name, fraction=f, split=split, accuracy=r["accuracy"][split]))
                     if f == 1.0:
-                        cells.append(_cell(seed, a, r, budgets[a], hp[a], val_scores[a]))
+                        cells.append(_cell(seed, a, r, budgets[a.name], hp[a.name], val_scores[a.name]))
             print(
-                f"  seed {seed} {a:<5} "
+                f"  seed {seed} {a.name:<8} "
                 + "  ".join(f"{c['split']} {c['accuracy'][c['split']]:5.1f}%" for c in cells[-3:]),
                 flush=True,
             )
+    names = [a.name for a in arms]
     result = dict(
         mode=mode,
         seeds=seeds,
+        arms=[dataclasses.asdict(a) for a in arms],
+        arms_file=spec["file"],
+        baseline=spec["baseline"],
         base=dict(key=base["key"], dir=base["dir"], params_sha256=base["params_sha256"], build_seconds=base["seconds"]),
-        budget=dict(budget, training_prompts_each=budgets["SFT"]["prompts"], per_arm=budgets),
+        budget=dict(budget, training_prompts_each=budget["steps"] * budget["batch"], per_arm=budgets),
         tuning=tuned,
         cells=cells,
         curve=curve,
-        table=verdicts.cell_table(cells, METHODS, COLUMNS),
-        verdicts=verdicts.verdicts(cells),
+        table=verdicts.cell_table(cells, names, COLUMNS),
+        verdicts=verdicts.verdicts(cells, spec["pairs"]),
         seconds=work,  # data, tuning, trainings and evaluations, summed over the invocations that ran them
         seconds_this_run=time.time() - t0,
     )
@@ -284,10 +396,11 @@ def _val_score(tuned: dict, arm: str):
     return got[-1] if got else None
 
 
-def _cell(seed: int, method: str, r: dict, budget: dict, overrides: dict, l1val) -> dict:
+def _cell(seed: int, arm: Arm, r: dict, budget: dict, overrides: dict, l1val) -> dict:
     return dict(
         seed=seed,
-        method=method,
+        method=arm.name,
+        kind=arm.method,
         split=r["split"],
         n=r["n"],
         accuracy=r["accuracy"],
@@ -339,10 +452,15 @@ def reasoning(rows: list[dict]) -> dict:
 
 
 # ---- outputs ---------------------------------------------------------------------------------------
-def _md_table(columns, cell) -> list[str]:
-    """A markdown table, one row per method: `cell(method, column)` gives each entry."""
+def _md_table(names, columns, cell) -> list[str]:
+    """A markdown table, one row per arm name: `cell(name, column)` gives each entry."""
     head = ["| model | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
-    return head + [f"| {m} | " + " | ".join(cell(m, col) for col in columns) + " |" for m in METHODS]
+    return head + [f"| {m} | " + " | ".join(cell(m, col) for col in columns) + " |" for m in names]
+
+
+def _arms(result: dict) -> list[dict]:
+    """The study's arms as study.json holds them (a study.json written before arm files: the paper's three)."""
+    return result.get("arms") or [dict(name=m, method=m.lower(), overrides={}) for m in METHODS]
 
 
 def format_markdown(result: dict) -> str:
@@ -351,11 +469,14 @@ def format_markdown(result: dict) -> str:
 
     t = result["table"]
     b = result["budget"]
+    arms = _arms(result)
+    names = [a["name"] for a in arms]
+    trained = [a["name"] for a in arms if a["method"] != "vanilla"]
 
     def accuracy(m, col):
         c = t.get(m, {}).get(col)
         cell = f"{c['mean']:.1f} [{c['lo']:.1f}, {c['hi']:.1f}]" if c else "-"
-        return cell + f" ({REFERENCE[m][col]:.1f})"
+        return cell + (f" ({REFERENCE[m][col]:.1f})" if m in REFERENCE else "")
 
     def said(m, split):
         rs = [c["reasoning"] for c in result["cells"] if c["method"] == m and c["split"] == split]
@@ -365,35 +486,39 @@ def format_markdown(result: dict) -> str:
     n = {c["split"]: c["n"] for c in result["cells"]}
     per = b["per_arm"]
     hp = result["tuning"]["chosen"]
+    first = per[trained[0]]["flops"] if trained else 1.0
+    flops = ", ".join(f"{m} {per[m]['flops']:.3g} ({per[m]['flops'] / max(first, 1):.2g}x)" for m in trained)
     lines = [
-        f"Toy study ({result['mode']}, {result['seeds']} seed(s); accuracy %, chance 25%).",
+        f"Toy study ({result['mode']}, {result['seeds']} seed(s); accuracy %, chance 25%; arms: "
+        f"{result.get('arms_file', 'configs/arms/paper.py')}).",
         "",
         "Verdicts (paired over seeds: same seed, same data; mean difference with its 95% t-interval):",
         "",
         *(f"- {v['line']}" for v in result["verdicts"]),
         "",
         "Accuracy: mean over seeds [95% t-interval]; the paper's Qwen2-VL-7B in parentheses (docs/recipe.md "
-        "section 8). Vanilla is one model (the toy base), the same in every seed.",
+        "section 8). A vanilla arm is one model (the toy base), the same in every seed.",
         "",
-        *_md_table(COLUMNS, accuracy),
+        *_md_table(names, COLUMNS, accuracy),
         "",
         "samples per split: " + ", ".join(f"{k} {v}" for k, v in n.items()),
         f"base: toy base {result['base']['key']} (built in {result['base']['build_seconds']:.0f}s, parameters sha256 "
         f"{result['base']['params_sha256'][:16]})",
-        f"budget: SFT and GRPO each saw {b['training_prompts_each']} training prompts ({b['steps']} steps x "
-        f"{b['batch']}); training FLOPs (counted as `seedr1 aot` counts them): SFT {per['SFT']['flops']:.3g}, GRPO "
-        f"{per['GRPO']['flops']:.3g} ({per['GRPO']['flops'] / max(per['SFT']['flops'], 1):.1f}x)",
-        f"hyper-parameters (L1-val search, `--tune`): SFT {hp['SFT']}, GRPO {hp['GRPO']}",
+        f"budget: each trained arm saw {b['training_prompts_each']} training prompts ({b['steps']} steps x "
+        f"{b['batch']}); training FLOPs (counted as `seedr1 aot` counts them): {flops}",
+        "hyper-parameters (L1-val search per method, `--tune`): "
+        + ", ".join(f"{k} {v}" for k, v in hp.items())
+        + "".join(f"; arm {a['name']} overrides {a['overrides']}" for a in arms if a["overrides"]),
         "",
         "Budget curve (accuracy at 25/50/100% of the budget; mean [95% t-interval] over seeds):",
         "",
-        *verdicts.budget_curve_table(result["curve"], ("SFT", "GRPO")),
+        *verdicts.budget_curve_table(result["curve"], trained),
         "",
         "What the completions say (mean over seeds, % of samples; `study.reasoning`): the `<think>` names the colour "
         "shown / the answer is the option naming the colour the `<think>` names / both tags present / the most "
         "common answer letter (100: one letter whatever the pixels).",
         "",
-        *_md_table(SPLITS, said),
+        *_md_table(names, SPLITS, said),
         "",
         f"time: {result['seconds']:.0f}s of data, tuning, training and evaluation after the base (this invocation: "
         f"{result['seconds_this_run']:.0f}s; a resumed study reuses what earlier ones finished)",
@@ -408,21 +533,26 @@ def plot(result: dict, path: str) -> None:
     import matplotlib.pyplot as plt
 
     t = result["table"]
+    arms = _arms(result)
+    names = [a["name"] for a in arms]
     x = np.arange(len(COLUMNS))
-    w = 0.27
+    w = 0.8 / len(names)
     fig, (ax, ax2) = plt.subplots(1, 2, figsize=(15, 4), gridspec_kw=dict(width_ratios=(2.2, 1)))
-    for i, m in enumerate(METHODS):
+    for i, m in enumerate(names):
         means = np.array([t[m].get(c, {}).get("mean", np.nan) for c in COLUMNS])
         lo = np.array([t[m].get(c, {}).get("lo", np.nan) for c in COLUMNS])
         hi = np.array([t[m].get(c, {}).get("hi", np.nan) for c in COLUMNS])
-        ax.bar(x + (i - 1) * w, means, w, yerr=[means - lo, hi - means], capsize=3, label=f"{m} (toy)", color=f"C{i}")
+        off = (i - (len(names) - 1) / 2) * w
+        ax.bar(x + off, means, w, yerr=[means - lo, hi - means], capsize=3, label=f"{m} (toy)", color=f"C{i}")
     ax.axhline(25, color="grey", ls="--", lw=1, label="chance")
     ax.set_xticks(x, COLUMNS)
     ax.set_ylabel("accuracy (%)")
     ax.set_ylim(0, 100)
     ax.set_title(f"seedr1 study ({result['mode']}, {result['seeds']} seed(s)): mean, 95% CI over seeds")
     ax.legend(loc="upper right", ncols=4, fontsize=8)
-    for i, m in enumerate(("SFT", "GRPO")):
+    for i, m in enumerate(names):
+        if arms[i]["method"] == "vanilla":
+            continue
         for j, split in enumerate(SPLITS):
             pts = {}
             for r in result["curve"]:
@@ -430,12 +560,12 @@ def plot(result: dict, path: str) -> None:
                     pts.setdefault(r["fraction"], []).append(r["accuracy"])
             fr = sorted(pts)
             ls = ("-", "--", ":")[j]
-            ax2.plot([100 * f for f in fr], [np.mean(pts[f]) for f in fr], ls, marker="o", color=f"C{i + 1}")
-            ax2.plot([], [], ls, color="k", label=split) if i == 0 else None
+            ax2.plot([100 * f for f in fr], [np.mean(pts[f]) for f in fr], ls, marker="o", color=f"C{i}")
+            ax2.plot([], [], ls, color="k", label=split) if m == names[-1] else None
     ax2.set_xlabel("% of the training budget (prompts)")
     ax2.set_ylabel("accuracy (%)")
     ax2.set_ylim(0, 100)
-    ax2.set_title("budget curve: SFT (C1) vs GRPO (C2)")
+    ax2.set_title("budget curve (colours as on the left)")
     ax2.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
@@ -453,7 +583,9 @@ def write_outputs(workdir: str, result: dict) -> None:
     print(f"\nwritten: {os.path.join(workdir, 'study.json')}, study.md, study.png")
 
 
-def run(workdir: str, seeds: int | None = None, quick: bool = False, tune_arms: bool = False) -> int:
+def run(
+    workdir: str, seeds: int | None = None, quick: bool = False, tune_arms: bool = False, arms_file: str | None = None
+) -> int:
     """`seedr1 study`: returns the exit code."""
-    run_study(workdir, seeds=seeds, mode="quick" if quick else "default", tune_arms=tune_arms)
+    run_study(workdir, seeds=seeds, mode="quick" if quick else "default", tune_arms=tune_arms, arms_file=arms_file)
     return 0

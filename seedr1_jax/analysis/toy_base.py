@@ -31,6 +31,7 @@ STAGES = {
 
 def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) -> tuple[dict, object]:
     """(the JSON-able recipe, the training config) of a base; `overrides` are config fields (dotted keys)."""
+    from configs.common import apply_overrides
     from configs.tiny import get_config
     from data_prep import curriculum
     from seedr1_jax.models.checkpoint import config_to_dict
@@ -40,12 +41,7 @@ def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) 
     c.train.seed = c.data.seed = seed
     if size == "smoke":
         c.data.batch_size = 2
-    for k, v in (overrides or {}).items():
-        node = c
-        *path, last = k.split(".")
-        for p in path:
-            node = node[p]
-        node[last] = v
+    apply_overrides(c, overrides or {}, "toy base overrides")
     c.data.tfrecord_dir = ""  # filled in at build time: not part of the key
     c.train.num_steps = c.train.checkpoint_every = 0  # per stage, from `stages`
     cfg = json.loads(c.to_json_best_effort(sort_keys=True))
