@@ -139,3 +139,15 @@ def test_describes_right_scores_each_stated_attribute():
     assert toy_base.describes_right(brief, "The square in the video and the image is green.") == dict(
         colour=True, shape=True
     )
+
+
+def test_key_ignores_grpo_fields_and_fields_at_their_neutral_value():
+    """A base's key changes with what changes the built model, not with a field added later at the value that
+    builds the same model (data.shards 0 = one shard per process) or with GRPO options SFT never reads."""
+    rec, _ = toy_base.recipe("smoke")
+    k = toy_base.key(rec)
+    assert "grpo" not in rec["config"] and "shards" not in rec["config"]["data"]
+    assert toy_base.key(toy_base.recipe("smoke", overrides={"data.shards": 0})[0]) == k
+    assert toy_base.key(toy_base.recipe("smoke", overrides={"grpo.beta": 0.5})[0]) == k
+    assert toy_base.key(toy_base.recipe("smoke", overrides={"data.shards": 2})[0]) != k
+    assert toy_base.key(toy_base.recipe("smoke", overrides={"optim.lr": 1e-4})[0]) != k

@@ -29,6 +29,11 @@ STAGES = {
 }
 
 
+# config fields added after bases were built, and the value at which they build the same base (so the key, and the
+# cached base, stay the same): data.shards 0 = one shard per process, the data order of one process before it existed
+KEY_NEUTRAL = {"data.shards": 0}
+
+
 def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) -> tuple[dict, object]:
     """(the JSON-able recipe, the training config) of a base; `overrides` are config fields (dotted keys)."""
     from configs.common import apply_overrides
@@ -46,6 +51,13 @@ def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) 
     c.train.num_steps = c.train.checkpoint_every = 0  # per stage, from `stages`
     cfg = json.loads(c.to_json_best_effort(sort_keys=True))
     cfg.pop("grpo")  # SFT never reads it: a new GRPO option is not a new base
+    for path, neutral in KEY_NEUTRAL.items():  # a field added later, at the value that builds what was built before
+        *up, last = path.split(".")
+        node = cfg
+        for p in up:
+            node = node.get(p, {})
+        if node.get(last, neutral) == neutral:
+            node.pop(last, None)
     rec = dict(config=cfg, seed=seed)
     rec["stages"] = [[style, n, steps] for style, (n, steps) in STAGES[size].items()]
     rec["curriculum_version"] = curriculum.VERSION
