@@ -1,5 +1,6 @@
 """Two JAX processes on this machine (a localhost coordinator, 4 fake CPU devices each) form one 8-device mesh:
-`seedr1 train` run that way equals the one-process 8-device run of the same data order (`data.shards`)."""
+`seedr1 train` run that way equals the one-process 8-device run of the same data order (`data.shards`), and
+`seedr1 eval` run that way writes the same rows as one process."""
 
 import json
 import os
@@ -18,9 +19,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 @pytest.fixture(scope="module")
 def tfr(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("syn") / "data")
-    synth.generate(root, num_train=16, num_val=4, seed=7)
+    synth.generate(root, num_train=16, num_val=12, seed=7)
     out = str(tmp_path_factory.mktemp("tfr"))
-    for split in ("train", "train_cot"):
+    for split in ("train", "train_cot", "L1"):
         assert prep.prepare(root, split, out, workers=1, progress=False)["skipped"] == 0
     return out
 
@@ -74,10 +75,36 @@ def test_two_processes_equal_one(tfr, tmp_path, algo):
     env = lambda n, **kw: _env(n, PYTHONPATH=str(tmp_path), **kw)  # noqa: E731
     res = subprocess.run(cmd(one), cwd=ROOT, env=env(8), capture_output=True, text=True, timeout=900)
     assert res.returncode == 0, res.stderr[-3000:]
+    outs = _two_processes(cmd(two), env)
+    assert "2 process(es)" in outs[0] and "over 8 cpu device(s)" in outs[0]
+    a, b = _metrics(one), _metrics(two)  # process 0 writes the metrics
+    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2]
+    keys = ("loss", "grad_norm") + (("reward_mean", "reward_std", "advantage_abs_mean") if algo == "grpo" else ())
+    assert algo == "sft" or all(r["advantage_abs_mean"] > 0 for r in a)
+    for r, q in zip(a, b):
+        for k in keys:
+            assert np.isclose(r[k], q[k], rtol=1e-5, atol=1e-7), (k, r[k], q[k])
+    assert os.path.isdir(os.path.join(two, "checkpoints", "2"))
+    if algo == "grpo":  # evaluation as two processes: 12 samples in batches of 8 (4 rows per process, one padded)
+        ev = lambda d: [sys.executable, "-m", "seedr1_jax.cli", "eval", "--config", "configs/tiny.py:grpo"] + [  # noqa: E731
+            "--workdir", d, "--split", "L1", f"--config.data.tfrecord_dir={tfr}", "--config.data.eval_batch_size=8",
+            "--config.eval.max_new_tokens=8", "--config.data.max_prompt_len=960",
+        ]  # fmt: skip
+        res = subprocess.run(ev(one), cwd=ROOT, env=env(8), capture_output=True, text=True, timeout=900)
+        assert res.returncode == 0, res.stderr[-3000:]
+        _two_processes(ev(two), env)
+        rows = [[json.loads(x) for x in open(os.path.join(d, "eval_L1.jsonl"))] for d in (one, two)]
+        assert len(rows[0]) == 12 and len({r["sample_id"] for r in rows[1]}) == 12
+        key = lambda r: r["sample_id"]  # noqa: E731
+        assert sorted(rows[0], key=key) == sorted(rows[1], key=key)
+
+
+def _two_processes(cmd, env):
+    """Runs `cmd` as two JAX processes (a localhost coordinator, 4 CPU devices each); returns their outputs."""
     coord = f"127.0.0.1:{_free_port()}"
     procs = [
         subprocess.Popen(
-            cmd(two),
+            cmd,
             cwd=ROOT,
             env=env(4, JAX_COORDINATOR_ADDRESS=coord, JAX_NUM_PROCESSES="2", JAX_PROCESS_ID=str(i)),
             stdout=subprocess.PIPE,
@@ -92,12 +119,4 @@ def test_two_processes_equal_one(tfr, tmp_path, algo):
         for p in procs:
             p.kill()
     assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
-    assert "2 process(es)" in outs[0] and "over 8 cpu device(s)" in outs[0]
-    a, b = _metrics(one), _metrics(two)  # process 0 writes the metrics
-    assert [r["step"] for r in a] == [r["step"] for r in b] == [1, 2]
-    keys = ("loss", "grad_norm") + (("reward_mean", "reward_std", "advantage_abs_mean") if algo == "grpo" else ())
-    assert algo == "sft" or all(r["advantage_abs_mean"] > 0 for r in a)
-    for r, q in zip(a, b):
-        for k in keys:
-            assert np.isclose(r[k], q[k], rtol=1e-5, atol=1e-7), (k, r[k], q[k])
-    assert os.path.isdir(os.path.join(two, "checkpoints", "2"))
+    return outs

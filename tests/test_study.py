@@ -85,7 +85,7 @@ def _check_search(wd, res):
     """`--tune` scored every setting on the L1 validation split (its own samples) and the study used the best."""
     trials = res["tuning"]["trials"]
     assert [t["arm"] for t in trials] == ["SFT", "SFT", "GRPO"]
-    assert res["tuning"]["chosen"]["GRPO"]["grpo.beta"] == 0.0  # the only value searched, over TUNED's
+    assert res["tuning"]["chosen"]["GRPO"]["grpo.beta"] == 0.0  # the only value searched, over SEARCH_START's
     best_sft = max(t["l1val"] for t in trials if t["arm"] == "SFT")
     assert res["tuning"]["chosen"]["SFT"] in [t["overrides"] for t in trials if t["l1val"] == best_sft]
     for t in trials:  # every score is an evaluation on the validation split's own samples

@@ -98,6 +98,11 @@ def format_table(table: dict[str, float], split: str, n: int, label: str = "this
     return "\n".join(lines)
 
 
+def whole_batches() -> dict:
+    """`eval_batches` arguments that give every process the whole batch (what `evaluate` expects)."""
+    return dict(process_index=0, process_count=1)
+
+
 def evaluate(
     model, batches, out_path: str, tokenizer, *, mesh=None, max_new_tokens=256, repetition_penalty=1.05, progress=True
 ) -> list[dict]:
@@ -105,6 +110,8 @@ def evaluate(
 
     batches: iterable of host batches (the data pipeline's layout plus `sample_id`, `answer`, `prompt`, and
     optionally `domain`, `valid` (bool[B], False on padding rows of the last batch)). Returns all rows.
+    With several JAX processes every process passes the whole batch (`eval_batches(..., **whole_batches())`):
+    each feeds its own rows to the mesh, the decoded tokens are gathered, and process 0 writes every row.
     """
     from tqdm import tqdm
 
@@ -122,9 +129,12 @@ def evaluate(
         todo = [i for i, s in enumerate(ids) if valid[i] and s not in seen]
         if not todo:
             continue
-        batch = sharding.shard_batch(hb, mesh) if mesh is not None else hb
+        batch = hb
+        if mesh is not None:
+            multi = jax.process_count() > 1
+            batch = sharding.shard_batch(sharding.take_rows(hb, sharding.local_rows(len(ids))) if multi else hb, mesh)
         out = greedy(model, batch, max_new_tokens=max_new_tokens, repetition_penalty=repetition_penalty)
-        tokens, mask = np.asarray(out["tokens"]), np.asarray(out["mask"])
+        tokens, mask = sharding.to_host(out["tokens"]), sharding.to_host(out["mask"])
         texts = tokenizer.batch_decode([t[: int(m.sum())] for t, m in zip(tokens, mask)], skip_special_tokens=True)
         lines = []
         for i in todo:
@@ -170,7 +180,7 @@ def main(config, workdir: str, split: str, ckpt=None, hf_dir=None, attention_sam
         else:
             src = ckpt or workdir
             model, label = load_params(src, mesh=mesh, rules=rules, dtype=dtype), "checkpoint"
-        batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split)
+        batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split, **whole_batches())
         out = fs.join(workdir, f"eval_{split}.jsonl")
         t0 = time.time()
         rows = evaluate(
@@ -238,7 +248,7 @@ def eval_callback(
             return {}
         if step == last and not at_end:
             return {}
-        batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split)
+        batches = data.eval_batches(config.data, model.cfg, tfrecord_dir, split=split, **whole_batches())
         acc = evaluate_params(
             model,
             batches,

@@ -224,6 +224,15 @@ def local_rows(n: int) -> slice:
     return slice(n * pi // pc, n * (pi + 1) // pc)
 
 
+def take_rows(batch: dict, rows: slice) -> dict:
+    """The `rows` of every field of a host batch, along each field's batch dimension (`batch_dim`)."""
+    out = {}
+    for k, v in batch.items():
+        v = np.asarray(v)
+        out[k] = v[(slice(None),) * batch_dim(k) + (rows,)] if v.ndim > batch_dim(k) else v
+    return out
+
+
 def batch_dim(field: str) -> int:
     """The batch dimension of a batch field: 1 for `positions` ([3, B, T], the model's M-RoPE layout), else 0."""
     return 1 if field == "positions" else 0
