@@ -76,6 +76,24 @@ def test_match_stage_reads_options_without_the_task(tmp_path):
     assert letters == set("ABCD") and len(phrases) == len(curriculum.PHRASES)
 
 
+def test_lookup_stage_is_image_only_colour_choices(tmp_path):
+    """The `lookup` stage: no video, the colour question, four bare colour names in a random order, the answer's
+    letter the one before the colour the `<think>` names."""
+    assert set(curriculum.generate(str(tmp_path), 40, seed=0, media=False, style="lookup")) == {"colour"}
+    letters = set()
+    for line in open(tmp_path / "annotations" / "training_with_cot_6k.jsonl"):
+        r = json.loads(line)
+        content = r["prompt"][0]["content"]
+        assert [c["type"] for c in content] == ["image", "text"]
+        options = re.findall(r"^([A-D])\. (.+)$", content[-1]["text"], flags=re.M)
+        assert sorted(o for _, o in options) == sorted(synth.COLORS)
+        seen = re.search(r"is ([a-z]+)\.</think>", r["response"]).group(1)
+        letter = re.search(r"<answer>([A-D])\. ([a-z]+)</answer>", r["response"]).group(1)
+        assert dict(options)[letter] == seen
+        letters.add(letter)
+    assert letters == set("ABCD")
+
+
 def test_environments_cover_the_study_styles():
     """The base's rendering family contains the study's kinds of pixels (kitchen, and L2/L3's): every background,
     shape and camera motion the four environments use is drawn."""
