@@ -41,6 +41,7 @@ def base_config() -> ConfigDict:
     c.grpo.reduction = "sequence"  # sequence (reference), token (DAPO/bnpo), dr_grpo
     c.grpo.importance = "token"  # importance ratio per token (reference) or per sequence (GSPO; grpo.policy_loss)
     c.grpo.rewards = {"accuracy": 1.0}  # name -> weight; GRPO-CARE: {"exact": 1.0, "format": 1.0}
+    c.grpo.overlong_buffer = 64  # tokens before max_new_tokens where the `overlong` reward falls from 0 to -1 (DAPO)
     c.grpo.reward_noise = 0.0  # probability of flipping each accuracy reward (seeded): the noisy-reward experiment
     c.grpo.ref_dtype = "bfloat16"  # frozen reference weights
 

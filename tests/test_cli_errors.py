@@ -256,3 +256,19 @@ def test_study_arm_file_mistakes_stop_before_anything_runs(tmp_path, capsys, mon
 def test_study_arm_file_missing(tmp_path, capsys):
     err = _run(capsys, ["study", "--workdir", str(tmp_path / "w"), "--arms", str(tmp_path / "nope.py")])
     assert "nope.py: no such file" in err and "configs/arms/paper.py" in err
+
+
+def test_check_writable_survives_another_process_removing_the_new_folder(tmp_path, monkeypatch):
+    """Two processes of one run probing the same new workdir: one's clean-up removes the folder under the other's
+    probe; the probe makes it again instead of calling the workdir unwritable, and leaves nothing behind."""
+    calls, real = [], preflight.fs.write_text
+
+    def raced(path, text):
+        calls.append(path)
+        if len(calls) == 1:
+            shutil.rmtree(os.path.dirname(path))  # the other process removed the folder it had made
+        return real(path, text)
+
+    monkeypatch.setattr(preflight.fs, "write_text", raced)
+    preflight.check_writable(str(tmp_path / "new" / "w"))
+    assert len(calls) == 2 and not (tmp_path / "new").exists()

@@ -259,10 +259,11 @@ _texts = st.one_of(
 @settings(max_examples=300, deadline=None)
 @given(completion=_texts, gt=st.one_of(_texts, st.sampled_from(["B", GT, "<answer>A.</answer>"])))
 def test_rewards_never_raise_and_are_binary(completion, gt):
-    for name, fn in rewards.REWARD_FNS.items():
+    outcome = {n: f for n, f in rewards.REWARD_FNS.items() if not rewards.takes_sample(f)}
+    for name, fn in outcome.items():  # the process rewards (overlong) are tested by hand above
         assert fn(completion, gt) in (0.0, 1.0), name
     total, values = rewards.compute_rewards([completion], [gt], {"accuracy": 1.0, "exact": 1.0, "format": 1.0})
-    assert set(values) == set(rewards.REWARD_FNS) and total.shape == (1,)
+    assert set(values) == set(outcome) == {"accuracy", "exact", "format"} and total.shape == (1,)
     # exact match implies accuracy: the stripped answer equal to the letter starts with it.
     assert values["exact"][0] <= values["accuracy"][0]
 
@@ -278,3 +279,46 @@ def test_preflight_refuses_a_reward_noise_outside_0_1():
     c.grpo.reward_noise = -0.1
     with pytest.raises(ConfigError, match="grpo.reward_noise"):
         preflight.check_values(c)
+
+
+@pytest.mark.parametrize(
+    "n, limit, buf, want",
+    [
+        (10, 48, 16, 0.0),  # well inside
+        (32, 48, 16, 0.0),  # at L - c: the last length without a penalty
+        (36, 48, 16, -0.25),  # (48 - 16 - 36) / 16
+        (44, 48, 16, -0.75),
+        (48, 48, 16, -1.0),  # truncated
+        (47, 48, 0, 0.0),  # no buffer: only a truncated completion is punished
+        (48, 48, 0, -1.0),
+    ],
+)
+def test_overlong_reward_by_hand(n, limit, buf, want):
+    """DAPO's soft overlong punishment against hand-computed values."""
+    got = rewards.overlong_reward("x", {"completion_tokens": n}, max_new_tokens=limit, overlong_buffer=buf, step=3)
+    assert got == pytest.approx(want)
+
+
+def test_overlong_reward_through_compute_rewards_and_without_a_length():
+    samples = [{"answer": "B", "completion_tokens": n} for n in (8, 60, 64)]
+    comps = ["<answer>B</answer>", "<answer>B</answer>", "<answer>A</answer>"]
+    ctx = dict(step=1, max_new_tokens=64, overlong_buffer=16)
+    total, v = rewards.compute_rewards(comps, ["B"] * 3, {"accuracy": 1.0, "overlong": 1.0}, samples=samples, ctx=ctx)
+    np.testing.assert_allclose(v["overlong"], [0.0, -0.75, -1.0])
+    np.testing.assert_allclose(total, [1.0, 0.25, -1.0])
+    assert rewards.compute_rewards(["x"], ["B"], {"overlong": 1.0})[0][0] == 0.0  # eval-time: no length, no penalty
+
+
+def test_preflight_checks_the_overlong_buffer_only_when_the_reward_is_on():
+    from configs.tiny import get_config
+    from seedr1_jax.models.config import ConfigError
+    from seedr1_jax.rl import preflight
+
+    c = get_config("grpo")
+    c.grpo.overlong_buffer = 1000  # > max_new_tokens, but the reward is off
+    preflight.check_values(c)
+    c.grpo.rewards = {"accuracy": 1.0, "overlong": 1.0}
+    with pytest.raises(ConfigError, match="grpo.overlong_buffer=1000"):
+        preflight.check_values(c)
+    c.grpo.overlong_buffer = 16
+    preflight.check_values(c)

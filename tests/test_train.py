@@ -207,19 +207,26 @@ def test_train_with_a_module_function_reward(tfr, tmp_path):
         "    return 1.0\n"
     )
     work = str(tmp_path / "run")
-    rewards = '--config.grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5, "my_rewards:seen": 0.0}'
+    rewards = (
+        '--config.grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5, "my_rewards:seen": 0.0, "overlong": 1.0}'
+    )
     log = tmp_path / "seen.jsonl"
     env = dict(_env(), PYTHONPATH=str(pkg), SEEN_LOG=str(log))
-    cmd = _cmd("grpo", work, tfr, 1) + [rewards, "--config.grpo.reward_noise=1.0"]
+    cmd = _cmd("grpo", work, tfr, 1) + [rewards, "--config.grpo.reward_noise=1.0", "--config.grpo.overlong_buffer=4"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     row = json.loads(open(os.path.join(work, "metrics.jsonl")).readline())
     assert 0.0 < row["reward_my_rewards:brevity"] <= 1.0 and row["reward_my_rewards:seen"] == 1.0
     assert row["reward_accuracy"] == 1.0 - row["reward_accuracy_clean"]  # noise 1.0 flips every one
     calls = [json.loads(x) for x in open(log)]
-    assert calls and all(c["ctx"] == {"step": 0} for c in calls)
+    assert calls and all(c["ctx"] == {"step": 0, "max_new_tokens": 8, "overlong_buffer": 4} for c in calls)
     s = calls[0]["sample"]
     assert s["answer"] in "ABCD" and len(s["options"]) == 4 and s["answer_text"] in s["options"] and s["sample_id"]
+    # DAPO's overlong reward reads each completion's length: 0 up to 8 - 4 tokens, then down to -1 at 8
+    n = np.array([c["sample"]["completion_tokens"] for c in calls])
+    assert len(n) == 4 and ((1 <= n) & (n <= 8)).all()  # 2 prompts x G = 2
+    assert np.isclose(row["reward_overlong"], np.mean(np.minimum(0.0, (8 - 4 - n) / 4)))
+    assert np.isclose(row["completion_length"], n.mean())
 
 
 def test_train_with_a_bad_reward_path_stops_before_training(tfr, tmp_path):

@@ -322,8 +322,15 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
         texts,
         list(answers),
         dict(g.rewards),
-        samples=[s for s in reward_samples(host_batch) for _ in range(g.group_size)],
-        ctx={"step": int(step)},
+        samples=[
+            dict(s, completion_tokens=int(n))
+            for s, n in zip((s for s in reward_samples(host_batch) for _ in range(g.group_size)), mask.sum(1))
+        ],
+        ctx={
+            "step": int(step),
+            "max_new_tokens": int(g.max_new_tokens),
+            "overlong_buffer": int(g.get("overlong_buffer", 0)),
+        },
         noise=float(g.get("reward_noise", 0.0)),
         noise_seed=(int(config.train.seed), int(step), 0x5EED),
     )

@@ -74,6 +74,8 @@ def check_values(config) -> None:
         _need(g.mu >= 1, "grpo.mu", g.mu, "must be >= 1")
         noise = g.get("reward_noise", 0.0)
         _need(0 <= noise <= 1, "grpo.reward_noise", noise, "must be a probability in [0, 1]")
+        buf, top = g.get("overlong_buffer", 0), g.max_new_tokens if "overlong" in g.rewards else math.inf
+        _need(0 <= buf <= top, "grpo.overlong_buffer", buf, "must be in [0, grpo.max_new_tokens] (the overlong reward)")
         _need(g.reduction in REDUCTIONS, "grpo.reduction", g.reduction, f"use one of {', '.join(REDUCTIONS)}")
         imp = g.get("importance", "token")
         _need(imp in IMPORTANCE, "grpo.importance", imp, f"use one of {', '.join(IMPORTANCE)}")
@@ -103,20 +105,29 @@ def check_model_init(init: str) -> None:
 
 def check_writable(path: str, flag: str = "--workdir") -> None:
     """`path` can be created and written; leaves nothing behind that was not there before (folders created
-    for the probe are removed again). Run as root, permission bits do not stop writes, so it really writes."""
+    for the probe are removed again). Run as root, permission bits do not stop writes, so it really writes.
+    Several processes may probe one new folder at once (multi-process runs sharing a disk): a folder removed under
+    one process's probe is made again."""
     made = []
     try:
-        if not fs.remote(path):  # object stores need no folder to write into, so none is made there
-            p = os.path.abspath(path)
-            while not os.path.exists(p):
-                made.append(p)
-                p = os.path.dirname(p)
-            if not os.path.isdir(p):
-                raise NotADirectoryError(f"{p} is a file")
-            os.makedirs(path, exist_ok=True)
-        probe = fs.join(path, f".seedr1_write_test_{uuid.uuid4().hex[:8]}")
-        fs.write_text(probe, "")
-        fs.remove(probe)
+        for attempt in range(3):
+            if not fs.remote(path):  # object stores need no folder to write into, so none is made there
+                p = os.path.abspath(path)
+                while not os.path.exists(p):
+                    made.append(p)
+                    p = os.path.dirname(p)
+                if not os.path.isdir(p):
+                    raise NotADirectoryError(f"{p} is a file")
+                os.makedirs(path, exist_ok=True)
+            probe = fs.join(path, f".seedr1_write_test_{uuid.uuid4().hex[:8]}")
+            try:
+                fs.write_text(probe, "")
+            except FileNotFoundError:  # another process probing the same new folder removed it: make it again
+                if attempt == 2 or fs.remote(path):
+                    raise
+                continue
+            fs.remove(probe)
+            break
     except Exception as e:  # noqa: BLE001 -- OSError locally, tf.errors.* (PermissionDenied, ...) on gs://
         why = getattr(e, "strerror", None) or getattr(e, "message", None) or str(e)
         raise ConfigError(f"{flag} {path} is not writable ({why}); pick a folder you can write to") from None

@@ -10,7 +10,8 @@ A function is called in one of two ways, read from its signature:
 - `fn(completion: str, ground_truth: str)`: the outcome signature (every built-in);
 - `fn(completion: str, sample: dict, **ctx)`: a process reward, whose second parameter is named `sample`. `sample`
   holds the record's fields (`answer`: the letter, `options`: list of option texts, `answer_text`, `sample_id`,
-  `domain`, `prompt`); `ctx` holds `step` (the training step) and, later, what the rollout adds on request.
+  `domain`, `prompt`, and in a GRPO rollout `completion_tokens`: this completion's length); `ctx` holds `step` (the
+  training step), `max_new_tokens` and `overlong_buffer` (grpo's), and, later, what the rollout adds on request.
 
 `grpo.reward_noise` = p flips the accuracy rewards (`accuracy`, `exact`: v -> 1 - v) of a fraction p of the
 completions, drawn from a generator seeded by (train seed, step): the noisy-reward experiment. The clean values
@@ -72,10 +73,28 @@ def format_reward(completion: str, ground_truth: str = "") -> float:
     return 1.0 if isinstance(completion, str) and _FORMAT.match(completion) else 0.0
 
 
+def overlong_reward(
+    completion: str, sample: dict, *, max_new_tokens: int = 0, overlong_buffer: int = 0, **ctx
+) -> float:
+    """DAPO's soft overlong punishment (Yu et al. 2025, eq. 13), a process reward: with L = max_new_tokens and
+    c = overlong_buffer, a completion of n tokens (`sample["completion_tokens"]`) gets 0 for n <= L - c, then
+    (L - c - n) / c, falling linearly to -1 at n = L (a truncated completion). c = 0: -1 at n >= L, else 0.
+    Without a length (not a GRPO rollout) it gives 0. Use it beside an outcome reward:
+    `grpo.rewards={"accuracy": 1.0, "overlong": 1.0}`, the buffer in `grpo.overlong_buffer`."""
+    del completion, ctx
+    n, limit, buf = sample.get("completion_tokens"), int(max_new_tokens), int(overlong_buffer)
+    if n is None or limit <= 0:
+        return 0.0
+    if buf <= 0:
+        return -1.0 if n >= limit else 0.0
+    return float(min(0.0, max(-1.0, (limit - buf - n) / buf)))
+
+
 REWARD_FNS: dict[str, Callable[[str, str], float]] = {
     "accuracy": accuracy_reward,
     "exact": exact_reward,
     "format": format_reward,
+    "overlong": overlong_reward,
 }
 
 
