@@ -4,9 +4,11 @@
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
+import time
 
 import numpy as np
 import pytest
@@ -99,10 +101,10 @@ def test_two_processes_equal_one(tfr, tmp_path, algo):
         assert sorted(rows[0], key=key) == sorted(rows[1], key=key)
 
 
-def _two_processes(cmd, env):
-    """Runs `cmd` as two JAX processes (a localhost coordinator, 4 CPU devices each); returns their outputs."""
+def _start_two(cmd, env):
+    """`cmd` started as two JAX processes (a localhost coordinator, 4 CPU devices each)."""
     coord = f"127.0.0.1:{_free_port()}"
-    procs = [
+    return [
         subprocess.Popen(
             cmd,
             cwd=ROOT,
@@ -113,10 +115,44 @@ def _two_processes(cmd, env):
         )
         for i in range(2)
     ]
+
+
+def _wait(procs, codes=(0, 0)):
     try:
         outs = [p.communicate(timeout=900)[0] for p in procs]
     finally:
         for p in procs:
             p.kill()
-    assert [p.returncode for p in procs] == [0, 0], "\n".join(o[-3000:] for o in outs)
+    assert tuple(p.returncode for p in procs) == tuple(codes), "\n".join(o[-3000:] for o in outs)
     return outs
+
+
+def _two_processes(cmd, env):
+    """Runs `cmd` as two JAX processes; returns their outputs."""
+    return _wait(_start_two(cmd, env))
+
+
+def test_sigterm_to_one_process_stops_both_at_one_step(tfr, tmp_path):
+    """SIGTERM to one of two processes (one host of a slice preempted): both save the same step and exit 143
+    (jax's preemption sync point, read through orbax), and rerunning the command resumes and ends bit-identical
+    to an uninterrupted two-process run."""
+    steps = 4
+    cmd = lambda d: _cmd("sft", d, tfr, steps) + ["--config.train.checkpoint_every=100"]  # noqa: E731
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    _two_processes(cmd(full), _env)
+    procs = _start_two(cmd(cut), _env)
+    metrics, deadline = os.path.join(cut, "metrics.jsonl"), time.time() + 600
+    while time.time() < deadline and not (os.path.isfile(metrics) and open(metrics).read().count("\n") >= 1):
+        time.sleep(0.1)
+    procs[1].send_signal(signal.SIGTERM)
+    outs = _wait(procs, codes=(143, 143))
+    saved = sorted(int(x) for x in os.listdir(os.path.join(cut, "checkpoints")) if x.isdigit())
+    assert saved and 1 <= saved[-1] < steps, saved
+    assert f"stopped by SIGTERM after step {saved[-1]}" in outs[0], outs[0][-2000:]  # process 0 logs
+    outs = _two_processes(cmd(cut), _env)
+    assert f"resumed from step {saved[-1]}" in outs[0]
+    from seedr1_jax.analysis.toy_base import params_hash  # restores onto this process's devices
+
+    assert params_hash(full) == params_hash(cut)  # bit-identical parameters at the last step
+    keep = lambda r: {k: v for k, v in r.items() if not k.startswith(("time_", "tokens_per_s", "mfu"))}  # noqa: E731
+    assert [keep(r) for r in _metrics(full)] == [keep(r) for r in _metrics(cut)]
