@@ -42,6 +42,10 @@ def base_config() -> ConfigDict:
     c.grpo.importance = "token"  # importance ratio per token (reference) or per sequence (GSPO; grpo.policy_loss)
     c.grpo.rewards = {"accuracy": 1.0}  # name -> weight; GRPO-CARE: {"exact": 1.0, "format": 1.0}
     c.grpo.overlong_buffer = 64  # tokens before max_new_tokens where the `overlong` reward falls from 0 to -1 (DAPO)
+    # DAPO's dynamic sampling: roll out further batches of prompts until B groups with unequal rewards are found
+    # (at most dynamic_max_rounds batches per step), train on those; the rollouts spent are logged (rollout_prompts)
+    c.grpo.dynamic_sampling = False
+    c.grpo.dynamic_max_rounds = 3
     c.grpo.reward_noise = 0.0  # probability of flipping each accuracy reward (seeded): the noisy-reward experiment
     c.grpo.ref_dtype = "bfloat16"  # frozen reference weights
 

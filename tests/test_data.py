@@ -214,3 +214,29 @@ def test_global_arrays_and_model_forward(prepared, tmp_path):
         ref = np.asarray(model.forward(**flat))[0]
         m = b["attention_mask"][i] == 1
         assert np.abs(ref[m] - h[i][m]).max() <= 1e-4
+
+
+def test_take_rows_concatenates_picked_rows_and_pads_segments():
+    """Rows of several host batches in the picked order; pixels/hw_pos padded to the most segments any picked
+    batch kept, positions batched on dimension 1, a field missing from one batch left out."""
+    from seedr1_jax.data.pipeline import take_rows
+
+    def batch(b, s, tag):
+        return dict(
+            input_ids=np.full((b, 5), tag, np.int32) + np.arange(b)[:, None],
+            positions=np.full((3, b, 5), tag, np.int32) + np.arange(b)[None, :, None],
+            pixels=np.ones((b, s, 2, 3), np.float32) * tag,
+            hw_pos=np.tile(np.arange(s, dtype=np.int32)[None, :, None, None], (b, 1, 2, 2)),
+            answer=np.array([f"{tag}{i}".encode() for i in range(b)]),
+            **({"loss_mask": np.zeros((b, 5), bool)} if tag == 10 else {}),
+        )
+
+    a, b = batch(2, 1, 10), batch(2, 3, 20)
+    out = take_rows([a, b], [(1, 1), (0, 0), (1, 0)])
+    assert "loss_mask" not in out and list(out["answer"]) == [b"201", b"100", b"200"]
+    np.testing.assert_array_equal(out["input_ids"][:, 0], [21, 10, 20])
+    np.testing.assert_array_equal(out["positions"][0, :, 0], [21, 10, 20])
+    assert out["pixels"].shape == (3, 3, 2, 3) and out["hw_pos"].shape == (3, 3, 2, 2)
+    assert (out["pixels"][1, 1:] == 0).all() and (out["pixels"][1, 0] == 10).all()  # zero-padded segments
+    np.testing.assert_array_equal(out["hw_pos"][1, :, 0, 0], [0, 0, 0])  # edge-padded positions
+    np.testing.assert_array_equal(out["hw_pos"][0, :, 0, 0], [0, 1, 2])

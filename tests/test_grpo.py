@@ -295,3 +295,20 @@ def test_completion_mask_matches_torch_on_random_tokens():
     np.testing.assert_array_equal(
         np.asarray(jax.jit(grpo.completion_mask)(tokens)), torch_mask(torch.from_numpy(tokens)).numpy()
     )
+
+
+def test_informative_groups_and_dapo_refill_order_by_hand():
+    """Dynamic sampling keeps the groups whose rewards differ, in the order they were sampled, the first B; when
+    the rounds run out it tops up with uninformative groups of the latest round first, and counts them."""
+    total = np.array([1, 1, 0, 1, 0, 0, 0.5, 0.5], np.float32)  # G = 2: groups (1,1) (0,1) (0,0) (.5,.5)
+    np.testing.assert_array_equal(grpo.informative_groups(total, 2), [False, True, False, False])
+    r0, r1 = np.array([False, True, False, True]), np.array([True, True, False, False])
+    assert grpo.select_groups([r0, r1], 4) == ([(0, 1), (0, 3), (1, 0), (1, 1)], 0)
+    assert grpo.select_groups([r0, r1], 3) == ([(0, 1), (0, 3), (1, 0)], 0)
+    # one round with one informative group, B = 4: three uninformative groups top it up, in prompt order
+    assert grpo.select_groups([np.array([False, False, True, False])], 4) == ([(0, 2), (0, 0), (0, 1), (0, 3)], 3)
+    # two rounds, 3 informative of 4: the top-up comes from the latest round
+    assert grpo.select_groups([r0, np.array([False, True, False, False])], 4) == (
+        [(0, 1), (0, 3), (1, 1), (1, 0)],
+        1,
+    )

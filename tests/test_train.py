@@ -266,3 +266,30 @@ def test_resume_onto_another_mesh(tfr, tmp_path, shape, devices):
     ):
         # Adam divides by sqrt(v): a near-zero gradient summed in another order can move a weight by a few 1e-6
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=5e-5, err_msg=str(path))
+
+
+def test_dynamic_sampling_through_seedr1_train_and_exact_resume(tfr, tmp_path):
+    """`grpo.dynamic_sampling`: with a reward that ties some groups, steps draw extra rollout batches (logged as
+    rollout_prompts, the budget spent), every optimizer batch keeps B groups, and a run resumed from a
+    checkpoint continues from the right place in the data (the checkpoint records the batches drawn): it ends
+    bit-identical to an uninterrupted run."""
+    pkg = tmp_path / "pkg"
+    pkg.mkdir()
+    (pkg / "parity.py").write_text("def fn(completion, ground_truth):\n    return float(len(completion) % 2)\n")
+    env = dict(_env(), PYTHONPATH=str(pkg))
+    steps = 3
+    extra = ['--config.grpo.rewards={"parity:fn": 1.0}', "--config.grpo.dynamic_sampling=True"]
+    cmd = lambda d: _cmd("grpo", d, tfr, steps) + extra  # noqa: E731
+    full, cut = str(tmp_path / "full"), str(tmp_path / "cut")
+    subprocess.run(cmd(full), cwd=ROOT, env=env, check=True, capture_output=True)
+    rows = [json.loads(x) for x in open(os.path.join(full, "metrics.jsonl"))]
+    assert [r["step"] for r in rows] == [1, 2, 3]
+    for r in rows:  # batch 2 prompts: each round rolls out 2; at most 3 rounds
+        assert r["rollout_prompts"] == 2 * r["dynamic_rounds"] and 1 <= r["dynamic_rounds"] <= 3
+        assert r["dynamic_filled"] == 0 or r["dynamic_rounds"] == 3
+    assert sum(r["dynamic_rounds"] for r in rows) > steps  # some step needed a refill (a tie in a group of 2)
+    subprocess.run(cmd(cut), cwd=ROOT, env=env, check=True, capture_output=True)
+    shutil.rmtree(os.path.join(cut, "checkpoints", str(steps)))  # as if stopped after step 2
+    out = subprocess.run(cmd(cut), cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    assert "resumed from step 2" in out.stdout
+    _assert_same_run(full, cut, steps)

@@ -324,6 +324,27 @@ def stack(rows: list[dict], cfg) -> dict:
     return out
 
 
+def take_rows(batches: list[dict], picks: list[tuple[int, int]]) -> dict:
+    """One host batch of the rows `picks` = [(batch index, row), ...] of `batches` (`stack`'s layout), in that
+    order. The segment fields (pixels, hw_pos) are padded to the most segments any picked batch kept (zeros /
+    the last segment's positions, never read: `vision_index` points only at real segments); a field that not
+    every batch has is left out."""
+    keys = [k for k in batches[0] if all(k in b for b in batches)]
+    segs = max(np.asarray(batches[i]["pixels"]).shape[1] for i, _ in picks) if "pixels" in keys else 0
+    out = {}
+    for k in keys:
+        parts = []
+        for i, j in picks:
+            v = np.asarray(batches[i][k])
+            row = v[:, j : j + 1] if k == "positions" else v[j : j + 1]
+            if k in ("pixels", "hw_pos") and row.shape[1] < segs:
+                pad = [(0, 0), (0, segs - row.shape[1])] + [(0, 0)] * (row.ndim - 2)
+                row = np.pad(row, pad, mode="constant" if k == "pixels" else "edge")
+            parts.append(row)
+        out[k] = np.concatenate(parts, axis=1 if k == "positions" else 0)
+    return out
+
+
 # ---- the public builder ------------------------------------------------------------------------------
 def make_batch(
     question: str,

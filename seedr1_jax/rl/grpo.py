@@ -290,6 +290,22 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     `progs.logprobs` (outside the mu loop, in the update's compute dtype) for the reference (beta > 0) and, with
     mu > 1, for the current policy ("anchor": the old log-probs); see `logprob_fields`.
     """
+    r = _rollout(config, progs, params, host_batch, tokenizer, rng, step, trim=True)
+    return _assemble(config, progs, params, ref_params, host_batch, r)
+
+
+class _Rollout(NamedTuple):
+    prompts: Prompts | None  # device prompts of the rollout batch (None: to be sharded from host_batch)
+    tokens: np.ndarray  # this process's completions int[N, C]
+    mask: np.ndarray
+    texts: list
+    total: np.ndarray  # f32[N] weighted reward
+    per_fn: dict  # name -> f32[N]
+    timings: dict
+
+
+def _rollout(config, progs: Programs, params, host_batch: dict, tokenizer, rng, step: int, trim: bool) -> _Rollout:
+    """G completions per prompt of `host_batch`, decoded and scored (this process's rows)."""
     from seedr1_jax.parallel import sharding
     from seedr1_jax.rl import rewards as rw
     from seedr1_jax.rl.sampler import generate
@@ -310,7 +326,8 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     )
     # with several processes: every process trims the whole batch alike, then scores its own prompts' rows
     tokens, mask = (sharding.to_host(out[k]) for k in ("tokens", "mask"))
-    tokens, mask = trim_completions(tokens, mask, g.get("completion_bucket", 0))
+    if trim:
+        tokens, mask = trim_completions(tokens, mask, g.get("completion_bucket", 0))
     mine = sharding.local_rows(len(tokens))
     tokens, mask = tokens[mine], mask[mine]
     timings["rollout"] = time.perf_counter() - t0
@@ -334,11 +351,25 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
         noise=float(g.get("reward_noise", 0.0)),
         noise_seed=(int(config.train.seed), int(step), 0x5EED),
     )
-    adv = np.asarray(group_advantages(jnp.asarray(total), g.group_size, scale_by_std=g.reduction != "dr_grpo"))
     timings["reward"] = time.perf_counter() - t0
+    return _Rollout(prompts, tokens, mask, texts, total, per_fn, timings)
+
+
+def _assemble(config, progs: Programs, params, ref_params, host_batch: dict, r: _Rollout) -> Prepared:
+    """Advantages, the device batch and its reference / anchor log-probs, and the logged scalars."""
+    from seedr1_jax.parallel import sharding
+
+    g, mesh = config.grpo, progs.mesh
+    timings = dict(r.timings)
+    t0 = time.perf_counter()
+    adv = np.asarray(group_advantages(jnp.asarray(r.total), g.group_size, scale_by_std=g.reduction != "dr_grpo"))
+    timings["reward"] = timings.get("reward", 0.0) + time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    extra = dict(tokens=tokens.astype(np.int32), mask=mask.astype(np.int32), advantages=adv.astype(np.float32))
+    prompts = r.prompts
+    if prompts is None:
+        prompts = Prompts.of(sharding.shard_batch({k: v for k, v in host_batch.items() if k in Prompts.FIELDS}, mesh))
+    extra = dict(tokens=r.tokens.astype(np.int32), mask=r.mask.astype(np.int32), advantages=adv.astype(np.float32))
     batch = GRPOBatch(prompts=prompts, inner_step=jnp.zeros((), jnp.int32), **sharding.shard_batch(extra, mesh))
     batch = batch.replace(**logprob_fields(config, progs, params, ref_params, prompts, batch.tokens))
     timings["logprobs"] = time.perf_counter() - t0
@@ -346,19 +377,86 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     # the scalars are over the whole batch (every process's rows)
     prompt_tokens = np.asarray(host_batch["attention_mask"]).sum(1).repeat(g.group_size)
     rows = sharding.gather_rows(
-        np.stack([total, adv, mask.sum(1), prompt_tokens, *(np.asarray(v, np.float64) for v in per_fn.values())], 1)
+        np.stack(
+            [r.total, adv, r.mask.sum(1), prompt_tokens, *(np.asarray(v, np.float64) for v in r.per_fn.values())], 1
+        )
     )
     total_all, adv_all, lengths = rows[:, 0], rows[:, 1], rows[:, 2]
     scalars = {
         "reward_mean": float(total_all.mean()),
         "reward_std": float(total_all.std()),
-        **{f"reward_{k}": float(np.mean(rows[:, 4 + i])) for i, k in enumerate(per_fn)},
+        **{f"reward_{k}": float(np.mean(rows[:, 4 + i])) for i, k in enumerate(r.per_fn)},
         "completion_length": float(lengths.mean()),
         "advantage_mean": float(adv_all.mean()),
         "advantage_abs_mean": float(np.abs(adv_all).mean()),
     }
     n_tok = float(lengths.sum() + rows[:, 3].sum())
-    return Prepared(batch, scalars, texts, timings, n_tok)
+    return Prepared(batch, scalars, r.texts, timings, n_tok)
+
+
+def informative_groups(total: np.ndarray, group_size: int) -> np.ndarray:
+    """bool[N / G]: the groups whose rewards are not all equal (DAPO keeps only these: an all-equal group has
+    zero advantage and teaches nothing)."""
+    r = np.asarray(total, np.float64).reshape(-1, group_size)
+    return r.max(axis=1) > r.min(axis=1)
+
+
+def select_groups(rounds: list[np.ndarray], batch_size: int) -> tuple[list[tuple[int, int]], int]:
+    """DAPO's refill order: given each rollout round's `informative_groups` flags, the (round, prompt) pairs of
+    the optimizer batch (the informative groups in the order they were sampled, the first `batch_size`) and how
+    many of them had to be topped up with uninformative groups (the latest rounds' first ones, in order) when
+    the rounds ran out before `batch_size` informative groups were found."""
+    keep = [(i, j) for i, f in enumerate(rounds) for j in np.flatnonzero(f)][:batch_size]
+    filled = batch_size - len(keep)
+    if filled:
+        rest = [(i, j) for i in reversed(range(len(rounds))) for j in np.flatnonzero(~rounds[i])][:filled]
+        keep += sorted(rest)
+    return keep, filled
+
+
+def prepare_dynamic(
+    config, progs: Programs, params, ref_params, next_batch, tokenizer, rng, step: int = 0
+) -> tuple[Prepared, int]:
+    """`prepare` with DAPO's dynamic sampling (`grpo.dynamic_sampling`): rollout batches are drawn from
+    `next_batch()` (the data stream's next B prompts) until B groups with unequal rewards are found, or
+    `grpo.dynamic_max_rounds` batches were rolled out; the optimizer batch is those B groups (`select_groups`).
+    Returns (the Prepared batch, the rollout batches drawn). The scalars add `rollout_prompts` (prompts
+    rolled out this step: the budget spent), `dynamic_rounds` and `dynamic_filled` (uninformative groups
+    taken because the rounds ran out). One process only (preflight)."""
+    from seedr1_jax.data.pipeline import take_rows
+
+    g = config.grpo
+    rounds, flags, hosts = [], [], []
+    while True:
+        hb = next_batch()
+        r = _rollout(config, progs, params, hb, tokenizer, jax.random.fold_in(rng, len(rounds)), step, trim=False)
+        rounds.append(r)
+        hosts.append(hb)
+        flags.append(informative_groups(r.total, g.group_size))
+        if sum(int(f.sum()) for f in flags) >= len(hb["answer"]) or len(rounds) >= int(g.dynamic_max_rounds):
+            break
+    b = len(hosts[0]["answer"])
+    pick, filled = select_groups(flags, b)
+    host = take_rows(hosts, pick)
+    gs = g.group_size
+    rows = [(i, j * gs + k) for i, j in pick for k in range(gs)]
+    cat = lambda get: np.stack([get(rounds[i])[n] for i, n in rows])  # noqa: E731
+    tokens, mask = trim_completions(cat(lambda r: r.tokens), cat(lambda r: r.mask), g.get("completion_bucket", 0))
+    per_fn = {k: np.asarray([rounds[i].per_fn[k][n] for i, n in rows], np.float32) for k in rounds[0].per_fn}
+    timings = {k: sum(r.timings.get(k, 0.0) for r in rounds) for k in ("rollout", "reward")}
+    merged = _Rollout(
+        None,
+        tokens,
+        mask,
+        [rounds[i].texts[n] for i, n in rows],
+        np.asarray([rounds[i].total[n] for i, n in rows], np.float32),
+        per_fn,
+        timings,
+    )
+    prep = _assemble(config, progs, params, ref_params, host, merged)
+    prep.scalars.update(rollout_prompts=float(b * len(rounds)), dynamic_rounds=float(len(rounds)))
+    prep.scalars["dynamic_filled"] = float(filled)
+    return prep, len(rounds)
 
 
 def loss(model, batch: GRPOBatch, *, config):

@@ -74,6 +74,8 @@ def check_values(config) -> None:
         _need(g.mu >= 1, "grpo.mu", g.mu, "must be >= 1")
         noise = g.get("reward_noise", 0.0)
         _need(0 <= noise <= 1, "grpo.reward_noise", noise, "must be a probability in [0, 1]")
+        rounds = g.get("dynamic_max_rounds", 1)
+        _need(rounds >= 1, "grpo.dynamic_max_rounds", rounds, "must be >= 1 (rollout batches per step)")
         buf, top = g.get("overlong_buffer", 0), g.max_new_tokens if "overlong" in g.rewards else math.inf
         _need(0 <= buf <= top, "grpo.overlong_buffer", buf, "must be in [0, grpo.max_new_tokens] (the overlong reward)")
         _need(g.reduction in REDUCTIONS, "grpo.reduction", g.reduction, f"use one of {', '.join(REDUCTIONS)}")

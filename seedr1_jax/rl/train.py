@@ -14,6 +14,7 @@ from flax import nnx
 
 from seedr1_jax.core import fs
 from seedr1_jax.models import checkpoint
+from seedr1_jax.models.config import ConfigError
 from seedr1_jax.parallel import sharding
 from seedr1_jax.rl import grpo, preflight, sft, update
 from seedr1_jax.rl.metrics import MetricsWriter, peak_flops, plot_metrics
@@ -98,20 +99,27 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
 
         # ---- resume -----------------------------------------------------------------------------------
         mngr = checkpoint.checkpoint_manager(workdir, config.train.keep_checkpoints)
-        start = 0
+        start = drawn = 0  # drawn: data batches consumed (more than steps with grpo.dynamic_sampling)
         if mngr.latest_step() is not None:
             start = int(mngr.latest_step())
-            state, _ = checkpoint.restore_state(mngr, start, state)
+            state, meta = checkpoint.restore_state(mngr, start, state)
+            drawn = int((meta or {}).get("batches", start))
             _log(f"resumed from step {start} ({mngr.directory})")
         writer = MetricsWriter(workdir, resume_step=start)
 
         step_fn = None  # jitted on the first batch (its shapes give the batch shardings)
         loss_fn = grpo.loss if algo == "grpo" else sft.loss
         passes = int(config.grpo.mu) if algo == "grpo" else 1
+        dynamic = algo == "grpo" and bool(config.grpo.get("dynamic_sampling", False))
+        if dynamic and jax.process_count() > 1:
+            raise ConfigError(
+                "grpo.dynamic_sampling=True runs on one process only (the processes would keep different numbers "
+                "of groups); set it False for multi-process runs"
+            )
         if batches is None:
             from seedr1_jax import data
 
-            batches = data.train_batches(config.data, model.cfg, start_step=start)
+            batches = data.train_batches(config.data, model.cfg, start_step=drawn)
         if tokenizer is None and algo == "grpo":
             from seedr1_jax.models.processor import load_tokenizer
 
@@ -127,8 +135,23 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
         # ---- the loop -----------------------------------------------------------------------------------
         for step in bar:
             host_batch = next(batches)
+            drawn += 1
             t0 = time.perf_counter()
-            if algo == "grpo":
+            if algo == "grpo" and dynamic:
+                first = [host_batch]
+                prep, used = grpo.prepare_dynamic(
+                    config,
+                    progs,
+                    state.params,
+                    ref_params,
+                    lambda first=first: first.pop() if first else next(batches),
+                    tokenizer,
+                    jax.random.fold_in(key, step),
+                    step=step,
+                )
+                drawn += used - 1
+                batch, scalars, texts, timings, ntok = prep
+            elif algo == "grpo":
                 prep = grpo.prepare(
                     config,
                     progs,
@@ -161,8 +184,11 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
             scalars.update(lr=float(schedule(step)), time_step=dt, tokens_per_s=ntok / dt)
             if peak:
                 scalars["mfu"] = 6.0 * n_params * ntok * passes / dt / peak
-            for cb in callbacks:
-                scalars.update(cb(step + 1, nnx.merge(graphdef, state.params)))
+            if callbacks:
+                now = nnx.merge(graphdef, state.params)  # one model for every callback
+                for cb in callbacks:
+                    scalars.update(cb(step + 1, now))
+                del now
             writer.write(step + 1, scalars)
             if texts and t.sample_every and (step + 1) % t.sample_every == 0:
                 writer.text(step + 1, "samples", texts[: t.num_samples_logged])
@@ -185,7 +211,7 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
                     break
             preempted = stop.should_stop(mngr, step + 1)
             if (step + 1) % t.checkpoint_every == 0 or step + 1 == total or preempted:
-                checkpoint.save_state(mngr, step + 1, state, {"step": step + 1, "algo": algo})
+                checkpoint.save_state(mngr, step + 1, state, {"step": step + 1, "algo": algo, "batches": drawn})
                 writer.flush()
             if preempted:
                 signum = stop.signum or signal.SIGTERM
