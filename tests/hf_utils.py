@@ -1,10 +1,15 @@
-"""Tiny random Qwen2-VL models made with transformers (offline), and input builders for parity tests."""
+"""Tiny random Qwen2-VL / Qwen2.5-VL models made with transformers (offline), and input builders for parity tests."""
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+from transformers import (
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLForConditionalGeneration,
+    Qwen2VLConfig,
+    Qwen2VLForConditionalGeneration,
+)
 
 # Two tiny configs: small vocab with custom special ids + untied head + GQA 4:2, and the real token ids
 # with tied embeddings + GQA 6:1 + a different mrope split.
@@ -69,9 +74,39 @@ TINY = dict(
 )
 
 
-def hf_config(name: str) -> Qwen2VLConfig:
+def _qwen2_5_vl(base: str, **vision) -> dict:
+    """A Qwen2.5-VL twin of TINY[base]: same decoder, a SwiGLU/RMSNorm tower with windows and absolute time."""
+    spec = dict(TINY[base], family="qwen2_5_vl")
+    v = spec["vision"]
+    spec["vision"] = dict(
+        depth=v["depth"],
+        hidden_size=v["embed_dim"],
+        num_heads=v["num_heads"],
+        out_hidden_size=v["hidden_size"],
+        patch_size=14,
+        temporal_patch_size=2,
+        spatial_merge_size=2,
+        in_channels=3,
+        hidden_act="silu",
+        **vision,
+    )
+    return spec
+
+
+# a25: 2 x 2-token windows (56 px), so 4 x 6-patch images have ragged windows; block 1 attends the whole frame.
+# b25: the real ids, 112-px windows (4 x 4 tokens, as released), blocks 0 and 2 global.
+TINY["a25"] = _qwen2_5_vl("a", intermediate_size=48, window_size=56, fullatt_block_indexes=[1], tokens_per_second=2)
+TINY["b25"] = _qwen2_5_vl("b", intermediate_size=80, window_size=112, fullatt_block_indexes=[0, 2], tokens_per_second=4)
+FAMILY_CLASSES = {
+    "qwen2_vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration),
+    "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration),
+}
+
+
+def hf_config(name: str):
     spec = TINY[name]
-    return Qwen2VLConfig(
+    config_cls, _ = FAMILY_CLASSES[spec.get("family", "qwen2_vl")]
+    return config_cls(
         text_config=dict(spec["text"]),
         vision_config=dict(spec["vision"]),
         tie_word_embeddings=spec["tie"],
@@ -79,9 +114,10 @@ def hf_config(name: str) -> Qwen2VLConfig:
     )
 
 
-def make_hf_model(name: str, seed: int = 0, dtype=torch.float32) -> Qwen2VLForConditionalGeneration:
+def make_hf_model(name: str, seed: int = 0, dtype=torch.float32):
     torch.manual_seed(seed)
-    model = Qwen2VLForConditionalGeneration(hf_config(name)).eval().to(dtype)
+    _, model_cls = FAMILY_CLASSES[TINY[name].get("family", "qwen2_vl")]
+    model = model_cls(hf_config(name)).eval().to(dtype)
     # Random init leaves norms at 1 and biases at 0; perturb every tensor so the mapping is fully exercised.
     with torch.no_grad():
         for p in model.parameters():
@@ -185,3 +221,29 @@ def tiny_video_prompts(path, *, seed: int, prompt_seed: int, n: int = 2, name: s
     rng = np.random.default_rng(prompt_seed)
     prompts = [Prompt(hf.config, rng).text(3 + 4 * i).video(2, 4, 4).image(4, 4).text(5) for i in range(n)]
     return hf, model, prompts, per_sample_batch(model.cfg, prompts)
+
+
+def tower_vs_transformers(hf, ours, p: Prompt):
+    """One prompt's videos and images through transformers' tower and ours. Returns (max abs difference over the
+    merged features, our tower's inputs, our raw per-segment output)."""
+    from seedr1_jax.models.qwen2_vl.model import prepare_inputs
+
+    grids = np.array(p.video_grids + p.image_grids)
+    with torch.no_grad():
+        ref = hf.model.visual(torch.from_numpy(np.concatenate(p.videos + p.images)), grid_thw=torch.from_numpy(grids))
+    ref = ref.pooler_output.numpy()
+    inputs = prepare_inputs(
+        ours.cfg,
+        p.ids,
+        pixel_values=np.concatenate(p.images),
+        image_grid_thw=p.image_grids,
+        pixel_values_videos=np.concatenate(p.videos),
+        video_grid_thw=p.video_grids,
+    )
+    feats = np.asarray(ours.visual(inputs["pixels"], inputs["hw_pos"], inputs["valid"]))
+    flat = feats.reshape(-1, feats.shape[-1])
+    # prepare_inputs orders images first; transformers' call above put the video first.
+    idx, ids = inputs["vision_index"][0], np.array(p.ids)
+    vid, img = flat[idx[ids == p.cfg.video_token_id]], flat[idx[ids == p.cfg.image_token_id]]
+    err = max(np.abs(vid - ref[: len(vid)]).max(), np.abs(img - ref[len(vid) :]).max())
+    return err, inputs, feats

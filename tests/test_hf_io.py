@@ -13,8 +13,9 @@ from hf_utils import Prompt, batch, hf_logits, per_sample_batch, save_hf_model, 
 from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
 
 from seedr1_jax.models.config import ConfigError, preset
+from seedr1_jax.models.families import abstract_model
 from seedr1_jax.models.hf_io import SafetensorsFile, _open_checkpoint
-from seedr1_jax.models.qwen2_vl.model import Qwen2VL, abstract_model, param_count
+from seedr1_jax.models.qwen2_vl.model import Qwen2VL, param_count
 
 
 def _tensors(d):

@@ -140,7 +140,7 @@ def test_sharding_rules_fail_loudly():
 @pytest.mark.parametrize("shape", [(1, 32, 1), (1, 8, 4)])
 def test_7b_preset_is_almost_fully_sharded(shape):
     from seedr1_jax.models.config import preset
-    from seedr1_jax.models.qwen2_vl.model import abstract_model
+    from seedr1_jax.models.families import abstract_model
 
     mesh = jax.sharding.AbstractMesh(shape, sharding.MESH_AXES)
     frac = sharding.replicated_fraction(nnx.state(abstract_model(preset("qwen2_vl_7b"))), mesh)

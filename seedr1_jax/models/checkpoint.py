@@ -25,7 +25,9 @@ def config_to_dict(cfg: ModelConfig) -> dict:
 
 def config_from_dict(d: dict) -> ModelConfig:
     d = dict(d)
-    vision = VisionConfig(**d.pop("vision"))
+    vision = dict(d.pop("vision"))
+    vision["fullatt_block_indexes"] = tuple(vision.get("fullatt_block_indexes", ()))
+    vision = VisionConfig(**vision)
     text = dict(d.pop("text"))
     text["mrope_section"] = tuple(text["mrope_section"])
     return ModelConfig(vision=vision, text=TextConfig(**text), **d)
@@ -79,7 +81,7 @@ def load_params(directory: str, mesh=None, rules=None, dtype=None, step: int | N
     """The model saved by `save_params` (or the params of a train checkpoint: the latest, or `step`'s), optionally
     sharded over `mesh`."""
     from seedr1_jax.models.config import with_dtypes
-    from seedr1_jax.models.qwen2_vl.model import abstract_model
+    from seedr1_jax.models.families import abstract_model
     from seedr1_jax.parallel import sharding
 
     directory = fs.absolute(directory)
@@ -133,7 +135,7 @@ def latest_step_dir(workdir: str) -> str | None:
 
 
 def import_hf(hf_dir: str, out: str, dtype=None) -> int:
-    from seedr1_jax.models import from_pretrained
+    from seedr1_jax.models.families import from_pretrained
     from seedr1_jax.models.hf_extras import copy_extras
     from seedr1_jax.models.qwen2_vl.model import param_count
 
@@ -200,8 +202,8 @@ def model_config(config) -> ModelConfig:
 
 def load_model(config, mesh, rules):
     """The policy from `config.model.init`: an HF folder, one of our checkpoints, or a preset (random init)."""
-    from seedr1_jax.models import from_pretrained
     from seedr1_jax.models.config import preset
+    from seedr1_jax.models.families import from_pretrained
 
     init = config.model.init
     over = model_config_overrides(config)
@@ -222,10 +224,10 @@ def load_model(config, mesh, rules):
 
 def _rebuild(model):
     """Re-creates a model after its config changed (dtypes/remat are read at construction)."""
-    from seedr1_jax.models.qwen2_vl.model import Qwen2VL
+    from seedr1_jax.models.families import abstract_model
 
     params = nnx.state(model, nnx.Param).to_pure_dict()
-    new = nnx.eval_shape(lambda: Qwen2VL(model.cfg, rngs=nnx.Rngs(0)))
+    new = abstract_model(model.cfg)
     gd, st = nnx.split(new)
     nnx.replace_by_pure_dict(st, jax.tree.map(lambda p, a: p.astype(a.dtype), params, st.to_pure_dict()))
     out = nnx.merge(gd, st)
@@ -236,14 +238,14 @@ def _rebuild(model):
 
 def init_random(cfg: ModelConfig, mesh, rules, seed=0):
     """Random init straight into sharded arrays (jit with out_shardings: no host copy of the weights)."""
-    from seedr1_jax.models.qwen2_vl.model import Qwen2VL
+    from seedr1_jax.models.families import build
     from seedr1_jax.parallel import sharding
 
-    abstract = nnx.eval_shape(lambda: Qwen2VL(cfg, rngs=nnx.Rngs(seed)))
+    abstract = nnx.eval_shape(lambda: build(cfg, nnx.Rngs(seed)))
     shardings = sharding.state_shardings(nnx.state(abstract), mesh, rules) if mesh is not None else None
 
     def make():
-        return nnx.state(Qwen2VL(cfg, rngs=nnx.Rngs(seed)))
+        return nnx.state(build(cfg, nnx.Rngs(seed)))
 
     state = jax.jit(make, out_shardings=shardings)()  # shardings is None without a mesh
     return nnx.merge(nnx.graphdef(abstract), state)

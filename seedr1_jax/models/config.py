@@ -26,8 +26,13 @@ class VisionConfig:
     patch_size: int = 14
     temporal_patch_size: int = 2
     spatial_merge_size: int = 2
-    out_dim: int = 3584  # HF `vision_config.hidden_size`: the language model's width
+    out_dim: int = 3584  # the language model's width (HF: Qwen2-VL `hidden_size`, Qwen2.5-VL `out_hidden_size`)
     rope_theta: float = 10000.0
+    # Qwen2.5-VL's tower (unused by Qwen2-VL): SwiGLU width, window attention, absolute time in M-RoPE
+    intermediate_size: int = 0  # 0: embed_dim * mlp_ratio
+    window_size: int = 0  # window side in pixels (112: 8 x 8 patches); 0 = every block attends the whole frame
+    fullatt_block_indexes: tuple[int, ...] = ()  # blocks that attend the whole frame when window_size > 0
+    tokens_per_second: float = 0.0  # 0: video time index = temporal patch index (Qwen2-VL)
 
     @property
     def head_dim(self) -> int:
@@ -36,6 +41,10 @@ class VisionConfig:
     @property
     def patch_dim(self) -> int:
         return self.in_channels * self.temporal_patch_size * self.patch_size**2
+
+    @property
+    def mlp_dim(self) -> int:
+        return self.intermediate_size or int(self.embed_dim * self.mlp_ratio)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -61,6 +70,7 @@ class TextConfig:
 class ModelConfig:
     """Everything that fixes the network, plus how it computes (dtypes, remat)."""
 
+    family: str = "qwen2_vl"  # HF `model_type`: which model class builds it (`seedr1_jax.models.FAMILIES`)
     vision: VisionConfig = VisionConfig()
     text: TextConfig = TextConfig()
     image_token_id: int = 151655
@@ -78,6 +88,16 @@ class ModelConfig:
 
     def validate(self) -> ModelConfig:
         t, v = self.text, self.vision
+        if self.family not in FAMILY_NAMES:
+            raise ConfigError(f"family {self.family!r} is not supported; supported: {', '.join(FAMILY_NAMES)}")
+        if v.window_size and v.window_size % (v.patch_size * v.spatial_merge_size):
+            raise ConfigError(
+                f"vision window_size {v.window_size} must be a multiple of patch_size * spatial_merge_size "
+                f"= {v.patch_size * v.spatial_merge_size}"
+            )
+        bad = [i for i in v.fullatt_block_indexes if not 0 <= i < v.depth]
+        if bad:
+            raise ConfigError(f"vision fullatt_block_indexes {bad} are outside the {v.depth} blocks")
         if t.hidden_size % t.num_heads:
             raise ConfigError(f"text hidden_size {t.hidden_size} is not divisible by num_heads {t.num_heads}")
         if t.num_heads % t.num_kv_heads:
@@ -130,6 +150,49 @@ def qwen2_vl_72b() -> ModelConfig:
     )
 
 
+FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl")  # HF `model_type`s with a model class
+
+
+def _qwen2_5_vl(hidden, inter, layers, heads, kv, vocab=152064, tie=False) -> ModelConfig:
+    """Qwen2.5-VL: every size shares one 32-block, 1280-wide SwiGLU tower with 112-pixel windows."""
+    return ModelConfig(
+        family="qwen2_5_vl",
+        vision=VisionConfig(
+            hidden_act="silu",
+            out_dim=hidden,
+            intermediate_size=3420,
+            window_size=112,
+            fullatt_block_indexes=(7, 15, 23, 31),
+            tokens_per_second=2.0,
+        ),
+        text=TextConfig(
+            vocab_size=vocab,
+            hidden_size=hidden,
+            intermediate_size=inter,
+            num_layers=layers,
+            num_heads=heads,
+            num_kv_heads=kv,
+            tie_word_embeddings=tie,
+        ),
+    )
+
+
+def qwen2_5_vl_3b() -> ModelConfig:
+    return _qwen2_5_vl(2048, 11008, 36, 16, 2, vocab=151936, tie=True)
+
+
+def qwen2_5_vl_7b() -> ModelConfig:
+    return _qwen2_5_vl(3584, 18944, 28, 28, 4)
+
+
+def qwen2_5_vl_32b() -> ModelConfig:
+    return _qwen2_5_vl(5120, 27648, 64, 40, 8)
+
+
+def qwen2_5_vl_72b() -> ModelConfig:
+    return _qwen2_5_vl(8192, 29568, 80, 64, 8)
+
+
 def tiny() -> ModelConfig:
     """A 20M-parameter Qwen2-VL with the real vocabulary and special tokens (demo, CPU smoke runs)."""
     return ModelConfig(
@@ -155,11 +218,30 @@ def toy() -> ModelConfig:
     return t.replace(vision=dataclasses.replace(t.vision, depth=4), text=dataclasses.replace(t.text, num_layers=4))
 
 
+def tiny_qwen2_5_vl() -> ModelConfig:
+    """`tiny` as a Qwen2.5-VL: RMSNorm/SwiGLU tower, 8 x 8-patch windows with block 1 global, absolute time."""
+    t = tiny()
+    vision = dataclasses.replace(
+        t.vision,
+        hidden_act="silu",
+        intermediate_size=128,
+        window_size=112,
+        fullatt_block_indexes=(1,),
+        tokens_per_second=2.0,
+    )
+    return t.replace(family="qwen2_5_vl", vision=vision)
+
+
 PRESETS = {
     "qwen2_vl_2b": qwen2_vl_2b,
     "qwen2_vl_7b": qwen2_vl_7b,
     "qwen2_vl_72b": qwen2_vl_72b,
+    "qwen2_5_vl_3b": qwen2_5_vl_3b,
+    "qwen2_5_vl_7b": qwen2_5_vl_7b,
+    "qwen2_5_vl_32b": qwen2_5_vl_32b,
+    "qwen2_5_vl_72b": qwen2_5_vl_72b,
     "tiny": tiny,
+    "tiny_qwen2_5_vl": tiny_qwen2_5_vl,
     "toy": toy,
 }
 
@@ -174,12 +256,12 @@ _DTYPE_NAMES = {"float32": "float32", "bfloat16": "bfloat16", "float16": "float1
 
 
 def from_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelConfig:
-    """Our config from a Qwen2-VL `config.json` dict (hub flat layout or transformers-5 nested layout)."""
+    """Our config from a Qwen2-VL or Qwen2.5-VL `config.json` dict (hub flat layout or transformers-5 nested)."""
     model_type = hf.get("model_type")
-    if model_type != "qwen2_vl":
+    if model_type not in FAMILY_NAMES:
         raise ConfigError(
-            f"{source}: model_type is {model_type!r}, but seedr1-jax implements only 'qwen2_vl' "
-            "(Qwen2-VL-2B/7B/72B and their fine-tunes)"
+            f"{source}: model_type is {model_type!r}; seedr1-jax implements {', '.join(FAMILY_NAMES)} "
+            "(Qwen2-VL-2B/7B/72B, Qwen2.5-VL-3B/7B/32B/72B and their fine-tunes)"
         )
     text = dict(hf)
     if isinstance(hf.get("text_config"), dict):
@@ -190,31 +272,22 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelConf
     rope = text.get("rope_parameters") or text.get("rope_scaling") or {}
     theta = rope.get("rope_theta", text.get("rope_theta", 1000000.0))
     if text.get("use_sliding_window"):
-        raise ConfigError(f"{source}: use_sliding_window=true is not supported (Qwen2-VL checkpoints use false)")
+        raise ConfigError(f"{source}: use_sliding_window=true is not supported (Qwen-VL checkpoints use false)")
 
     def need(d, key, where):
         if key not in d:
             raise ConfigError(f"{source}: missing field {where}{key}")
         return d[key]
 
+    vision = _vision_from_hf(model_type, vis, lambda key: need(vis, key, "vision_config."))
     tie = bool(hf.get("tie_word_embeddings", False) or text.get("tie_word_embeddings", False))
     num_heads = need(text, "num_attention_heads", "")
     dtype = hf.get("dtype") or hf.get("torch_dtype") or text.get("dtype") or "bfloat16"
     if isinstance(dtype, str):
         dtype = _DTYPE_NAMES.get(dtype.replace("torch.", ""), "bfloat16")
     cfg = ModelConfig(
-        vision=VisionConfig(
-            depth=need(vis, "depth", "vision_config."),
-            embed_dim=need(vis, "embed_dim", "vision_config."),
-            num_heads=need(vis, "num_heads", "vision_config."),
-            mlp_ratio=vis.get("mlp_ratio", 4),
-            hidden_act=vis.get("hidden_act", "quick_gelu"),
-            in_channels=vis.get("in_channels", vis.get("in_chans", 3)),
-            patch_size=vis.get("patch_size", 14),
-            temporal_patch_size=vis.get("temporal_patch_size", 2),
-            spatial_merge_size=vis.get("spatial_merge_size", 2),
-            out_dim=need(vis, "hidden_size", "vision_config."),
-        ),
+        family=model_type,
+        vision=vision,
         text=TextConfig(
             vocab_size=need(text, "vocab_size", ""),
             hidden_size=need(text, "hidden_size", ""),
@@ -246,6 +319,36 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelConf
         raise ConfigError(f"{source}: {e}") from None
 
 
+def _vision_from_hf(model_type: str, vis: dict, need) -> VisionConfig:
+    common = dict(
+        depth=need("depth"),
+        num_heads=need("num_heads"),
+        in_channels=vis.get("in_channels", vis.get("in_chans", 3)),
+        patch_size=vis.get("patch_size", 14),
+        temporal_patch_size=vis.get("temporal_patch_size", 2),
+        spatial_merge_size=vis.get("spatial_merge_size", 2),
+        rope_theta=float((vis.get("rope_parameters") or {}).get("rope_theta", 10000.0)),
+    )
+    if model_type == "qwen2_vl":
+        return VisionConfig(
+            embed_dim=need("embed_dim"),
+            mlp_ratio=vis.get("mlp_ratio", 4),
+            hidden_act=vis.get("hidden_act", "quick_gelu"),
+            out_dim=need("hidden_size"),
+            **common,
+        )
+    return VisionConfig(  # qwen2_5_vl: hidden_size is the tower's width, out_hidden_size the LLM's
+        embed_dim=need("hidden_size"),
+        intermediate_size=need("intermediate_size"),
+        hidden_act=vis.get("hidden_act", "silu"),
+        out_dim=need("out_hidden_size"),
+        window_size=vis.get("window_size", 112),
+        fullatt_block_indexes=tuple(int(i) for i in vis.get("fullatt_block_indexes", (7, 15, 23, 31))),
+        tokens_per_second=float(vis.get("tokens_per_second", 2)),
+        **common,
+    )
+
+
 def read_hf_config(hf_dir: str) -> dict[str, Any]:
     path = fs.join(hf_dir, "config.json")
     if not fs.exists(path):
@@ -260,9 +363,10 @@ def to_hf_config(cfg: ModelConfig, base: dict[str, Any] | None = None) -> dict[s
     """A hub-style Qwen2-VL config.json dict (flat text fields + vision_config), merged over `base`."""
     t, v = cfg.text, cfg.vision
     out = {k: val for k, val in (base or {}).items() if k not in ("text_config", "torch_dtype")}
+    arch = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
     out.update(
-        architectures=["Qwen2VLForConditionalGeneration"],
-        model_type="qwen2_vl",
+        architectures=[arch[cfg.family]],
+        model_type=cfg.family,
         vocab_size=t.vocab_size,
         hidden_size=t.hidden_size,
         intermediate_size=t.intermediate_size,
@@ -285,17 +389,26 @@ def to_hf_config(cfg: ModelConfig, base: dict[str, Any] | None = None) -> dict[s
     vis = dict((base or {}).get("vision_config") or {})
     vis.update(
         depth=v.depth,
-        embed_dim=v.embed_dim,
         num_heads=v.num_heads,
-        mlp_ratio=v.mlp_ratio,
         hidden_act=v.hidden_act,
         in_channels=v.in_channels,
         patch_size=v.patch_size,
         temporal_patch_size=v.temporal_patch_size,
         spatial_merge_size=v.spatial_merge_size,
-        hidden_size=v.out_dim,
-        model_type="qwen2_vl_vision",
+        model_type=f"{cfg.family}_vision",
     )
+    if cfg.family == "qwen2_vl":
+        vis.update(embed_dim=v.embed_dim, mlp_ratio=v.mlp_ratio, hidden_size=v.out_dim)
+    else:
+        vis.update(
+            hidden_size=v.embed_dim,
+            intermediate_size=v.mlp_dim,
+            out_hidden_size=v.out_dim,
+            window_size=v.window_size,
+            fullatt_block_indexes=list(v.fullatt_block_indexes),
+            # transformers' config class insists on an int where the value is one
+            tokens_per_second=int(v.tokens_per_second) if v.tokens_per_second.is_integer() else v.tokens_per_second,
+        )
     out["vision_config"] = vis
     return out
 

@@ -50,7 +50,7 @@ def topology_mesh(devices, shape) -> Mesh:
 
 def abstract_params(cfg, mesh, rules, dtype=None):
     """(graphdef, pure-dict ShapeDtypeStructs with shardings) of the model: no memory."""
-    from seedr1_jax.models.qwen2_vl.model import abstract_model
+    from seedr1_jax.models.families import abstract_model
 
     model = abstract_model(cfg)
     graphdef, state = nnx.split(model)
@@ -98,7 +98,7 @@ def abstract_batch(config, cfg, mesh, algo):
 def compile_update(config, cfg, mesh, rules):
     """Compiles the jitted update at the config's sizes, with the trainer's shardings (`update.py`).
     Returns (compiled, parameter count, prompt batch)."""
-    from seedr1_jax.models.qwen2_vl.model import abstract_model
+    from seedr1_jax.models.families import abstract_model
     from seedr1_jax.rl import grpo, sft
 
     algo = config.algo
@@ -145,7 +145,7 @@ def compile_sampler(config, cfg, mesh, rules, prompt):
 def compile_logprobs(config, cfg, mesh, rules, prompt):
     """Compiles grpo.prepare's teacher-forced log-probs (reference and anchor) with compute-dtype weights in the
     training shardings. Returns (compiled, bytes per chip resident meanwhile: fp32 state + Adam + reference)."""
-    from seedr1_jax.models.qwen2_vl.model import abstract_model
+    from seedr1_jax.models.families import abstract_model
     from seedr1_jax.rl import grpo
 
     model = abstract_model(cfg)

@@ -25,12 +25,22 @@ def table(cfg: ModelConfig) -> list[tuple[str, str, str]]:
         ("visual.merger.ln_q.weight", "visual.merger.ln_q.scale", "copy"),
         ("visual.merger.ln_q.bias", "visual.merger.ln_q.bias", "copy"),
     ]
+    return rows + merger_rows() + text_rows(cfg)
+
+
+def merger_rows() -> list[tuple[str, str, str]]:
+    rows = []
     for hf, ours in (("mlp.0", "mlp_0"), ("mlp.2", "mlp_2")):
         rows += [
             (f"visual.merger.{hf}.weight", f"visual.merger.{ours}.kernel", "linear"),
             (f"visual.merger.{hf}.bias", f"visual.merger.{ours}.bias", "copy"),
         ]
-    rows += [
+    return rows
+
+
+def text_rows(cfg: ModelConfig) -> list[tuple[str, str, str]]:
+    """The Qwen2 decoder and head."""
+    rows = [
         ("model.embed_tokens.weight", "model.embed_tokens.embedding", "copy"),
         ("model.norm.weight", "model.norm.scale", "copy"),
     ]

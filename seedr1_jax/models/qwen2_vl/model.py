@@ -23,14 +23,23 @@ class Qwen2VL(nnx.Module):
     Call it like transformers' `Qwen2VLForConditionalGeneration`:
     `model(input_ids, attention_mask=None, pixel_values=None, image_grid_thw=None,
     pixel_values_videos=None, video_grid_thw=None) -> float32[B, T, V]` (numpy inputs accepted).
-    The jittable core is `forward` (see `prepare_inputs` for its inputs).
+    The jittable core is `forward` (see `prepare_inputs` for its inputs). A family that shares the decoder
+    subclasses it with its own `family`, `vision_cls` and `hf_table`.
     """
+
+    family = "qwen2_vl"  # HF model_type = ModelConfig.family
+    vision_cls = VisionTower
 
     def __init__(self, cfg: ModelConfig, *, rngs: nnx.Rngs | None):
         cfg.validate()
+        if cfg.family != self.family:
+            raise ConfigError(
+                f"{type(self).__name__} builds family {self.family!r}, the config is {cfg.family!r}; "
+                "use seedr1_jax.models.build(cfg) or seedr1_jax.from_pretrained(hf_dir)"
+            )
         self.cfg = cfg
         self._hf_config_json: str | None = None  # the imported config.json (a string: graphdefs must hash)
-        self.visual = VisionTower(cfg, rngs=rngs)
+        self.visual = self.vision_cls(cfg, rngs=rngs)
         self.model = TextModel(cfg, rngs=rngs)
         if not cfg.text.tie_word_embeddings:
             from seedr1_jax.models.layers import Linear
@@ -108,6 +117,7 @@ class Qwen2VL(nnx.Module):
         image_grid_thw=None,
         pixel_values_videos=None,
         video_grid_thw=None,
+        second_per_grid_ts=None,
     ):
         inputs = prepare_inputs(
             self.cfg,
@@ -117,6 +127,7 @@ class Qwen2VL(nnx.Module):
             image_grid_thw,
             pixel_values_videos,
             video_grid_thw,
+            second_per_grid_ts,
         )
         return _jit_logits(self, inputs)
 
@@ -137,9 +148,14 @@ def _jit_logits(model: Qwen2VL, inputs: dict):
 
 
 # ---- host-side input preparation -----------------------------------------------------------------
-def get_rope_index(cfg: ModelConfig, input_ids, attention_mask=None, image_grid_thw=None, video_grid_thw=None):
-    """M-RoPE position ids by the original Qwen2-VL algorithm (numpy, host side).
+def get_rope_index(
+    cfg: ModelConfig, input_ids, attention_mask=None, image_grid_thw=None, video_grid_thw=None, second_per_grid_ts=None
+):
+    """M-RoPE position ids by the original Qwen2-VL / Qwen2.5-VL algorithm (numpy, host side).
 
+    With `cfg.vision.tokens_per_second` > 0 (Qwen2.5-VL) a video's time index is absolute: temporal patch k sits at
+    int(k * second_per_grid_ts[video] * tokens_per_second) (float32, in that order; 1.0 s when not given), as
+    the original Qwen2.5-VL computes it; images and Qwen2-VL use k.
     Text after a vision block starts at the maximum position used so far + 1 (transformers 5.x
     instead advances by max(h, w) / merge, which differs when a video's temporal grid is larger).
     input_ids: int[B, T]; attention_mask: int[B, T] or None (padding is skipped, any side).
@@ -154,6 +170,8 @@ def get_rope_index(cfg: ModelConfig, input_ids, attention_mask=None, image_grid_
         cfg.video_token_id: iter(np.asarray(video_grid_thw).reshape(-1, 3)) if video_grid_thw is not None else None,
     }
     m = cfg.vision.spatial_merge_size
+    tps = cfg.vision.tokens_per_second
+    seconds = iter(np.asarray(second_per_grid_ts, np.float32).reshape(-1)) if second_per_grid_ts is not None else None
     positions = np.ones((3, b, t), np.int64)
     deltas = np.zeros((b,), np.int64)
     for i in range(b):
@@ -176,7 +194,13 @@ def get_rope_index(cfg: ModelConfig, input_ids, attention_mask=None, image_grid_
             text_len = ed - st
             parts.append(np.broadcast_to(np.arange(text_len) + nxt, (3, text_len)))
             lt, lh, lw = gt, gh // m, gw // m
-            tt, hh, ww = np.meshgrid(np.arange(lt), np.arange(lh), np.arange(lw), indexing="ij")
+            times = np.arange(lt)
+            if tps and kind == cfg.video_token_id:
+                sec = np.float32(1.0) if seconds is None else next(seconds, None)
+                if sec is None:
+                    raise ConfigError(f"row {i}: more videos than second_per_grid_ts entries")
+                times = ((times.astype(np.float32) * np.float32(sec)) * np.float32(tps)).astype(np.int64)
+            tt, hh, ww = np.meshgrid(times, np.arange(lh), np.arange(lw), indexing="ij")
             vis = np.stack([tt.ravel(), hh.ravel(), ww.ravel()]) + text_len + nxt
             parts.append(vis)
             nxt = int(vis.max()) + 1
@@ -274,13 +298,14 @@ def prepare_inputs(
     image_grid_thw=None,
     pixel_values_videos=None,
     video_grid_thw=None,
+    second_per_grid_ts=None,
 ) -> dict:
     """transformers-style inputs -> the keyword arguments of `Qwen2VL.forward` (numpy)."""
     ids = np.asarray(input_ids, np.int32)
     if ids.ndim == 1:
         ids = ids[None]
     am = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask, np.int32).reshape(ids.shape)
-    positions, _ = get_rope_index(cfg, ids, am, image_grid_thw, video_grid_thw)
+    positions, _ = get_rope_index(cfg, ids, am, image_grid_thw, video_grid_thw, second_per_grid_ts)
     out = dict(input_ids=ids, positions=positions, attention_mask=am)
     flats = [np.asarray(p, np.float32) for p in (pixel_values, pixel_values_videos) if p is not None]
     if flats:
@@ -304,11 +329,6 @@ def prepare_inputs(
             vision_index=place["vision_index"],
         )
     return out
-
-
-def abstract_model(cfg: ModelConfig) -> Qwen2VL:
-    """The model with ShapeDtypeStruct leaves: no memory, for parameter counts, shardings and loading."""
-    return nnx.eval_shape(lambda: Qwen2VL(cfg, rngs=nnx.Rngs(0)))
 
 
 def param_count(model: Qwen2VL) -> int:

@@ -19,24 +19,37 @@ from seedr1_jax.parallel.sharding import BATCH, constrain
 
 
 class VisionBlock(nnx.Module):
+    """Pre-norm block: LayerNorm, attention with 2-D rotary, LayerNorm, fc1-act-fc2 (families override the norm and
+    the feed-forward: `make_norm`, `make_mlp`, `ffn`)."""
+
     def __init__(self, cfg: ModelConfig, *, rngs, stack=()):
         v = cfg.vision
         pd, dt = jnp.dtype(cfg.param_dtype), jnp.dtype(cfg.dtype)
         kw = dict(rngs=rngs, stack=stack, param_dtype=pd, dtype=dt)
-        mlp = int(v.embed_dim * v.mlp_ratio)
-        self.norm1 = LayerNorm(v.embed_dim, eps=1e-6, rngs=rngs, stack=stack, param_dtype=pd)
-        self.norm2 = LayerNorm(v.embed_dim, eps=1e-6, rngs=rngs, stack=stack, param_dtype=pd)
+        self.norm1 = self.make_norm(v.embed_dim, rngs=rngs, stack=stack, param_dtype=pd)
+        self.norm2 = self.make_norm(v.embed_dim, rngs=rngs, stack=stack, param_dtype=pd)
         self.attn = nnx.Dict(
             qkv=Linear(v.embed_dim, 3 * v.embed_dim, axes=("embed", "qkv"), bias=True, **kw),
             proj=Linear(v.embed_dim, v.embed_dim, axes=("heads", "embed"), bias=True, **kw),
         )
-        self.mlp = nnx.Dict(
-            fc1=Linear(v.embed_dim, mlp, axes=("embed", "mlp"), bias=True, **kw),
-            fc2=Linear(mlp, v.embed_dim, axes=("mlp", "embed"), bias=True, **kw),
-        )
+        self.mlp = self.make_mlp(v.embed_dim, v.mlp_dim, **kw)
         self.num_heads = v.num_heads
         self.act = v.hidden_act
         self.dtype = dt
+
+    @staticmethod
+    def make_norm(dim, **kw):
+        return LayerNorm(dim, eps=1e-6, **kw)
+
+    @staticmethod
+    def make_mlp(dim, hidden, **kw):
+        return nnx.Dict(
+            fc1=Linear(dim, hidden, axes=("embed", "mlp"), bias=True, **kw),
+            fc2=Linear(hidden, dim, axes=("mlp", "embed"), bias=True, **kw),
+        )
+
+    def ffn(self, x):
+        return self.mlp["fc2"](activation(self.act)(self.mlp["fc1"](x)))
 
     def __call__(self, x, cos, sin, mask):
         """x: [S, L, E]; cos/sin: f32[S, L, 1, Hd]; mask: bool[S, L, L] or None."""
@@ -47,11 +60,15 @@ class VisionBlock(nnx.Module):
             mask = jnp.ones((s, l, l), bool)
         o = attention(q, k, v, mask, dtype=self.dtype).reshape(s, l, e)
         x = x + self.attn["proj"](o)
-        return x + self.mlp["fc2"](activation(self.act)(self.mlp["fc1"](self.norm2(x))))
+        return x + self.ffn(self.norm2(x))
 
 
 class VisionTower(nnx.Module):
-    """pixel patches -> merged vision tokens in the language model's width."""
+    """pixel patches -> merged vision tokens in the language model's width (families override `block_cls`,
+    `norm_cls` and `layer_masks`)."""
+
+    block_cls = VisionBlock
+    norm_cls = LayerNorm  # the merger's ln_q
 
     def __init__(self, cfg: ModelConfig, *, rngs):
         v = cfg.vision
@@ -60,14 +77,18 @@ class VisionTower(nnx.Module):
         self.patch_embed = Linear(
             v.patch_dim, v.embed_dim, axes=("patch", "embed"), bias=False, rngs=rngs, param_dtype=pd, dtype=dt
         )
-        self.blocks = VisionBlock(cfg, rngs=rngs, stack=(v.depth,))
+        self.blocks = self.block_cls(cfg, rngs=rngs, stack=(v.depth,))
         merged = v.embed_dim * v.spatial_merge_size**2
         kw = dict(rngs=rngs, param_dtype=pd, dtype=dt)
         self.merger = nnx.Dict(
-            ln_q=LayerNorm(v.embed_dim, eps=1e-6, rngs=rngs, param_dtype=pd),
+            ln_q=self.norm_cls(v.embed_dim, eps=1e-6, rngs=rngs, param_dtype=pd),
             mlp_0=Linear(merged, merged, axes=("mlp", "mlp2"), bias=True, **kw),
             mlp_2=Linear(merged, v.out_dim, axes=("mlp", "embed"), bias=True, **kw),
         )
+
+    def layer_masks(self, hw_pos, mask):
+        """Per-block attention masks: (scanned xs, xs -> mask of that block). Qwen2-VL: one mask for all."""
+        return None, lambda _: mask
 
     def rotary(self, hw_pos):
         """hw_pos: int32[S, L, 2] (row, col of each patch) -> cos, sin f32[S, L, 1, Hd]."""
@@ -90,14 +111,16 @@ class VisionTower(nnx.Module):
         x = self.patch_embed(pixels)
         cos, sin = self.rotary(hw_pos)
         mask = None if valid is None else (valid[:, :, None] & valid[:, None, :])
+        per_layer, pick = self.layer_masks(hw_pos, mask)
 
         graphdef, state = nnx.split(self.blocks)
 
-        def body(h, layer_state):
+        def body(h, xs):
+            layer_state, layer_xs = xs
             h = constrain(h, BATCH, None, None)
-            return nnx.merge(graphdef, layer_state)(h, cos, sin, mask), None
+            return nnx.merge(graphdef, layer_state)(h, cos, sin, pick(layer_xs)), None
 
-        x, _ = jax.lax.scan(remat(body, self.cfg.remat_policy), x, state)
+        x, _ = jax.lax.scan(remat(body, self.cfg.remat_policy), x, (state, per_layer))
         x = self.merger["ln_q"](x).reshape(s, l // v.spatial_merge_size**2, -1)
         return self.merger["mlp_2"](jax.nn.gelu(self.merger["mlp_0"](x), approximate=False))
 
