@@ -76,6 +76,39 @@ def test_train_batch_layout(prepared):
         assert b["prompt"][i].endswith("<|im_start|>assistant\n")
 
 
+def test_qwen2_5_vl_rows_carry_each_clips_absolute_time(prepared):
+    """With a Qwen2.5-VL model config, a row's video tokens sit at int(k * seconds_per_patch * tokens_per_second) in
+    time, seconds_per_patch = 2 / (n / total_frames * fps) from the clip itself (qwen-vl-utils' sampled rate)."""
+    import decord
+
+    from seedr1_jax.models.config import preset
+
+    root, out = prepared
+    cfg = preset("tiny_qwen2_5_vl")
+    b = next(data.train_batches(_cfg(out, batch_size=6), model_cfg=cfg, process_index=0, process_count=1))
+    plain = next(data.train_batches(_cfg(out, batch_size=6), process_index=0, process_count=1))
+    recs = {str(r["sample_id"]): r for r in _annotations(root, "training_6k.jsonl")}
+    stretched = 0
+    for i in range(6):
+        ids, pos = b["input_ids"][i], b["positions"][:, i]
+        vid = ids == P.VIDEO_PAD_ID
+        n = int(vid.sum()) // 81 * 2
+        if not n:  # an image-only sample
+            continue
+        rec = recs[b["sample_id"][i]]
+        vr = decord.VideoReader(os.path.join(root, "videos", rec["video_source"], rec["video_basename"]))
+        seconds = np.float32(2 / (n / len(vr) * vr.get_avg_fps()))
+        start = pos[1, vid][0]  # the first video token's row index = the block's offset
+        want = [start + int(np.float32(k * seconds) * np.float32(2.0)) for k in range(n // 2) for _ in range(81)]
+        assert pos[0, vid].tolist() == want
+        stretched += want[-1] != start + n // 2 - 1
+        after = np.nonzero(vid)[0][-1] + 1
+        assert pos[0, after] == pos[:, :after][:, b["attention_mask"][i][:after] == 1].max() + 1
+        # everything but the video's time is Qwen2-VL's
+        assert np.array_equal(pos[1:, vid], plain["positions"][1:, i][:, vid])
+    assert stretched  # the clips' rates are not all 1 s per patch
+
+
 def test_pixels_equal_processor_on_stored_frames(prepared):
     """Pipeline patches (tf.data) == processor patches (numpy) on the same decoded JPEG frames."""
     import tensorflow_datasets as tfds

@@ -1,4 +1,5 @@
-"""Sharded execution on 8 fake CPU devices equals one device; parameters really are partitioned."""
+"""Sharded execution on 8 fake CPU devices equals one device, for each model family; parameters really are
+partitioned."""
 
 import jax
 import jax.numpy as jnp
@@ -8,20 +9,21 @@ from flax import nnx
 from hf_utils import Prompt, batch, per_sample_batch, save_hf_model
 from jax.sharding import NamedSharding
 
-from seedr1_jax.models.qwen2_vl.model import Qwen2VL
+from seedr1_jax.models.families import from_pretrained
 from seedr1_jax.parallel import sharding
 from seedr1_jax.rl.sft import sft_loss
 
 MESHES = [(8, 1, 1), (1, 8, 1), (2, 2, 2), (1, 2, 4)]
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory):
+@pytest.fixture(scope="module", params=["a", "a25"], ids=["qwen2_vl", "qwen2_5_vl"])
+def setup(request, tmp_path_factory):
     d = tmp_path_factory.mktemp("shard")
-    hf = save_hf_model("a", d, seed=11)
+    hf = save_hf_model(request.param, d, seed=11)
     rng = np.random.default_rng(0)
-    prompts = [Prompt(hf.config, rng).text(2 + i % 3).video(2, 4, 4).image(4, 4).text(4 + i) for i in range(8)]
-    model = Qwen2VL.from_pretrained(str(d), dtype="float32")
+    # 8 x 8 patches: four 2 x 2-token windows per frame for the Qwen2.5-VL tower
+    prompts = [Prompt(hf.config, rng).text(2 + i % 3).video(2, 8, 8).image(8, 8).text(4 + i) for i in range(8)]
+    model = from_pretrained(str(d), dtype="float32")
     b = per_sample_batch(model.cfg, prompts)
     b["loss_mask"] = b["attention_mask"].copy()
     return d, hf, prompts, b
@@ -44,7 +46,7 @@ def _logits(model, b):
 
 def test_per_sample_layout_equals_flat_layout(setup):
     d, hf, prompts, b = setup
-    model = Qwen2VL.from_pretrained(str(d), dtype="float32")
+    model = from_pretrained(str(d), dtype="float32")
     flat = np.asarray(model(**batch(hf.config, prompts)))
     keep = b["attention_mask"].astype(bool)
     assert np.abs(np.asarray(_logits(model, b))[keep] - flat[keep]).max() <= 1e-5
@@ -53,12 +55,12 @@ def test_per_sample_layout_equals_flat_layout(setup):
 @pytest.mark.parametrize("shape", MESHES, ids=[f"{a}x{b}x{c}" for a, b, c in MESHES])
 def test_sharded_equals_single_device(setup, shape):
     d, _, _, b = setup
-    single = Qwen2VL.from_pretrained(str(d), dtype="float32")
+    single = from_pretrained(str(d), dtype="float32")
     ref_logits = np.asarray(_logits(single, b))
     ref_loss, ref_grads = _loss_and_grads(single, b)
 
     mesh = sharding.make_mesh(shape)
-    model = Qwen2VL.from_pretrained(str(d), dtype="float32", mesh=mesh)
+    model = from_pretrained(str(d), dtype="float32", mesh=mesh)
     # every 2-D (per layer) weight is partitioned when fsdp or tensor > 1
     for path, v in nnx.to_flat_state(nnx.state(model, nnx.Param)):
         axes = v.get_metadata()["axes"]
@@ -81,8 +83,8 @@ def test_sharded_equals_single_device(setup, shape):
 def test_load_onto_mesh_is_sharded_and_equal(setup):
     d = setup[0]
     mesh = sharding.make_mesh((2, 2, 2))
-    plain = Qwen2VL.from_pretrained(str(d))
-    sharded = Qwen2VL.from_pretrained(str(d), mesh=mesh)
+    plain = from_pretrained(str(d))
+    sharded = from_pretrained(str(d), mesh=mesh)
     q = sharded.model.layers.self_attn["q_proj"].kernel.value
     assert isinstance(q.sharding, NamedSharding)
     assert q.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")

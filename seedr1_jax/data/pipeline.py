@@ -283,6 +283,9 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
         [[igrid] if igrid else []],
         [[vgrid] if vgrid else []],
         num_segments=s,
+        video_seconds=[[P.second_per_grid(int(ex.get("num_video_frames", 0)), float(ex.get("video_fps", 0)), n)]]
+        if vgrid
+        else None,
     )
     return dict(
         input_ids=ids,

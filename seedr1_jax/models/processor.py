@@ -62,6 +62,15 @@ def frame_indices(total_frames: int, fps: float, *, target_fps=2.0, min_frames=4
     return np.round(np.linspace(0, total_frames - 1, n)).astype(np.int64)
 
 
+def second_per_grid(total_frames: int, fps: float, n_sampled: int) -> float:
+    """Seconds one temporal patch spans, as Qwen2.5-VL's processor computes `second_per_grid_ts`: the sampled frame
+    rate is n_sampled / total_frames * fps (qwen-vl-utils), so a patch of TEMPORAL_PATCH frames spans
+    TEMPORAL_PATCH / that rate. 1.0 (the model's default) when the clip's rate or length is unknown."""
+    if not fps or not math.isfinite(fps) or fps <= 0 or total_frames <= 0 or n_sampled <= 0:
+        return 1.0
+    return float(np.float32(TEMPORAL_PATCH / (n_sampled / total_frames * fps)))
+
+
 def resize(image: np.ndarray, size: int = SIZE) -> np.ndarray:
     """uint8[H, W, 3] -> uint8[size, size, 3], bicubic with antialiasing (PIL), aspect ratio not kept."""
     from PIL import Image

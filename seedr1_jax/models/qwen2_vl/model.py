@@ -241,7 +241,14 @@ def vision_placement(cfg: ModelConfig, input_ids, image_grid_thw, video_grid_thw
 
 
 def per_sample_inputs(
-    cfg: ModelConfig, input_ids, attention_mask, pixel_rows, image_grids, video_grids, num_segments=None
+    cfg: ModelConfig,
+    input_ids,
+    attention_mask,
+    pixel_rows,
+    image_grids,
+    video_grids,
+    num_segments=None,
+    video_seconds=None,
 ) -> dict:
     """The per-sample (training-batch) layout of B prompts, shardable over B: the one builder of it.
 
@@ -249,7 +256,8 @@ def per_sample_inputs(
     float32[N_b, P] (that row's images then videos, transformers' row order; may be empty), image_grids[b] /
     video_grids[b]: lists of (t, h, w) (may be empty). Every temporal slice must have the same h * w (one
     segment length L). num_segments: pad each row to this many segments (default: the most any row has);
-    padding segments are zeros and cost one vision-tower slot each.
+    padding segments are zeros and cost one vision-tower slot each. video_seconds[b]: seconds per temporal patch of
+    row b's videos (`second_per_grid_ts`; read only by families with absolute time, 1.0 s when not given).
     Returns input_ids/attention_mask int32[B, T], positions int32[3, B, T], pixels float32[B, S, L, P],
     hw_pos int32[B, S, L, 2], vision_index int32[B, T] (row of the sample's merged output, -1 for text); no
     vision fields when no row has any image or video.
@@ -260,7 +268,12 @@ def per_sample_inputs(
     grids = [[*(image_grids[i] or []), *(video_grids[i] or [])] for i in range(b)]
     flat_img = [g for i in range(b) for g in (image_grids[i] or [])]
     flat_vid = [g for i in range(b) for g in (video_grids[i] or [])]
-    positions, _ = get_rope_index(cfg, ids, am, flat_img or None, flat_vid or None)
+    seconds = None
+    if video_seconds is not None:
+        seconds = [float(sec) for i in range(b) for sec in (video_seconds[i] or [])]
+        if len(seconds) != len(flat_vid):
+            raise ConfigError(f"video_seconds gives {len(seconds)} values for {len(flat_vid)} videos")
+    positions, _ = get_rope_index(cfg, ids, am, flat_img or None, flat_vid or None, seconds)
     out = dict(input_ids=ids, attention_mask=am, positions=positions)
     if not any(grids):
         return out
