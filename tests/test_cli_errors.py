@@ -272,3 +272,12 @@ def test_check_writable_survives_another_process_removing_the_new_folder(tmp_pat
     monkeypatch.setattr(preflight.fs, "write_text", raced)
     preflight.check_writable(str(tmp_path / "new" / "w"))
     assert len(calls) == 2 and not (tmp_path / "new").exists()
+
+
+def test_demo_with_an_unknown_family_stops_before_writing(tmp_path, capsys):
+    from seedr1_jax import cli
+
+    work = tmp_path / "demo"
+    assert cli.main(["demo", "--workdir", str(work), "--family", "llava"]) == 2
+    err = capsys.readouterr().err
+    assert "llava" in err and "qwen2_vl, qwen2_5_vl" in err and not work.exists()

@@ -161,6 +161,27 @@ def test_process_reward_sees_the_sample_and_ctx_beside_a_two_argument_one():
         rewards.compute_rewards(comps, ["B", "A"], w, samples=samples[:1])
 
 
+@pytest.mark.parametrize(
+    "completion,answer_text,expected,rule",
+    [
+        ("<think>a red square slides</think><answer>A</answer>", "open the red box", 1.0, "names the colour shown"),
+        ("<think>a red square</think><answer>B. the blue box</answer>", "open the red box", 1.0, "answer not judged"),
+        ("<think>a blue square</think><answer>A</answer>", "open the red box", 0.0, "names another colour"),
+        ("<think>red or blue</think><answer>A</answer>", "open the red box", 0.0, "two colours: no claim"),
+        ("<think>something moves</think><answer>A</answer>", "open the red box", 0.0, "no colour"),
+        ("red <answer>A</answer>", "open the red box", 0.0, "no <think>"),
+        ("<think>reddish</think>", "open the red box", 0.0, "a word, not a substring"),
+        ("<think>the red cup</think>", "pick up the cup", 0.0, "real data: no scene colour"),
+        (None, "open the red box", 0.0, "not text"),
+    ],
+)
+def test_visual_consistency_reward(completion, answer_text, expected, rule):
+    sample = dict(answer="A", answer_text=answer_text, options=[answer_text])
+    assert rewards.visual_consistency_reward(completion, sample, step=3) == expected, rule
+    _, v = rewards.compute_rewards([completion or ""], ["A"], {"visual_consistency": 1.0}, samples=[sample])
+    assert v["visual_consistency"][0] == (expected if completion is not None else 0.0)
+
+
 def test_reward_noise_flips_accuracy_at_the_set_rate_seeded():
     n = 4000
     comps = ["<think>x</think><answer>B</answer>"] * (n // 2) + ["<answer>C</answer>"] * (n // 2)

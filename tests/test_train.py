@@ -208,7 +208,8 @@ def test_train_with_a_module_function_reward(tfr, tmp_path):
     )
     work = str(tmp_path / "run")
     rewards = (
-        '--config.grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5, "my_rewards:seen": 0.0, "overlong": 1.0}'
+        '--config.grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5, "my_rewards:seen": 0.0, "overlong": 1.0, '
+        '"visual_consistency": 0.0}'
     )
     log = tmp_path / "seen.jsonl"
     env = dict(_env(), PYTHONPATH=str(pkg), SEEN_LOG=str(log))
@@ -218,6 +219,7 @@ def test_train_with_a_module_function_reward(tfr, tmp_path):
     row = json.loads(open(os.path.join(work, "metrics.jsonl")).readline())
     assert 0.0 < row["reward_my_rewards:brevity"] <= 1.0 and row["reward_my_rewards:seen"] == 1.0
     assert row["reward_accuracy"] == 1.0 - row["reward_accuracy_clean"]  # noise 1.0 flips every one
+    assert 0.0 <= row["reward_visual_consistency"] <= 1.0  # the built-in process reward, logged at weight 0
     calls = [json.loads(x) for x in open(log)]
     assert calls and all(c["ctx"] == {"step": 0, "max_new_tokens": 8, "overlong_buffer": 4} for c in calls)
     s = calls[0]["sample"]

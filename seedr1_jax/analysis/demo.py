@@ -16,6 +16,7 @@ import time
 import numpy as np
 
 from seedr1_jax.analysis.verdicts import wilson
+from seedr1_jax.models.config import ConfigError
 
 NUM_EVAL = 96  # held-out L1 samples
 BEFORE, AFTER = "after the warm-up", "after GRPO"
@@ -82,10 +83,10 @@ def _metric_means(workdir: str, key: str, n: int) -> tuple[float, float]:
 def _hf_logits(npz: str, hf_dir: str) -> None:
     """In a fresh process (see `_transformers_check`): transformers' logits for the inputs in `npz` -> npz."""
     import torch
-    from transformers import Qwen2VLForConditionalGeneration
+    from transformers import AutoModelForImageTextToText
 
     x = dict(np.load(npz))
-    hf = Qwen2VLForConditionalGeneration.from_pretrained(hf_dir).eval()
+    hf = AutoModelForImageTextToText.from_pretrained(hf_dir).eval()  # the family's class, from config.json
     tin = {k: torch.from_numpy(v) for k, v in x.items()}
     with torch.no_grad():
         np.save(npz[: -len(".npz")] + "_hf.npy", hf(**tin).logits.numpy()[0])
@@ -112,6 +113,10 @@ def _transformers_check(hf_dir: str, model, batch) -> float | None:
     x = dict(input_ids=ids, mm_token_type_ids=mm, pixel_values=pix[0], image_grid_thw=np.array([[1, 18, 18]]))
     if n_vid:
         x.update(pixel_values_videos=pix[1 : 1 + n_vid].reshape(-1, pix.shape[-1]), video_grid_thw=[[n_vid, 18, 18]])
+    from seedr1_jax.models.qwen2_vl.model import get_rope_index
+
+    # both sides get the original algorithm's positions (transformers 5 departs from it after long videos)
+    x["position_ids"] = get_rope_index(cfg, ids, None, x["image_grid_thw"], x.get("video_grid_thw"))[0].astype(np.int64)
     with tempfile.TemporaryDirectory() as d:
         npz = os.path.join(d, "inputs.npz")
         np.savez(npz, **{k: np.asarray(v) for k, v in x.items()})
@@ -123,13 +128,20 @@ def _transformers_check(hf_dir: str, model, batch) -> float | None:
             raise RuntimeError(f"transformers reload of {hf_dir} failed:\n{res.stderr[-2000:]}")
         ref = np.load(os.path.join(d, "inputs_hf.npy"))
     x.pop("mm_token_type_ids")
+    x.pop("position_ids")
     ours = np.asarray(model(**{k: np.asarray(v) for k, v in x.items()}))[0]
     return float(np.abs(ref - ours).max())
 
 
-def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = None, seed: int = 0) -> int:
+FAMILY_PRESETS = {"qwen2_vl": "tiny", "qwen2_5_vl": "tiny_qwen2_5_vl"}  # `seedr1 demo --family`
+
+
+def run(
+    workdir: str, sft_steps: int | None = None, grpo_steps: int | None = None, seed: int = 0, family="qwen2_vl"
+) -> int:
     """The demo on its own data and model; `seed` draws the synthetic data, the warm-up's and GRPO's shuffling,
-    initialisation and sampling (every random choice), so `--seed K` is an independent rerun."""
+    initialisation and sampling (every random choice), so `--seed K` is an independent rerun. `family`: the tiny
+    model's family (`FAMILY_PRESETS`)."""
     from configs.tiny import get_config
     from data_prep import prep, synth
     from seedr1_jax import data
@@ -138,6 +150,8 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     from seedr1_jax.models.processor import load_tokenizer
     from seedr1_jax.rl import train
 
+    if family not in FAMILY_PRESETS:
+        raise ConfigError(f"--family {family!r} is not supported; choose one of {', '.join(FAMILY_PRESETS)}")
     t_start = time.time()
     os.makedirs(workdir, exist_ok=True)
     times = {}
@@ -162,6 +176,7 @@ def run(workdir: str, sft_steps: int | None = None, grpo_steps: int | None = Non
     stage("Vanilla warm-up (SFT: answer format + scene description, random letters)")
     sft_dir, grpo_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")
     c = get_config("warmup")
+    c.model.init = f"preset:{FAMILY_PRESETS[family]}"
     c.data.tfrecord_dir = warm_tfr
     c.train.seed = c.data.seed = seed
     if sft_steps:

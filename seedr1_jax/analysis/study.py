@@ -429,12 +429,8 @@ def reasoning(rows: list[dict]) -> dict:
     letter's share of the split)."""
     from collections import Counter
 
-    from data_prep.synth import COLORS
     from seedr1_jax.rl.rewards import extract_answer, format_reward
-
-    def colour(text):
-        found = [c for c in COLORS if re.search(rf"\b{c}\b", text or "")]
-        return found[0] if len(found) == 1 else None
+    from seedr1_jax.rl.rewards import scene_colour as colour
 
     sees = follows = fmt = 0
     letters = Counter()

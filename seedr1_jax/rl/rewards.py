@@ -90,11 +90,36 @@ def overlong_reward(
     return float(min(0.0, max(-1.0, (limit - buf - n) / buf)))
 
 
+_THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
+
+
+def scene_colour(text: str | None) -> str | None:
+    """The one colour of the synthetic scenes (`data_prep.synth.COLORS`) that `text` names as a word, or None when
+    it names none or several."""
+    from data_prep.synth import COLORS
+
+    found = [c for c in COLORS if re.search(rf"\b{c}\b", text or "")]
+    return found[0] if len(found) == 1 else None
+
+
+def visual_consistency_reward(completion: str, sample: dict, **ctx) -> float:
+    """A process reward for the synthetic data (issue 21): 1.0 iff the completion's `<think>` names exactly one of
+    the scenes' colours and it is the colour the scene shows, whatever the answer; else 0. The scene's colour is
+    the one the correct option names (`sample["answer_text"]`: in `seedr1 synth` data that option is the only one
+    naming the object's colour). Real data carries no scene facts: there every completion gets 0, which the logged
+    `reward_visual_consistency` shows. `study.reasoning`'s `think_sees` is this reward's mean over an evaluation."""
+    del ctx
+    shown = scene_colour(sample.get("answer_text"))
+    think = _THINK.search(completion) if isinstance(completion, str) else None
+    return 1.0 if shown is not None and think is not None and scene_colour(think.group(1)) == shown else 0.0
+
+
 REWARD_FNS: dict[str, Callable[[str, str], float]] = {
     "accuracy": accuracy_reward,
     "exact": exact_reward,
     "format": format_reward,
     "overlong": overlong_reward,
+    "visual_consistency": visual_consistency_reward,
 }
 
 
