@@ -188,3 +188,22 @@ def test_family_is_read_from_config_and_classes_refuse_the_other_family(pair):
     with pytest.raises(ConfigError, match="qwen2_5_vl"):
         Qwen2VL.from_pretrained(str(d))
     assert seedr1_jax.models.model_class(ours.cfg) is Qwen2_5_VL
+
+
+def test_import_hf_refuses_a_checkpoint_whose_shapes_do_not_match_its_config(pair, tmp_path, capsys):
+    """A Qwen2.5-VL folder whose config.json disagrees with its tensors (the tower's SwiGLU width) stops
+    `seedr1 import-hf` with one line naming the tensor, the file and both shapes; exit 2, nothing written."""
+    import shutil
+
+    from seedr1_jax import cli
+
+    _, _, src = pair
+    bad = tmp_path / "bad"
+    shutil.copytree(src, bad)
+    config = json.loads((bad / "config.json").read_text())
+    config["vision_config"]["intermediate_size"] += 8
+    (bad / "config.json").write_text(json.dumps(config))
+    out = tmp_path / "out"
+    assert cli.main(["import-hf", "--hf-dir", str(bad), "--out", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "visual.blocks.0.mlp.gate_proj.weight" in err and "config.json implies" in err and not out.exists()
