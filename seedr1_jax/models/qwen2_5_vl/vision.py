@@ -17,9 +17,7 @@ from seedr1_jax.models.qwen2_vl import vision as qwen2_vl
 
 
 class VisionBlock(qwen2_vl.VisionBlock):
-    @staticmethod
-    def make_norm(dim, **kw):
-        return RMSNorm(dim, eps=1e-6, **kw)
+    norm_cls = RMSNorm
 
     @staticmethod
     def make_mlp(dim, hidden, **kw):
@@ -36,7 +34,6 @@ class VisionBlock(qwen2_vl.VisionBlock):
 
 class VisionTower(qwen2_vl.VisionTower):
     block_cls = VisionBlock
-    norm_cls = RMSNorm
 
     def layer_masks(self, hw_pos, mask):
         v = self.cfg.vision

@@ -20,14 +20,16 @@ from seedr1_jax.parallel.sharding import BATCH, constrain
 
 class VisionBlock(nnx.Module):
     """Pre-norm block: LayerNorm, attention with 2-D rotary, LayerNorm, fc1-act-fc2 (families override the norm and
-    the feed-forward: `make_norm`, `make_mlp`, `ffn`)."""
+    the feed-forward: `norm_cls`, also the merger's, `make_mlp`, `ffn`)."""
+
+    norm_cls = LayerNorm
 
     def __init__(self, cfg: ModelConfig, *, rngs, stack=()):
         v = cfg.vision
         pd, dt = jnp.dtype(cfg.param_dtype), jnp.dtype(cfg.dtype)
         kw = dict(rngs=rngs, stack=stack, param_dtype=pd, dtype=dt)
-        self.norm1 = self.make_norm(v.embed_dim, rngs=rngs, stack=stack, param_dtype=pd)
-        self.norm2 = self.make_norm(v.embed_dim, rngs=rngs, stack=stack, param_dtype=pd)
+        self.norm1 = self.norm_cls(v.embed_dim, eps=1e-6, rngs=rngs, stack=stack, param_dtype=pd)
+        self.norm2 = self.norm_cls(v.embed_dim, eps=1e-6, rngs=rngs, stack=stack, param_dtype=pd)
         self.attn = nnx.Dict(
             qkv=Linear(v.embed_dim, 3 * v.embed_dim, axes=("embed", "qkv"), bias=True, **kw),
             proj=Linear(v.embed_dim, v.embed_dim, axes=("heads", "embed"), bias=True, **kw),
@@ -36,10 +38,6 @@ class VisionBlock(nnx.Module):
         self.num_heads = v.num_heads
         self.act = v.hidden_act
         self.dtype = dt
-
-    @staticmethod
-    def make_norm(dim, **kw):
-        return LayerNorm(dim, eps=1e-6, **kw)
 
     @staticmethod
     def make_mlp(dim, hidden, **kw):
@@ -64,11 +62,10 @@ class VisionBlock(nnx.Module):
 
 
 class VisionTower(nnx.Module):
-    """pixel patches -> merged vision tokens in the language model's width (families override `block_cls`,
-    `norm_cls` and `layer_masks`)."""
+    """pixel patches -> merged vision tokens in the language model's width (families override `block_cls`, whose
+    `norm_cls` the merger's ln_q uses too, and `layer_masks`)."""
 
     block_cls = VisionBlock
-    norm_cls = LayerNorm  # the merger's ln_q
 
     def __init__(self, cfg: ModelConfig, *, rngs):
         v = cfg.vision
@@ -81,7 +78,7 @@ class VisionTower(nnx.Module):
         merged = v.embed_dim * v.spatial_merge_size**2
         kw = dict(rngs=rngs, param_dtype=pd, dtype=dt)
         self.merger = nnx.Dict(
-            ln_q=self.norm_cls(v.embed_dim, eps=1e-6, rngs=rngs, param_dtype=pd),
+            ln_q=self.block_cls.norm_cls(v.embed_dim, eps=1e-6, rngs=rngs, param_dtype=pd),
             mlp_0=Linear(merged, merged, axes=("mlp", "mlp2"), bias=True, **kw),
             mlp_2=Linear(merged, v.out_dim, axes=("mlp", "embed"), bias=True, **kw),
         )
