@@ -9,6 +9,8 @@ from transformers import (
     Qwen2_5_VLForConditionalGeneration,
     Qwen2VLConfig,
     Qwen2VLForConditionalGeneration,
+    Qwen3VLConfig,
+    Qwen3VLForConditionalGeneration,
 )
 
 # Two tiny configs: small vocab with custom special ids + untied head + GQA 4:2, and the real token ids
@@ -97,9 +99,41 @@ def _qwen2_5_vl(base: str, **vision) -> dict:
 # b25: the real ids, 112-px windows (4 x 4 tokens, as released), blocks 0 and 2 global.
 TINY["a25"] = _qwen2_5_vl("a", intermediate_size=48, window_size=56, fullatt_block_indexes=[1], tokens_per_second=2)
 TINY["b25"] = _qwen2_5_vl("b", intermediate_size=80, window_size=112, fullatt_block_indexes=[0, 2], tokens_per_second=4)
+
+
+def _qwen3_vl(base: str, head_dim: int, section, patch: int, side: int, deepstack, **vision) -> dict:
+    """A Qwen3-VL twin of TINY[base]: the q/k-norm decoder with an explicit head_dim and interleaved M-RoPE, a
+    GELU-tanh tower with a side x side position table and DeepStack."""
+    spec = dict(TINY[base], family="qwen3_vl")
+    t = dict(spec["text"], head_dim=head_dim)
+    t["rope_parameters"] = dict(t["rope_parameters"], mrope_section=list(section), mrope_interleaved=True)
+    spec["text"] = t
+    v = spec["vision"]
+    spec["vision"] = dict(
+        depth=v["depth"],
+        hidden_size=v["embed_dim"],
+        num_heads=v["num_heads"],
+        out_hidden_size=v["hidden_size"],
+        patch_size=patch,
+        temporal_patch_size=2,
+        spatial_merge_size=2,
+        in_channels=3,
+        hidden_act="gelu_pytorch_tanh",
+        num_position_embeddings=side * side,
+        deepstack_visual_indexes=list(deepstack),
+        **vision,
+    )
+    return spec
+
+
+# a3: head_dim 24 (not hidden / heads = 16), a 5 x 5 table, DeepStack from blocks 1 and 0 into decoder layers 0 and 1.
+# b3: the real ids, patch 16, head_dim 8 (hidden / heads), a 6 x 6 table, DeepStack from block 1 only.
+TINY["a3"] = _qwen3_vl("a", 24, (4, 4, 4), 14, 5, (1, 0), intermediate_size=48)
+TINY["b3"] = _qwen3_vl("b", 8, (2, 1, 1), 16, 6, (1,), intermediate_size=80)
 FAMILY_CLASSES = {
     "qwen2_vl": (Qwen2VLConfig, Qwen2VLForConditionalGeneration),
     "qwen2_5_vl": (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration),
+    "qwen3_vl": (Qwen3VLConfig, Qwen3VLForConditionalGeneration),
 }
 
 
@@ -156,7 +190,18 @@ class Prompt:
         return self._vision(self.cfg.image_token_id, 1, h, w, self.images, self.image_grids)
 
     def video(self, t, h, w):
-        return self._vision(self.cfg.video_token_id, t, h, w, self.videos, self.video_grids)
+        if self.cfg.model_type != "qwen3_vl":
+            return self._vision(self.cfg.video_token_id, t, h, w, self.videos, self.video_grids)
+        # Qwen3-VL's processor: one block per temporal patch, each after its timestamp text ("<0.5 seconds>")
+        self._vision(self.cfg.video_token_id, t, h, w, self.videos, self.video_grids)
+        m = self.cfg.vision_config.spatial_merge_size
+        n = h * w // m**2
+        block = [self.cfg.vision_start_token_id] + [self.cfg.video_token_id] * n + [self.cfg.vision_end_token_id]
+        del self.ids[-(t * h * w // m**2 + 2) :]
+        for _ in range(t):
+            self.text(3)
+            self.ids += block
+        return self
 
 
 def batch(cfg: Qwen2VLConfig, prompts: list[Prompt], left_pad: bool = True) -> dict:

@@ -169,3 +169,15 @@ def test_key_ignores_grpo_fields_and_fields_at_their_neutral_value():
     assert toy_base.key(toy_base.recipe("smoke", overrides={"grpo.beta": 0.5})[0]) == k
     assert toy_base.key(toy_base.recipe("smoke", overrides={"data.shards": 2})[0]) != k
     assert toy_base.key(toy_base.recipe("smoke", overrides={"optim.lr": 1e-4})[0]) != k
+
+
+def test_built_bases_keep_their_keys_when_model_families_add_config_fields():
+    """The bases built and documented in docs/results.md (default 12f8bea4e34fe57e, quick ecfd339df3fef940) keep
+    their keys: model config fields added for other families (Qwen2.5-VL's windows, Qwen3-VL's DeepStack, ...) are
+    left out of the key at the value that builds the same Qwen2-VL, and still count when they differ."""
+    assert toy_base.key(toy_base.recipe("default")[0]) == "12f8bea4e34fe57e"
+    assert toy_base.key(toy_base.recipe("quick")[0]) == "ecfd339df3fef940"
+    rec, _ = toy_base.recipe("smoke")
+    assert not {"family", "frame_blocks", "window_size"} & {*rec["model"], *rec["model"]["vision"]}
+    other = dict(rec, model=dict(rec["model"], family="qwen3_vl"))
+    assert toy_base.key(other) != toy_base.key(rec)

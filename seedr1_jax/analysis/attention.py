@@ -20,7 +20,8 @@ from flax import nnx
 
 from seedr1_jax.analysis.attention_figures import _fmt, heat_to_pixels  # noqa: F401 (attention.heat_to_pixels kept)
 from seedr1_jax.models.config import ConfigError
-from seedr1_jax.models.layers import apply_rope, attention_probs
+from seedr1_jax.models.layers import attention_probs
+from seedr1_jax.models.qwen2_vl.llm import add_deepstack
 from seedr1_jax.parallel.sharding import BATCH, constrain
 
 TEXT, IMAGE, VIDEO = 0, 1, 2
@@ -42,16 +43,11 @@ def check_layers(layers, num_layers: int) -> tuple[int, ...]:
 
 def _layer_probs(layer, h, cos, sin, mask, query_start: int):
     """This layer's attention probabilities f32[B, N, T - q0, S] for queries from `query_start` on."""
-    b, t, _ = h.shape
-    a = layer.self_attn
-    x = layer.input_layernorm(h)
-    q = a["q_proj"](x[:, query_start:]).reshape(b, t - query_start, layer.n, layer.hd)
-    q = apply_rope(q, cos[:, query_start:], sin[:, query_start:])
-    k = apply_rope(a["k_proj"](x).reshape(b, t, layer.k, layer.hd), cos, sin)
-    return attention_probs(q, k, mask[:, query_start:], dtype=layer.dtype)
+    q, k, _ = layer.qkv(layer.input_layernorm(h), cos, sin)
+    return attention_probs(q[:, query_start:], k, mask[:, query_start:], dtype=layer.dtype)
 
 
-def decoder_attention(text_model, x, positions, mask, layers: tuple[int, ...], query_start: int = 0):
+def decoder_attention(text_model, x, positions, mask, layers: tuple[int, ...], query_start: int = 0, deepstack=None):
     """The decoder over embeddings x [B, T, D] (positions int32[3, B, T], mask bool[B, T, T]), collecting the
     attention probabilities of `layers` (sorted ints): returns (normed hidden [B, T, D],
     float32[len(layers), B, N, T - query_start, T])."""
@@ -65,7 +61,7 @@ def decoder_attention(text_model, x, positions, mask, layers: tuple[int, ...], q
     buf = jnp.zeros((len(layers), b, n, t - query_start, t), jnp.float32)
 
     def body(carry, xs):
-        (h, buf), (layer_state, s) = carry, xs
+        (h, buf), (layer_state, s, i) = carry, xs
         h = constrain(h, BATCH, None, None)
         layer = nnx.merge(graphdef, layer_state)
         buf = jax.lax.cond(
@@ -75,9 +71,9 @@ def decoder_attention(text_model, x, positions, mask, layers: tuple[int, ...], q
             buf,
         )
         h, _ = layer(h, cos, sin, mask)
-        return (h, buf), None
+        return (add_deepstack(h, i, deepstack), buf), None
 
-    (x, buf), _ = jax.lax.scan(body, (x, buf), (state, jnp.asarray(slot)))
+    (x, buf), _ = jax.lax.scan(body, (x, buf), (state, jnp.asarray(slot), jnp.arange(nl)))
     return text_model.norm(x), buf
 
 
@@ -90,10 +86,10 @@ def attention_maps(model, inputs: dict, layers: tuple[int, ...], query_start: in
     to keep only the generated tokens' rows). Same mask as `forward`: causal and padding keys masked.
     """
     vis = {k: inputs[k] for k in ("pixels", "hw_pos", "valid", "vision_index") if inputs.get(k) is not None}
-    x = model.embed(inputs["input_ids"], **vis)
+    x, deepstack = model.embed(inputs["input_ids"], **vis)
     t = inputs["input_ids"].shape[1]
     mask = jnp.tril(jnp.ones((t, t), bool))[None] & inputs["attention_mask"].astype(bool)[:, None, :]
-    _, probs = decoder_attention(model.model, x, inputs["positions"], mask, layers, query_start)
+    _, probs = decoder_attention(model.model, x, inputs["positions"], mask, layers, query_start, deepstack)
     return probs
 
 
@@ -113,6 +109,11 @@ def vision_sources(cfg, input_ids, image_grid_thw=None, video_grid_thw=None) -> 
         cfg.image_token_id: [] if image_grid_thw is None else np.asarray(image_grid_thw).reshape(-1, 3).tolist(),
         cfg.video_token_id: [] if video_grid_thw is None else np.asarray(video_grid_thw).reshape(-1, 3).tolist(),
     }
+    # per vision block: (its image / video, first temporal patch, grid); Qwen3-VL writes a block per temporal patch
+    blocks = {tok: [(b, 0, g) for b, g in enumerate(gs)] for tok, gs in grids.items()}
+    if cfg.vision.frame_blocks:
+        vids = grids[cfg.video_token_id]
+        blocks[cfg.video_token_id] = [(b, k, (1, h, w)) for b, (t, h, w) in enumerate(vids) for k in range(t)]
     kinds = {cfg.image_token_id: IMAGE, cfg.video_token_id: VIDEO}
     out = {k: np.full(ids.shape, -1, np.int32) for k in ("block", "t", "row", "col")}
     out["kind"] = np.zeros(ids.shape, np.int32)
@@ -122,10 +123,10 @@ def vision_sources(cfg, input_ids, image_grid_thw=None, video_grid_thw=None) -> 
         if s + 1 >= len(ids) or int(ids[s + 1]) not in kinds:
             continue
         tok = int(ids[s + 1])
-        kind, b = kinds[tok], used[kinds[tok]]
-        if b >= len(grids[tok]):
+        kind, i = kinds[tok], used[kinds[tok]]
+        if i >= len(blocks[tok]):
             raise ConfigError(f"the tokens hold more {'image' if kind == IMAGE else 'video'} blocks than grid_thw rows")
-        gt, gh, gw = (int(v) for v in grids[tok][b])
+        b, t0, (gt, gh, gw) = blocks[tok][i]
         hm, wm = gh // m, gw // m
         n = gt * hm * wm
         span = slice(s + 1, s + 1 + n)
@@ -133,8 +134,8 @@ def vision_sources(cfg, input_ids, image_grid_thw=None, video_grid_thw=None) -> 
             raise ConfigError(f"vision block at token {s}: grid_thw {[gt, gh, gw]} needs {n} pad tokens")
         j = np.arange(n)
         out["kind"][span], out["block"][span] = kind, b
-        out["t"][span], out["row"][span], out["col"][span] = j // (hm * wm), j % (hm * wm) // wm, j % wm
-        out["grids"][(kind, b)] = (gt, hm, wm)
+        out["t"][span], out["row"][span], out["col"][span] = t0 + j // (hm * wm), j % (hm * wm) // wm, j % wm
+        out["grids"][(kind, b)] = tuple(int(x) // (1 if k == 0 else m) for k, x in enumerate(grids[tok][b]))
         used[kind] += 1
     return out
 
@@ -164,7 +165,8 @@ def unpatchify(segments, grid_hw, cfg):
     m, p, tp = v.spatial_merge_size, v.patch_size, v.temporal_patch_size
     x = np.asarray(segments, np.float32).reshape(-1, gh // m, gw // m, m, m, 3, tp, p, p)
     x = x.transpose(0, 6, 1, 3, 7, 2, 4, 8, 5).reshape(-1, gh * p, gw * p, 3)  # (t, tp, bh, mh, ph, bw, mw, pw, C)
-    x = x * P.CLIP_STD + P.CLIP_MEAN
+    mean, std = P.pixel_norm(cfg.family)
+    x = x * std + mean
     return np.clip(np.round(x * 255), 0, 255).astype(np.uint8)
 
 
@@ -331,7 +333,7 @@ def samples(tfrecord_dir, split, model_cfg, tokenizer, *, num, max_frames=16, ma
             f"--split {split} --out {tfrecord_dir}` or pass the right --split"
         )
     done = 0
-    for _, ex in data.examples(cfg, 0, 1, epochs=1, shuffle=False):
+    for _, ex in data.examples(cfg, 0, 1, epochs=1, shuffle=False, family=model_cfg.family):
         if done >= num:
             return
         try:

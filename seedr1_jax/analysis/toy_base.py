@@ -32,6 +32,32 @@ STAGES = {
 # config fields added after bases were built, and the value at which they build the same base (so the key, and the
 # cached base, stay the same): data.shards 0 = one shard per process, the data order of one process before it existed
 KEY_NEUTRAL = {"data.shards": 0}
+# model config fields added after bases were built (the Qwen2.5-VL and Qwen3-VL families), at the value that builds
+# the same Qwen2-VL network: dropped from the key, so a new family's fields do not orphan the built bases
+MODEL_KEY_NEUTRAL = {
+    "family": "qwen2_vl",
+    "vision.intermediate_size": 0,
+    "vision.window_size": 0,
+    "vision.fullatt_block_indexes": [],
+    "vision.tokens_per_second": 0.0,
+    "vision.num_position_embeddings": 0,
+    "vision.deepstack_visual_indexes": [],
+    "vision.frame_blocks": False,
+    "text.head_size": 0,
+    "text.qk_norm": False,
+    "text.mrope_interleaved": False,
+}
+
+
+def _drop_neutral(tree: dict, neutral: dict) -> None:
+    """Removes each dotted `neutral` field from `tree` where it holds its neutral value (in place)."""
+    for path, value in neutral.items():
+        *up, last = path.split(".")
+        node = tree
+        for p in up:
+            node = node.get(p, {})
+        if node.get(last, value) == value:
+            node.pop(last, None)
 
 
 def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) -> tuple[dict, object]:
@@ -51,18 +77,14 @@ def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) 
     c.train.num_steps = c.train.checkpoint_every = 0  # per stage, from `stages`
     cfg = json.loads(c.to_json_best_effort(sort_keys=True))
     cfg.pop("grpo")  # SFT never reads it: a new GRPO option is not a new base
-    for path, neutral in KEY_NEUTRAL.items():  # a field added later, at the value that builds what was built before
-        *up, last = path.split(".")
-        node = cfg
-        for p in up:
-            node = node.get(p, {})
-        if node.get(last, neutral) == neutral:
-            node.pop(last, None)
+    _drop_neutral(cfg, KEY_NEUTRAL)  # a field added later, at the value that builds what was built before
     rec = dict(config=cfg, seed=seed)
     rec["stages"] = [[style, n, steps] for style, (n, steps) in STAGES[size].items()]
     rec["curriculum_version"] = curriculum.VERSION
     rec["model"] = config_to_dict(preset(c.model.init.removeprefix("preset:")))  # a changed preset is another base
-    return json.loads(json.dumps(rec)), c  # as base.json holds it (lists, not tuples)
+    rec = json.loads(json.dumps(rec))  # as base.json holds it (lists, not tuples)
+    _drop_neutral(rec["model"], MODEL_KEY_NEUTRAL)
+    return rec, c
 
 
 def key(rec: dict) -> str:

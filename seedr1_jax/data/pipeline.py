@@ -176,11 +176,12 @@ def _patchify_tf(frames, tf):
     return tf.reshape(x, [n // 2, P.PATCHES_PER_SEGMENT, P.PATCH_DIM])
 
 
-def vision_fn(max_frames: int):
-    """tf.data map: encoded frames/image -> `pixels` float32[S, 324, 1176] and `num_frames` int32."""
+def vision_fn(max_frames: int, family: str = "qwen2_vl"):
+    """tf.data map: encoded frames/image -> `pixels` float32[S, 324, 1176] (normalised as `family`'s processor
+    does) and `num_frames` int32."""
     import tensorflow as tf
 
-    mean, std = tf.constant(P.CLIP_MEAN), tf.constant(P.CLIP_STD)
+    mean, std = (tf.constant(x) for x in P.pixel_norm(family))
     spec = tf.TensorSpec([P.SIZE, P.SIZE, 3], tf.uint8)
 
     def decode_one(b):
@@ -252,15 +253,19 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     options = [_str(o) for o in ex["options"]]
     letter, answer = _str(ex["golden_letter"]), _str(ex["answer"])
     user_text = _str(ex["user_text"])
+    stamps = None
+    if n and model_cfg.vision.frame_blocks:  # Qwen3-VL: each temporal patch's seconds written before it
+        idx = np.asarray(ex.get("frame_indices", ()))[:n]
+        stamps = P.frame_timestamps(idx if len(idx) == n else np.arange(n), float(ex.get("video_fps", 0) or 0))
     if user_text:  # SFT: the stored user text verbatim
         text = P.render(P.messages(user_text, n > 0, has_img))
-        ids = P.expand_vision_pads(P.encode(tokenizer, text), n // 2 * P.TOKENS_PER_SEGMENT, P.TOKENS_PER_SEGMENT)
+        ids = P.vision_ids(tokenizer, text, vgrid, igrid, stamps)
     else:
         if not options:
             negs = [_str(o) for o in ex["negative_answers"]]
             k, order = int(cfg.num_negatives), cfg.get("option_order", "shuffle")
             options, letter = training_options(answer, negs, cfg.seed, epoch, sid, k, order)
-        ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid)
+        ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid, stamps)
     loss = np.zeros_like(ids)
     response = _str(ex["response"])
     if response:
@@ -386,9 +391,9 @@ def make_batch(
     s = max_frames // 2 + 1
     pixels = np.zeros((s, P.PATCHES_PER_SEGMENT, P.PATCH_DIM), np.float32)
     if img is not None:
-        pixels[0] = P.image_patches(img)[0]
+        pixels[0] = P.image_patches(img, model_cfg.family)[0]
     if len(frames):
-        pixels[1 : 1 + len(frames) // 2] = P.video_patches(frames)[0].reshape(-1, *pixels.shape[1:])
+        pixels[1 : 1 + len(frames) // 2] = P.video_patches(frames, model_cfg.family)[0].reshape(-1, *pixels.shape[1:])
     ex = dict.fromkeys(("golden_letter", "answer", "user_text", "response", "domain"), "")  # no label, no SFT
     ex.update(pixels=pixels, num_frames=len(frames), has_image=img is not None, sample_id="0")
     ex.update(question=question, options=list(options), negative_answers=[])
@@ -412,9 +417,12 @@ def local_batch_size(cfg, process_count: int) -> int:
     return int(cfg.batch_size) // process_count
 
 
-def examples(cfg, process_index: int, process_count: int, start: int = 0, epochs=None, shuffle=None):
-    """Yields (epoch, example) for this process: numpy dicts with `pixels` float32[S, 324, 1176], `num_frames`,
-    `has_image` and the text fields (bytes). `start` examples are skipped before decoding (resumption)."""
+def examples(
+    cfg, process_index: int, process_count: int, start: int = 0, epochs=None, shuffle=None, family: str = "qwen2_vl"
+):
+    """Yields (epoch, example) for this process: numpy dicts with `pixels` float32[S, 324, 1176] (for the model
+    `family`), `num_frames`, `has_image` and the text fields (bytes). `start` examples are skipped before decoding
+    (resumption)."""
     import tensorflow as tf
 
     ds, n_local = open_split(cfg, process_index, process_count)
@@ -424,7 +432,7 @@ def examples(cfg, process_index: int, process_count: int, start: int = 0, epochs
     if shuffle:
         ds = ds.shuffle(int(cfg.shuffle_buffer), seed=int(cfg.seed), reshuffle_each_iteration=True)
     ds = ds.repeat(None if not epochs else int(epochs)).skip(int(start))
-    ds = ds.map(vision_fn(int(cfg.max_frames)), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    ds = ds.map(vision_fn(int(cfg.max_frames), family), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     for i, ex in enumerate(ds.prefetch(2).as_numpy_iterator(), int(start)):
         yield i // n_local, ex
 
@@ -443,7 +451,8 @@ def shards(cfg, process_count: int) -> int:
 def _samples(cfg, model_cfg, tokenizer, part: int, parts: int, start: int):
     """Built samples of one part of the split, from its example `start`; over-long prompts skipped (module doc)."""
     skipped = 0
-    for epoch, ex in examples(cfg, part, parts, start=start, epochs=cfg.num_epochs or None):
+    family = (model_cfg or ModelConfig()).family
+    for epoch, ex in examples(cfg, part, parts, start=start, epochs=cfg.num_epochs or None, family=family):
         try:
             yield build_sample(ex, cfg, model_cfg, tokenizer, epoch)
         except ValueError as e:
@@ -518,7 +527,7 @@ def eval_batches(
     name = next(iter(info.splits))
     most = max(info.splits[s].num_examples for s in tfds.even_splits(name, n=pc, drop_remainder=False))
     n_batches, rows, done = -(-most // b), [], 0
-    for _, ex in examples(cfg, pi, pc, epochs=1, shuffle=False):
+    for _, ex in examples(cfg, pi, pc, epochs=1, shuffle=False, family=(model_cfg or ModelConfig()).family):
         try:
             rows.append(build_sample(ex, cfg, model_cfg, tokenizer))
         except ValueError as e:

@@ -25,12 +25,10 @@ def config_to_dict(cfg: ModelConfig) -> dict:
 
 def config_from_dict(d: dict) -> ModelConfig:
     d = dict(d)
-    vision = dict(d.pop("vision"))
-    vision["fullatt_block_indexes"] = tuple(vision.get("fullatt_block_indexes", ()))
-    vision = VisionConfig(**vision)
-    text = dict(d.pop("text"))
-    text["mrope_section"] = tuple(text["mrope_section"])
-    return ModelConfig(vision=vision, text=TextConfig(**text), **d)
+    # JSON lists back to the tuples the frozen (hashable) dataclasses hold
+    vision = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("vision").items()}
+    text = {k: tuple(v) if isinstance(v, list) else v for k, v in d.pop("text").items()}
+    return ModelConfig(vision=VisionConfig(**vision), text=TextConfig(**text), **d)
 
 
 HF_FILES = "hf_files"  # import-hf keeps the source folder's tokenizer/processor/generation files here

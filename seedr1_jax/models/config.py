@@ -33,6 +33,11 @@ class VisionConfig:
     window_size: int = 0  # window side in pixels (112: 8 x 8 patches); 0 = every block attends the whole frame
     fullatt_block_indexes: tuple[int, ...] = ()  # blocks that attend the whole frame when window_size > 0
     tokens_per_second: float = 0.0  # 0: video time index = temporal patch index (Qwen2-VL)
+    # Qwen3-VL's tower: a learned position table (side x side, bilinearly resized to each grid), blocks whose output
+    # also feeds the first decoder layers (DeepStack), and one vision block per temporal patch of a video
+    num_position_embeddings: int = 0  # 0: no learned position table
+    deepstack_visual_indexes: tuple[int, ...] = ()
+    frame_blocks: bool = False  # each temporal patch of a video is its own <vision_start> block (timestamp text)
 
     @property
     def head_dim(self) -> int:
@@ -60,10 +65,13 @@ class TextConfig:
     mrope_section: tuple[int, int, int] = (16, 24, 24)
     hidden_act: str = "silu"
     tie_word_embeddings: bool = False
+    head_size: int = 0  # 0: hidden_size // num_heads (Qwen3 states it: HF `head_dim`)
+    qk_norm: bool = False  # RMSNorm over each head's queries and keys, and no qkv bias (the Qwen3 decoder)
+    mrope_interleaved: bool = False  # M-RoPE frequencies cycle t, h, w (Qwen3-VL) instead of contiguous sections
 
     @property
     def head_dim(self) -> int:
-        return self.hidden_size // self.num_heads
+        return self.head_size or self.hidden_size // self.num_heads
 
 
 @dataclasses.dataclass(frozen=True)
@@ -98,14 +106,24 @@ class ModelConfig:
         bad = [i for i in v.fullatt_block_indexes if not 0 <= i < v.depth]
         if bad:
             raise ConfigError(f"vision fullatt_block_indexes {bad} are outside the {v.depth} blocks")
-        if t.hidden_size % t.num_heads:
+        if not t.head_size and t.hidden_size % t.num_heads:
             raise ConfigError(f"text hidden_size {t.hidden_size} is not divisible by num_heads {t.num_heads}")
         if t.num_heads % t.num_kv_heads:
             raise ConfigError(f"num_attention_heads {t.num_heads} is not a multiple of kv heads {t.num_kv_heads}")
         if 2 * sum(t.mrope_section) != t.head_dim:
             raise ConfigError(
                 f"mrope_section {list(t.mrope_section)} must sum to head_dim/2 = {t.head_dim // 2} "
-                f"(hidden_size {t.hidden_size} / num_heads {t.num_heads} / 2)"
+                f"(head_dim {t.head_dim} / 2)"
+            )
+        if v.num_position_embeddings and int(v.num_position_embeddings**0.5) ** 2 != v.num_position_embeddings:
+            raise ConfigError(f"vision num_position_embeddings {v.num_position_embeddings} must be a square")
+        bad = [i for i in v.deepstack_visual_indexes if not 0 <= i < v.depth]
+        if bad:
+            raise ConfigError(f"vision deepstack_visual_indexes {bad} are outside the {v.depth} blocks")
+        if len(v.deepstack_visual_indexes) > t.num_layers:
+            raise ConfigError(
+                f"{len(v.deepstack_visual_indexes)} deepstack_visual_indexes feed more decoder layers than the "
+                f"{t.num_layers} there are"
             )
         if v.embed_dim % v.num_heads or v.head_dim % 4:
             raise ConfigError(f"vision embed_dim {v.embed_dim} / num_heads {v.num_heads} must be a multiple of 4")
@@ -150,7 +168,7 @@ def qwen2_vl_72b() -> ModelConfig:
     )
 
 
-FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl")  # HF `model_type`s with a model class
+FAMILY_NAMES = ("qwen2_vl", "qwen2_5_vl", "qwen3_vl")  # HF `model_type`s with a model class
 
 
 def _qwen2_5_vl(hidden, inter, layers, heads, kv, vocab=152064, tie=False) -> ModelConfig:
@@ -193,6 +211,50 @@ def qwen2_5_vl_72b() -> ModelConfig:
     return _qwen2_5_vl(8192, 29568, 80, 64, 8)
 
 
+def _qwen3_vl(hidden, inter, layers, heads, kv, vision_depth, vision_width, vision_mlp, deepstack, tie) -> ModelConfig:
+    """Qwen3-VL (dense): the Qwen3 decoder (q/k norm, head_dim 128) and a 16-pixel-patch tower with DeepStack."""
+    return ModelConfig(
+        family="qwen3_vl",
+        vision=VisionConfig(
+            depth=vision_depth,
+            embed_dim=vision_width,
+            intermediate_size=vision_mlp,
+            hidden_act="gelu_pytorch_tanh",
+            patch_size=16,
+            out_dim=hidden,
+            num_position_embeddings=2304,
+            deepstack_visual_indexes=deepstack,
+            frame_blocks=True,
+        ),
+        text=TextConfig(
+            vocab_size=151936,
+            hidden_size=hidden,
+            intermediate_size=inter,
+            num_layers=layers,
+            num_heads=heads,
+            num_kv_heads=kv,
+            rope_theta=5000000.0,
+            mrope_section=(24, 20, 20),
+            tie_word_embeddings=tie,
+            head_size=128,
+            qk_norm=True,
+            mrope_interleaved=True,
+        ),
+    )
+
+
+def qwen3_vl_2b() -> ModelConfig:
+    return _qwen3_vl(2048, 6144, 28, 16, 8, 24, 1024, 4096, (5, 11, 17), tie=True)
+
+
+def qwen3_vl_4b() -> ModelConfig:
+    return _qwen3_vl(2560, 9728, 36, 32, 8, 24, 1024, 4096, (5, 11, 17), tie=True)
+
+
+def qwen3_vl_8b() -> ModelConfig:
+    return _qwen3_vl(4096, 12288, 36, 32, 8, 27, 1152, 4304, (8, 16, 24), tie=False)
+
+
 def tiny() -> ModelConfig:
     """A 20M-parameter Qwen2-VL with the real vocabulary and special tokens (demo, CPU smoke runs)."""
     return ModelConfig(
@@ -232,6 +294,24 @@ def tiny_qwen2_5_vl() -> ModelConfig:
     return t.replace(family="qwen2_5_vl", vision=vision)
 
 
+def tiny_qwen3_vl() -> ModelConfig:
+    """`tiny` as a Qwen3-VL: q/k-norm decoder with interleaved M-RoPE, a 6 x 6 learned position table, DeepStack from
+    blocks 0 and 1 into decoder layers 0 and 1. Patch 14 (the released models use 16) so that it reads the pipeline's
+    252-pixel frames as the Qwen2 families do."""
+    t = tiny()
+    vision = dataclasses.replace(
+        t.vision,
+        hidden_act="gelu_pytorch_tanh",
+        intermediate_size=128,  # tiny's width, stated as Qwen3-VL's config.json does
+        mlp_ratio=VisionConfig.mlp_ratio,
+        num_position_embeddings=36,
+        deepstack_visual_indexes=(0, 1),
+        frame_blocks=True,
+    )
+    text = dataclasses.replace(t.text, head_size=32, qk_norm=True, mrope_interleaved=True, mrope_section=(6, 5, 5))
+    return t.replace(family="qwen3_vl", vision=vision, text=text)
+
+
 PRESETS = {
     "qwen2_vl_2b": qwen2_vl_2b,
     "qwen2_vl_7b": qwen2_vl_7b,
@@ -240,8 +320,12 @@ PRESETS = {
     "qwen2_5_vl_7b": qwen2_5_vl_7b,
     "qwen2_5_vl_32b": qwen2_5_vl_32b,
     "qwen2_5_vl_72b": qwen2_5_vl_72b,
+    "qwen3_vl_2b": qwen3_vl_2b,
+    "qwen3_vl_4b": qwen3_vl_4b,
+    "qwen3_vl_8b": qwen3_vl_8b,
     "tiny": tiny,
     "tiny_qwen2_5_vl": tiny_qwen2_5_vl,
+    "tiny_qwen3_vl": tiny_qwen3_vl,
     "toy": toy,
 }
 
@@ -280,6 +364,11 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelConf
         return d[key]
 
     vision = _vision_from_hf(model_type, vis, lambda key: need(vis, key, "vision_config."))
+    qwen3 = {}
+    if model_type == "qwen3_vl":
+        if text.get("attention_bias"):
+            raise ConfigError(f"{source}: attention_bias=true is not supported (Qwen3-VL checkpoints use false)")
+        qwen3 = dict(head_size=need(text, "head_dim", ""), qk_norm=True, mrope_interleaved=True)
     tie = bool(hf.get("tie_word_embeddings", False) or text.get("tie_word_embeddings", False))
     num_heads = need(text, "num_attention_heads", "")
     dtype = hf.get("dtype") or hf.get("torch_dtype") or text.get("dtype") or "bfloat16"
@@ -300,6 +389,7 @@ def from_hf_config(hf: dict[str, Any], source: str = "config.json") -> ModelConf
             mrope_section=tuple(rope.get("mrope_section", (16, 24, 24))),
             hidden_act=text.get("hidden_act", "silu"),
             tie_word_embeddings=tie,
+            **qwen3,
         ),
         image_token_id=hf.get("image_token_id", 151655),
         video_token_id=hf.get("video_token_id", 151656),
@@ -337,6 +427,17 @@ def _vision_from_hf(model_type: str, vis: dict, need) -> VisionConfig:
             out_dim=need("hidden_size"),
             **common,
         )
+    if model_type == "qwen3_vl":
+        return VisionConfig(
+            embed_dim=need("hidden_size"),
+            intermediate_size=need("intermediate_size"),
+            hidden_act=vis.get("hidden_act", "gelu_pytorch_tanh"),
+            out_dim=need("out_hidden_size"),
+            num_position_embeddings=need("num_position_embeddings"),
+            deepstack_visual_indexes=tuple(int(i) for i in vis.get("deepstack_visual_indexes", ())),
+            frame_blocks=True,
+            **common,
+        )
     return VisionConfig(  # qwen2_5_vl: hidden_size is the tower's width, out_hidden_size the LLM's
         embed_dim=need("hidden_size"),
         intermediate_size=need("intermediate_size"),
@@ -359,14 +460,22 @@ def read_hf_config(hf_dir: str) -> dict[str, Any]:
         raise ConfigError(f"{path} is not valid JSON ({e}); re-download the checkpoint's config.json") from None
 
 
+_ARCHITECTURES = {
+    "qwen2_vl": "Qwen2VLForConditionalGeneration",
+    "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration",
+    "qwen3_vl": "Qwen3VLForConditionalGeneration",
+}
+
+
 def to_hf_config(cfg: ModelConfig, base: dict[str, Any] | None = None) -> dict[str, Any]:
-    """A hub-style Qwen2-VL config.json dict (flat text fields + vision_config), merged over `base`."""
+    """A hub-style config.json dict merged over `base`: flat text fields + vision_config for the Qwen2 families,
+    text_config + vision_config for Qwen3-VL (each as the family's released checkpoints write it)."""
     t, v = cfg.text, cfg.vision
-    out = {k: val for k, val in (base or {}).items() if k not in ("text_config", "torch_dtype")}
-    arch = {"qwen2_vl": "Qwen2VLForConditionalGeneration", "qwen2_5_vl": "Qwen2_5_VLForConditionalGeneration"}
-    out.update(
-        architectures=[arch[cfg.family]],
-        model_type=cfg.family,
+    nested = cfg.family == "qwen3_vl"
+    out = {
+        k: val for k, val in (base or {}).items() if k not in ("torch_dtype",) + (() if nested else ("text_config",))
+    }
+    text = dict(
         vocab_size=t.vocab_size,
         hidden_size=t.hidden_size,
         intermediate_size=t.intermediate_size,
@@ -378,14 +487,32 @@ def to_hf_config(cfg: ModelConfig, base: dict[str, Any] | None = None) -> dict[s
         rope_scaling={"type": "mrope", "mrope_section": list(t.mrope_section)},
         hidden_act=t.hidden_act,
         tie_word_embeddings=t.tie_word_embeddings,
+    )
+    out.update(
+        architectures=[_ARCHITECTURES[cfg.family]],
+        model_type=cfg.family,
+        tie_word_embeddings=t.tie_word_embeddings,
         image_token_id=cfg.image_token_id,
         video_token_id=cfg.video_token_id,
         vision_start_token_id=cfg.vision_start_token_id,
         vision_end_token_id=cfg.vision_end_token_id,
-        use_sliding_window=False,
         dtype=cfg.hf_dtype,
     )
     out.pop("rope_parameters", None)
+    if nested:
+        text.update(
+            head_dim=t.head_dim,
+            attention_bias=False,
+            rope_scaling={"rope_type": "default", "mrope_section": list(t.mrope_section), "mrope_interleaved": True},
+            model_type="qwen3_vl_text",
+            dtype=cfg.hf_dtype,
+        )
+        sub = {
+            k: val for k, val in (out.get("text_config") or {}).items() if k not in ("rope_parameters", "torch_dtype")
+        }
+        out["text_config"] = {**sub, **text}
+    else:
+        out.update(text, use_sliding_window=False)
     vis = dict((base or {}).get("vision_config") or {})
     vis.update(
         depth=v.depth,
@@ -400,14 +527,18 @@ def to_hf_config(cfg: ModelConfig, base: dict[str, Any] | None = None) -> dict[s
     if cfg.family == "qwen2_vl":
         vis.update(embed_dim=v.embed_dim, mlp_ratio=v.mlp_ratio, hidden_size=v.out_dim)
     else:
+        vis.update(hidden_size=v.embed_dim, intermediate_size=v.mlp_dim, out_hidden_size=v.out_dim)
+    if cfg.family == "qwen2_5_vl":
         vis.update(
-            hidden_size=v.embed_dim,
-            intermediate_size=v.mlp_dim,
-            out_hidden_size=v.out_dim,
             window_size=v.window_size,
             fullatt_block_indexes=list(v.fullatt_block_indexes),
             # transformers' config class insists on an int where the value is one
             tokens_per_second=int(v.tokens_per_second) if v.tokens_per_second.is_integer() else v.tokens_per_second,
+        )
+    if cfg.family == "qwen3_vl":
+        vis.update(
+            num_position_embeddings=v.num_position_embeddings,
+            deepstack_visual_indexes=list(v.deepstack_visual_indexes),
         )
     out["vision_config"] = vis
     return out

@@ -7,8 +7,9 @@ from flax import nnx
 from seedr1_jax.models.config import FAMILY_NAMES, ConfigError, ModelConfig, read_hf_config
 from seedr1_jax.models.qwen2_5_vl import Qwen2_5_VL
 from seedr1_jax.models.qwen2_vl import Qwen2VL
+from seedr1_jax.models.qwen3_vl import Qwen3VL
 
-FAMILIES = {cls.family: cls for cls in (Qwen2VL, Qwen2_5_VL)}
+FAMILIES = {cls.family: cls for cls in (Qwen2VL, Qwen2_5_VL, Qwen3VL)}
 assert tuple(FAMILIES) == FAMILY_NAMES
 
 

@@ -19,8 +19,8 @@ _EXTRA_SUFFIXES = (".json", ".jinja", ".txt", ".model", ".tiktoken")
 TOKENIZER_FILES = ("tokenizer.json", "vocab.json")  # either one means the folder has its own tokenizer
 
 # SEED-Bench-R1 resizes every frame and image to 252x252 (256 requested, docs/recipe.md section 2): at most 256*256
-# pixels keeps a 252x252 input at an 18x18 patch grid (81 merged tokens) and bounds any other input near it.
-MIN_PIXELS = 56 * 56
+# pixels keeps a 252x252 input at an 18x18 patch grid (81 merged tokens) and bounds any other input near it; at least
+# 2 x 2 merged tokens (56 x 56 pixels at patch 14).
 MAX_PIXELS = 256 * 256
 
 
@@ -45,44 +45,60 @@ def copy_extras(src: str, dst: str) -> list[str]:
     return names
 
 
-def image_processor_config() -> dict:
-    """preprocessor_config.json: transformers' Qwen2-VL image processor with the SEED-Bench-R1 pixel budget."""
+# per family: (processor class, video processor class), as the released checkpoints' folders name them
+_PROCESSORS = {
+    "qwen2_vl": ("Qwen2VLProcessor", "Qwen2VLVideoProcessor"),
+    "qwen2_5_vl": ("Qwen2_5_VLProcessor", "Qwen2VLVideoProcessor"),
+    "qwen3_vl": ("Qwen3VLProcessor", "Qwen3VLVideoProcessor"),
+}
+
+
+def image_processor_config(cfg=None) -> dict:
+    """preprocessor_config.json: transformers' Qwen2-VL image processor (which every family uses) with the
+    SEED-Bench-R1 pixel budget, for the family and patch size of `cfg` (a ModelConfig; default Qwen2-VL's)."""
+    family, patch, temporal, merge = "qwen2_vl", P.PATCH, P.TEMPORAL_PATCH, P.MERGE
+    if cfg is not None:
+        v = cfg.vision
+        family, patch, temporal, merge = cfg.family, v.patch_size, v.temporal_patch_size, v.spatial_merge_size
+    processor = _PROCESSORS[family][0]
+    mean, std = (x.tolist() for x in P.pixel_norm(family))
+    side = patch * merge  # the budget of 256 x 256 pixels, at the family's patch grid
     return {
         "image_processor_type": "Qwen2VLImageProcessor",
-        "processor_class": "Qwen2VLProcessor",
+        "processor_class": processor,
         "do_resize": True,
         "resample": 3,  # bicubic
         "do_rescale": True,
         "rescale_factor": 1 / 255,
         "do_normalize": True,
-        "image_mean": P.CLIP_MEAN.tolist(),
-        "image_std": P.CLIP_STD.tolist(),
+        "image_mean": mean,
+        "image_std": std,
         "do_convert_rgb": True,
-        "min_pixels": MIN_PIXELS,
+        "min_pixels": 2 * side * 2 * side,
         "max_pixels": MAX_PIXELS,
-        "size": {"shortest_edge": MIN_PIXELS, "longest_edge": MAX_PIXELS},
-        "patch_size": P.PATCH,
-        "temporal_patch_size": P.TEMPORAL_PATCH,
-        "merge_size": P.MERGE,
+        "size": {"shortest_edge": 2 * side * 2 * side, "longest_edge": MAX_PIXELS},
+        "patch_size": patch,
+        "temporal_patch_size": temporal,
+        "merge_size": merge,
     }
 
 
-def video_processor_config() -> dict:
-    """video_preprocessor_config.json: the Qwen2-VL video processor (transformers >= 4.54 loads it separately).
+def video_processor_config(cfg=None) -> dict:
+    """video_preprocessor_config.json: the family's video processor (transformers >= 4.54 loads it separately).
 
     Frame sampling (2 fps, 4..16 frames) is configured but off: callers pass already-sampled frames, as the
     reference does with qwen-vl-utils.
     """
-    cfg = image_processor_config()
-    cfg.pop("image_processor_type")
-    cfg.update(
-        video_processor_type="Qwen2VLVideoProcessor",
+    out = image_processor_config(cfg)
+    out.pop("image_processor_type")
+    out.update(
+        video_processor_type=_PROCESSORS["qwen2_vl" if cfg is None else cfg.family][1],
         do_sample_frames=False,
         fps=2.0,
         min_frames=4,
         max_frames=16,
     )
-    return cfg
+    return out
 
 
 def generation_config() -> dict:
@@ -107,9 +123,10 @@ def _template_in_tokenizer(folder: str) -> bool:
         return bool(json.load(f).get("chat_template"))
 
 
-def write_extras(out_dir: str, source: str | None = None) -> list[str]:
+def write_extras(out_dir: str, source: str | None = None, model_cfg=None) -> list[str]:
     """Writes the non-weight files into `out_dir`: `source`'s copies where it has them, the bundled defaults for
-    whatever is missing. Returns the names written."""
+    whatever is missing (processor configs for `model_cfg`'s family, a ModelConfig; Qwen2-VL's without). Returns the
+    names written."""
     os.makedirs(out_dir, exist_ok=True)
     written = copy_extras(source, out_dir) if source else []
     have = set(written)
@@ -129,8 +146,8 @@ def write_extras(out_dir: str, source: str | None = None) -> list[str]:
             f.write(P.chat_template())
         written.append("chat_template.jinja")
     defaults = {
-        "preprocessor_config.json": image_processor_config,
-        "video_preprocessor_config.json": video_processor_config,
+        "preprocessor_config.json": lambda: image_processor_config(model_cfg),
+        "video_preprocessor_config.json": lambda: video_processor_config(model_cfg),
         "generation_config.json": generation_config,
     }
     for name, make in defaults.items():

@@ -183,7 +183,8 @@ def load_hf(model_cls, hf_dir: str, dtype=None, mesh=None, rules=None, **overrid
         var = flat[key]
         shape, target = var.value.shape, var.value.dtype
         stacked = "{i}" in hf_t
-        hf_names = [hf_t.format(i=i) for i in range(shape[0])] if stacked else [hf_t]
+        # looked up by hub name: a family's table may use transformers-5 names (Qwen3-VL's checkpoints do)
+        hf_names = [hub_name(hf_t.format(i=i)) for i in range(shape[0])] if stacked else [hub_name(hf_t)]
         per_shape = _hf_shape(kind, shape[1:] if stacked else shape, cfg)
         for n in hf_names:
             expected.add(n)
@@ -313,4 +314,4 @@ def _save_hf_local(model, out_dir: str, dtype, max_shard_bytes: int, write_extra
             json.dump({"metadata": {"total_size": total}, "weight_map": weight_map}, f, indent=2)
     with open(os.path.join(out_dir, "config.json"), "w") as f:
         json.dump(config, f, indent=2)
-    write_extras(out_dir, getattr(model, "hf_files", None))
+    write_extras(out_dir, getattr(model, "hf_files", None), cfg)

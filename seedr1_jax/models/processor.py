@@ -27,6 +27,15 @@ TOKENS_PER_SEGMENT = PATCHES_PER_SEGMENT // MERGE**2  # 81
 PATCH_DIM = 3 * TEMPORAL_PATCH * PATCH * PATCH  # 1176
 CLIP_MEAN = np.array([0.48145466, 0.4578275, 0.40821073], np.float32)
 CLIP_STD = np.array([0.26862954, 0.26130258, 0.27577711], np.float32)
+HALF = np.array([0.5, 0.5, 0.5], np.float32)
+# pixel mean / std per model family, as each family's released image processor config states them
+PIXEL_NORM = {"qwen2_vl": (CLIP_MEAN, CLIP_STD), "qwen2_5_vl": (CLIP_MEAN, CLIP_STD), "qwen3_vl": (HALF, HALF)}
+
+
+def pixel_norm(family: str = "qwen2_vl") -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) float32[3] a family's processor normalises pixels with (after rescaling by 1/255)."""
+    return PIXEL_NORM[family]
+
 
 # Qwen2 special token ids: defined here once for the whole package
 PAD_ID = 151643  # <|endoftext|>: Qwen2's pad token; also stops sampling
@@ -79,10 +88,12 @@ def resize(image: np.ndarray, size: int = SIZE) -> np.ndarray:
     return np.asarray(im.resize((size, size), Image.Resampling.BICUBIC))
 
 
-def normalize(frames: np.ndarray) -> np.ndarray:
-    """uint8[..., H, W, 3] -> float32[..., 3, H, W]: rescale by 1/255 then CLIP mean/std."""
+def normalize(frames: np.ndarray, family: str = "qwen2_vl") -> np.ndarray:
+    """uint8[..., H, W, 3] -> float32[..., 3, H, W]: rescale by 1/255 then the family's mean/std (CLIP's for the
+    Qwen2 families)."""
+    mean, std = pixel_norm(family)
     x = np.asarray(frames, np.float32) * np.float32(1 / 255)
-    x = (x - CLIP_MEAN) / CLIP_STD
+    x = (x - mean) / std
     return np.moveaxis(x, -1, -3).astype(np.float32)
 
 
@@ -101,18 +112,29 @@ def patchify(frames: np.ndarray):
     return np.ascontiguousarray(x.reshape(gt * gh * gw, c * TEMPORAL_PATCH * PATCH * PATCH)), np.array([gt, gh, gw])
 
 
-def image_patches(image: np.ndarray):
+def image_patches(image: np.ndarray, family: str = "qwen2_vl"):
     """One uint8[H, W, 3] image (already resized) -> (float32[gh*gw, 1176], grid_thw (1, gh, gw)).
 
     The image is repeated to 2 temporal frames, as transformers' image processor does.
     """
-    x = normalize(image)[None]
+    x = normalize(image, family)[None]
     return patchify(np.concatenate([x, x]))
 
 
-def video_patches(frames: np.ndarray):
+def video_patches(frames: np.ndarray, family: str = "qwen2_vl"):
     """uint8[N, H, W, 3] sampled frames (N even) -> (float32[N/2*gh*gw, 1176], grid_thw (N/2, gh, gw))."""
-    return patchify(normalize(frames))
+    return patchify(normalize(frames, family))
+
+
+def frame_timestamps(indices, fps: float) -> list[float]:
+    """Seconds of each temporal patch of a clip sampled at frame `indices` of a `fps` clip: the mean time of its
+    first and last frame (transformers' Qwen3-VL processor; 24 fps when the rate is unknown, as it assumes)."""
+    idx = [int(i) for i in indices]
+    if len(idx) % TEMPORAL_PATCH:
+        idx += [idx[-1]] * (TEMPORAL_PATCH - len(idx) % TEMPORAL_PATCH)
+    fps = fps if fps and math.isfinite(fps) and fps > 0 else 24.0
+    t = [i / fps for i in idx]
+    return [(t[i] + t[i + TEMPORAL_PATCH - 1]) / 2 for i in range(0, len(t), TEMPORAL_PATCH)]
 
 
 # ---- prompt ---------------------------------------------------------------------------------------
@@ -200,14 +222,24 @@ def encode(tokenizer, text: str) -> list[int]:
     return tokenizer.backend_tokenizer.encode(text, add_special_tokens=False).ids
 
 
-def expand_vision_pads(ids, n_video_tokens: int, n_image_tokens: int) -> np.ndarray:
+def expand_vision_pads(ids, n_video_tokens: int, n_image_tokens: int, frame_stamps=None, tokenizer=None) -> np.ndarray:
     """Repeats each `<|video_pad|>` / `<|image_pad|>` id to its merged-token count: int32[T'].
 
     Same result as transformers' string expansion before tokenizing (pads are single special tokens).
+    frame_stamps (Qwen3-VL, with the tokenizer): the video's temporal patches' seconds (`frame_timestamps`); the
+    video pad becomes, per patch, `<{t:.1f} seconds><|vision_start|>` + its pads + `<|vision_end|>`, as
+    transformers' Qwen3-VL processor writes it (inside the template's own vision_start / vision_end).
     """
+    if frame_stamps is not None and n_video_tokens % max(len(frame_stamps), 1):
+        raise ValueError(f"{n_video_tokens} video tokens do not split into {len(frame_stamps)} frames")
     out = []
     for t in ids:
-        if t == VIDEO_PAD_ID:
+        if t == VIDEO_PAD_ID and frame_stamps is not None:
+            per = n_video_tokens // len(frame_stamps)
+            for sec in frame_stamps:
+                out.extend(encode(tokenizer, f"<{sec:.1f} seconds>"))
+                out.extend([VISION_START_ID] + [VIDEO_PAD_ID] * per + [VISION_END_ID])
+        elif t == VIDEO_PAD_ID:
             out.extend([t] * n_video_tokens)
         elif t == IMAGE_PAD_ID:
             out.extend([t] * n_image_tokens)
@@ -216,15 +248,23 @@ def expand_vision_pads(ids, n_video_tokens: int, n_image_tokens: int) -> np.ndar
     return np.asarray(out, np.int32)
 
 
-def prompt_ids(tokenizer, question: str, options, video_grid=None, image_grid=None) -> tuple[np.ndarray, str]:
+def prompt_ids(
+    tokenizer, question: str, options, video_grid=None, image_grid=None, frame_stamps=None
+) -> tuple[np.ndarray, str]:
     """Token ids int32[T] and rendered text (unexpanded) of one sample's prompt.
 
-    video_grid / image_grid: grid_thw (t, h, w) of the sample's video / image, or None when absent.
+    video_grid / image_grid: grid_thw (t, h, w) of the sample's video / image, or None when absent;
+    frame_stamps: per temporal patch seconds for the families that write them (`expand_vision_pads`).
     """
     text = render_prompt(question, options, video_grid is not None, image_grid is not None)
+    return vision_ids(tokenizer, text, video_grid, image_grid, frame_stamps), text
+
+
+def vision_ids(tokenizer, text: str, video_grid=None, image_grid=None, frame_stamps=None) -> np.ndarray:
+    """The token ids of rendered `text` with its vision pads expanded for the given grids (`expand_vision_pads`)."""
     nv = 0 if video_grid is None else int(np.prod(video_grid)) // MERGE**2
     ni = 0 if image_grid is None else int(np.prod(image_grid)) // MERGE**2
-    return expand_vision_pads(encode(tokenizer, text), nv, ni), text
+    return expand_vision_pads(encode(tokenizer, text), nv, ni, frame_stamps, tokenizer)
 
 
 def sft_example(tokenizer, prompt_ids, response: str):

@@ -34,11 +34,11 @@ def prefill(model, prompts: Prompts, max_new_tokens: int):
     ids, am = p.input_ids, p.attention_mask.astype(bool)
     b, t = ids.shape
     s = t + max_new_tokens
-    x = model.embed(ids, **p.vision())
+    x, deepstack = model.embed(ids, **p.vision())
     key_valid = jnp.concatenate([am, jnp.zeros((b, max_new_tokens), bool)], axis=1)
     causal = jnp.arange(s)[None, :] <= jnp.arange(t)[:, None]  # [T, S]
     mask = causal[None] & key_valid[:, None, :]
-    h, cache = model.model(x, p.positions, mask, cache=_cache(model, b, s), write_index=0)
+    h, cache = model.model(x, p.positions, mask, cache=_cache(model, b, s), write_index=0, deepstack=deepstack)
     return cache, h[:, -1], completion_positions(p, 1)[0, :, 0], key_valid
 
 

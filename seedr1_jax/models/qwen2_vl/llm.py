@@ -1,4 +1,5 @@
-"""Qwen2 decoder for Qwen2-VL: GQA with qkv bias, M-RoPE, SwiGLU, RMSNorm, stacked layers, KV cache."""
+"""The Qwen2 decoder of Qwen2-VL / Qwen2.5-VL (GQA with qkv bias, M-RoPE, SwiGLU, RMSNorm, stacked layers, KV cache),
+and, by its config fields, Qwen3-VL's (q/k RMSNorm without qkv bias, interleaved M-RoPE, DeepStack inputs)."""
 
 from __future__ import annotations
 
@@ -12,22 +13,48 @@ from seedr1_jax.models.layers import Embed, Linear, RMSNorm, activation, apply_r
 from seedr1_jax.parallel.sharding import BATCH, constrain
 
 
+def mrope_axes(t) -> np.ndarray:
+    """Which position component (0 t, 1 h, 2 w) drives each of the head_dim / 2 rotary frequencies: contiguous
+    sections (Qwen2-VL, Qwen2.5-VL), or interleaved t, h, w, t, h, w, ... with the rest t (Qwen3-VL: frequency j is
+    h when j % 3 == 1 and j < 3 * section_h, w when j % 3 == 2 and j < 3 * section_w)."""
+    if not t.mrope_interleaved:
+        return np.repeat(np.arange(3), t.mrope_section)
+    j = np.arange(sum(t.mrope_section))
+    axes = np.zeros_like(j)
+    axes[(j % 3 == 1) & (j < 3 * t.mrope_section[1])] = 1
+    axes[(j % 3 == 2) & (j < 3 * t.mrope_section[2])] = 2
+    return axes
+
+
+def add_deepstack(h, i, deepstack):
+    """h + deepstack[i] for the first K layers i (deepstack [K, B, T, D]: vision features at vision tokens, zero
+    elsewhere; DeepStack), h unchanged after them or without it."""
+    if deepstack is None:
+        return h
+    k = deepstack.shape[0]
+    return h + jnp.where(i < k, deepstack[jnp.minimum(i, k - 1)], 0).astype(h.dtype)
+
+
 class DecoderLayer(nnx.Module):
     def __init__(self, cfg: ModelConfig, *, rngs, stack=()):
         t = cfg.text
         pd, dt = jnp.dtype(cfg.param_dtype), jnp.dtype(cfg.dtype)
         kw = dict(rngs=rngs, stack=stack, param_dtype=pd, dtype=dt)
         hd = t.head_dim
+        bias = not t.qk_norm  # Qwen3 normalises queries and keys instead of biasing them
         self.input_layernorm = RMSNorm(t.hidden_size, eps=t.rms_norm_eps, rngs=rngs, stack=stack, param_dtype=pd)
         self.post_attention_layernorm = RMSNorm(
             t.hidden_size, eps=t.rms_norm_eps, rngs=rngs, stack=stack, param_dtype=pd
         )
         self.self_attn = nnx.Dict(
-            q_proj=Linear(t.hidden_size, t.num_heads * hd, axes=("embed", "heads"), bias=True, **kw),
-            k_proj=Linear(t.hidden_size, t.num_kv_heads * hd, axes=("embed", "kv_heads"), bias=True, **kw),
-            v_proj=Linear(t.hidden_size, t.num_kv_heads * hd, axes=("embed", "kv_heads"), bias=True, **kw),
+            q_proj=Linear(t.hidden_size, t.num_heads * hd, axes=("embed", "heads"), bias=bias, **kw),
+            k_proj=Linear(t.hidden_size, t.num_kv_heads * hd, axes=("embed", "kv_heads"), bias=bias, **kw),
+            v_proj=Linear(t.hidden_size, t.num_kv_heads * hd, axes=("embed", "kv_heads"), bias=bias, **kw),
             o_proj=Linear(t.num_heads * hd, t.hidden_size, axes=("heads", "embed"), bias=False, **kw),
         )
+        if t.qk_norm:
+            self.self_attn["q_norm"] = RMSNorm(hd, eps=t.rms_norm_eps, rngs=rngs, stack=stack, param_dtype=pd)
+            self.self_attn["k_norm"] = RMSNorm(hd, eps=t.rms_norm_eps, rngs=rngs, stack=stack, param_dtype=pd)
         self.mlp = nnx.Dict(
             gate_proj=Linear(t.hidden_size, t.intermediate_size, axes=("embed", "mlp"), bias=False, **kw),
             up_proj=Linear(t.hidden_size, t.intermediate_size, axes=("embed", "mlp"), bias=False, **kw),
@@ -36,6 +63,17 @@ class DecoderLayer(nnx.Module):
         self.n, self.k, self.hd = t.num_heads, t.num_kv_heads, hd
         self.act = t.hidden_act
         self.dtype = dt
+
+    def qkv(self, h, cos, sin):
+        """Normed input h [B, T, D] -> rotated queries [B, T, N, H], rotated keys and values [B, T, K, H]."""
+        b, t, _ = h.shape
+        a = self.self_attn
+        q = a["q_proj"](h).reshape(b, t, self.n, self.hd)
+        k = a["k_proj"](h).reshape(b, t, self.k, self.hd)
+        if "q_norm" in a:
+            q, k = a["q_norm"](q), a["k_norm"](k)
+        v = a["v_proj"](h).reshape(b, t, self.k, self.hd)
+        return apply_rope(q, cos, sin), apply_rope(k, cos, sin), v
 
     def __call__(self, x, cos, sin, mask, kv=None, write_index=None, layer_index=None):
         """x: [B, T, D]; cos/sin: f32[B, T, 1, H]; mask: bool[B, T, S].
@@ -46,11 +84,8 @@ class DecoderLayer(nnx.Module):
         or None).
         """
         b, t, _ = x.shape
-        h = self.input_layernorm(x)
         a = self.self_attn
-        q = apply_rope(a["q_proj"](h).reshape(b, t, self.n, self.hd), cos, sin)
-        k = apply_rope(a["k_proj"](h).reshape(b, t, self.k, self.hd), cos, sin)
-        v = a["v_proj"](h).reshape(b, t, self.k, self.hd)
+        q, k, v = self.qkv(self.input_layernorm(x), cos, sin)
         if kv is not None and layer_index is not None:
             kc, vc = kv
             at = (layer_index, 0, write_index, 0, 0)
@@ -87,7 +122,7 @@ class TextModel(nnx.Module):
         t = self.cfg.text
         hd = t.head_dim
         inv = 1.0 / (t.rope_theta ** (jnp.arange(0, hd, 2, dtype=jnp.float32) / hd))
-        section = np.repeat(np.arange(3), t.mrope_section)  # which of t/h/w drives each frequency
+        section = mrope_axes(t)
         pos = jnp.moveaxis(positions[section], 0, -1).astype(jnp.float32)  # [B, T, H/2]
         ang = pos * inv
         ang = jnp.concatenate([ang, ang], axis=-1)[:, :, None, :]
@@ -98,7 +133,7 @@ class TextModel(nnx.Module):
         _, state = nnx.split(self.layers)
         return [jax.tree.map(lambda a, i=i: a[i], state) for i in range(self.cfg.text.num_layers)]
 
-    def __call__(self, x, positions, mask, cache=None, write_index=None, in_place=False, layers=None):
+    def __call__(self, x, positions, mask, cache=None, write_index=None, in_place=False, layers=None, deepstack=None):
         """x: [B, T, D] embeddings; positions: int32[3, B, T]; mask: bool[B, T, S].
 
         cache: optional (k, v) each [L, B, S, K, H]. Returns (normed hidden [B, T, D], new cache or None).
@@ -108,31 +143,35 @@ class TextModel(nnx.Module):
         layers (inference only): `per_layer()`'s list; cache is then a list of per-layer (k, v) [B, S, K, H] and the
         layers run unrolled on them, so no layer's weights or cache rows are sliced out of a stack (XLA:GPU copies
         such slices on every call).
+        deepstack: [K, B, T, D] or None, added to the output of layer k < K (`add_deepstack`; Qwen3-VL's `embed`).
         """
         cos, sin = self.rotary(positions)
         graphdef, state = nnx.split(self.layers)
         if layers is not None:
             new = []
-            for layer_state, kv in zip(layers, cache):
+            for i, (layer_state, kv) in enumerate(zip(layers, cache)):
                 x = constrain(x, BATCH, None, None)
                 x, kv = nnx.merge(graphdef, layer_state)(x, cos, sin, mask, kv, write_index)
+                x = add_deepstack(x, i, deepstack)
                 new.append(kv)
             return self.norm(x), new
+        index = jnp.arange(self.cfg.text.num_layers)
         if in_place:
 
             def step(carry, xs):
                 (h, kv), (layer_state, i) = carry, xs
                 h = constrain(h, BATCH, None, None)
-                return nnx.merge(graphdef, layer_state)(h, cos, sin, mask, kv, write_index, i), None
+                h, kv = nnx.merge(graphdef, layer_state)(h, cos, sin, mask, kv, write_index, i)
+                return (add_deepstack(h, i, deepstack), kv), None
 
-            (x, cache), _ = jax.lax.scan(step, (x, cache), (state, jnp.arange(self.cfg.text.num_layers)))
+            (x, cache), _ = jax.lax.scan(step, (x, cache), (state, index))
             return self.norm(x), cache
 
         def body(h, xs):
-            layer_state, kv = xs
+            layer_state, kv, i = xs
             h = constrain(h, BATCH, None, None)
             h, kv = nnx.merge(graphdef, layer_state)(h, cos, sin, mask, kv, write_index)
-            return h, kv
+            return add_deepstack(h, i, deepstack), kv
 
-        x, cache = jax.lax.scan(remat(body, self.cfg.remat_policy), x, (state, cache))
+        x, cache = jax.lax.scan(remat(body, self.cfg.remat_policy), x, (state, cache, index))
         return self.norm(x), cache

@@ -75,28 +75,37 @@ class Qwen2VL(nnx.Module):
         - per sample (training batches, shardable over B): pixels [B, S, L, P], hw_pos int32[B, S, L, 2];
           vision_index int32[B, T] is the row within that sample's own merged output [S * L / m^2].
         vision_index is -1 for text tokens.
+        Returns (x [B, T, D], deepstack [K, B, T, D] or None: the tower's DeepStack features at the vision tokens,
+        zero elsewhere, for the decoder's first K layers (Qwen3-VL)).
         """
         x = self.model.embed_tokens(input_ids)
         if pixels is None:
-            return x
+            return x, None
+        idx = jnp.maximum(vision_index, 0)
         if pixels.ndim == 4:
             b, s, l, p = pixels.shape
             v = None if valid is None else valid.reshape(b * s, l)
-            feats = self.visual(pixels.reshape(b * s, l, p), hw_pos.reshape(b * s, l, 2), v)
-            feats = feats.reshape(b, -1, feats.shape[-1]).astype(x.dtype)
-            placed = jnp.take_along_axis(feats, jnp.maximum(vision_index, 0)[..., None], axis=1)
+            feats, deep = self.visual.features(pixels.reshape(b * s, l, p), hw_pos.reshape(b * s, l, 2), v)
+
+            def place(f):
+                return jnp.take_along_axis(f.reshape(b, -1, f.shape[-1]).astype(x.dtype), idx[..., None], axis=1)
         else:
-            feats = self.visual(pixels, hw_pos, valid)
-            feats = feats.reshape(-1, feats.shape[-1]).astype(x.dtype)
-            placed = jnp.take(feats, jnp.maximum(vision_index, 0), axis=0)
-        return jnp.where((vision_index >= 0)[..., None], placed, x)
+            feats, deep = self.visual.features(pixels, hw_pos, valid)
+
+            def place(f):
+                return jnp.take(f.reshape(-1, f.shape[-1]).astype(x.dtype), idx, axis=0)
+
+        is_vision = (vision_index >= 0)[..., None]
+        if deep is not None:
+            deep = jnp.stack([jnp.where(is_vision, place(d), 0) for d in deep])
+        return jnp.where(is_vision, place(feats), x), deep
 
     def forward(self, input_ids, positions, attention_mask, pixels=None, hw_pos=None, valid=None, vision_index=None):
         """Full-sequence forward (no cache). Returns the final normed hidden states [B, T, D]."""
-        x = self.embed(input_ids, pixels, hw_pos, valid, vision_index)
+        x, deepstack = self.embed(input_ids, pixels, hw_pos, valid, vision_index)
         t = input_ids.shape[1]
         mask = jnp.tril(jnp.ones((t, t), bool))[None] & attention_mask.astype(bool)[:, None, :]
-        h, _ = self.model(x, positions, mask)
+        h, _ = self.model(x, positions, mask, deepstack=deepstack)
         return h
 
     def logits(self, h):
@@ -156,6 +165,8 @@ def get_rope_index(
     With `cfg.vision.tokens_per_second` > 0 (Qwen2.5-VL) a video's time index is absolute: temporal patch k sits at
     int(k * second_per_grid_ts[video] * tokens_per_second) (float32, in that order; 1.0 s when not given), as
     the original Qwen2.5-VL computes it; images and Qwen2-VL use k.
+    With `cfg.vision.frame_blocks` (Qwen3-VL) each temporal patch of a video is its own vision block (its
+    timestamp is text before it), so each consumes a (1, h, w) grid.
     Text after a vision block starts at the maximum position used so far + 1 (transformers 5.x
     instead advances by max(h, w) / merge, which differs when a video's temporal grid is larger).
     input_ids: int[B, T]; attention_mask: int[B, T] or None (padding is skipped, any side).
@@ -165,6 +176,8 @@ def get_rope_index(
     ids = np.asarray(input_ids)
     b, t = ids.shape
     am = np.ones_like(ids) if attention_mask is None else np.asarray(attention_mask)
+    if cfg.vision.frame_blocks and video_grid_thw is not None:  # one block per temporal patch (Qwen3-VL)
+        video_grid_thw = [(1, h, w) for tt, h, w in np.asarray(video_grid_thw).reshape(-1, 3) for _ in range(tt)]
     grids = {
         cfg.image_token_id: iter(np.asarray(image_grid_thw).reshape(-1, 3)) if image_grid_thw is not None else None,
         cfg.video_token_id: iter(np.asarray(video_grid_thw).reshape(-1, 3)) if video_grid_thw is not None else None,

@@ -63,25 +63,50 @@ class VisionBlock(nnx.Module):
 
 class VisionTower(nnx.Module):
     """pixel patches -> merged vision tokens in the language model's width (families override `block_cls`, whose
-    `norm_cls` the merger's ln_q uses too, and `layer_masks`)."""
+    `norm_cls` the merger's ln_q uses too, `layer_masks`, and Qwen3-VL `patch_bias`, `embed_patches`, `make_merger`,
+    `merge` and `deepstack`)."""
 
     block_cls = VisionBlock
+    patch_bias = False
 
     def __init__(self, cfg: ModelConfig, *, rngs):
         v = cfg.vision
         pd, dt = jnp.dtype(cfg.param_dtype), jnp.dtype(cfg.dtype)
         self.cfg = cfg
         self.patch_embed = Linear(
-            v.patch_dim, v.embed_dim, axes=("patch", "embed"), bias=False, rngs=rngs, param_dtype=pd, dtype=dt
+            v.patch_dim,
+            v.embed_dim,
+            axes=("patch", "embed"),
+            bias=self.patch_bias,
+            rngs=rngs,
+            param_dtype=pd,
+            dtype=dt,
         )
         self.blocks = self.block_cls(cfg, rngs=rngs, stack=(v.depth,))
+        self.merger = self.make_merger(cfg, rngs=rngs, param_dtype=pd, dtype=dt)
+
+    def make_merger(self, cfg: ModelConfig, **kw):
+        v = cfg.vision
         merged = v.embed_dim * v.spatial_merge_size**2
-        kw = dict(rngs=rngs, param_dtype=pd, dtype=dt)
-        self.merger = nnx.Dict(
-            ln_q=self.block_cls.norm_cls(v.embed_dim, eps=1e-6, rngs=rngs, param_dtype=pd),
+        return nnx.Dict(
+            ln_q=self.block_cls.norm_cls(v.embed_dim, eps=1e-6, rngs=kw["rngs"], param_dtype=kw["param_dtype"]),
             mlp_0=Linear(merged, merged, axes=("mlp", "mlp2"), bias=True, **kw),
             mlp_2=Linear(merged, v.out_dim, axes=("mlp", "embed"), bias=True, **kw),
         )
+
+    def merge(self, x):
+        """Block output [S, L, E] -> merged tokens [S, L / m^2, D]."""
+        s, l, _ = x.shape
+        x = self.merger["ln_q"](x).reshape(s, l // self.cfg.vision.spatial_merge_size**2, -1)
+        return self.merger["mlp_2"](jax.nn.gelu(self.merger["mlp_0"](x), approximate=False))
+
+    def embed_patches(self, pixels, hw_pos):
+        """Patches [S, L, P] -> [S, L, E] (Qwen3-VL adds its learned position embedding)."""
+        return self.patch_embed(pixels)
+
+    def deepstack(self, k: int, x):
+        """The k-th DeepStack feature of block output x (families without DeepStack have none to give)."""
+        raise NotImplementedError
 
     def layer_masks(self, hw_pos, mask):
         """Per-block attention masks: (scanned xs, xs -> mask of that block). Qwen2-VL: one mask for all."""
@@ -103,13 +128,16 @@ class VisionTower(nnx.Module):
         hw_pos: int32[S, L, 2]; valid: bool[S, L] or None (all valid).
         Returns merged tokens [S, L / m^2, D] in the compute dtype.
         """
+        return self.features(pixels, hw_pos, valid)[0]
+
+    def features(self, pixels, hw_pos, valid=None):
+        """`__call__`'s merged tokens, and the DeepStack features [K, S, L / m^2, D] of the blocks in
+        `deepstack_visual_indexes` (None without them)."""
         v = self.cfg.vision
-        s, l, _ = pixels.shape
-        x = self.patch_embed(pixels)
+        x = self.embed_patches(pixels, hw_pos)
         cos, sin = self.rotary(hw_pos)
         mask = None if valid is None else (valid[:, :, None] & valid[:, None, :])
         per_layer, pick = self.layer_masks(hw_pos, mask)
-
         graphdef, state = nnx.split(self.blocks)
 
         def body(h, xs):
@@ -117,9 +145,17 @@ class VisionTower(nnx.Module):
             h = constrain(h, BATCH, None, None)
             return nnx.merge(graphdef, layer_state)(h, cos, sin, pick(layer_xs)), None
 
-        x, _ = jax.lax.scan(remat(body, self.cfg.remat_policy), x, (state, per_layer))
-        x = self.merger["ln_q"](x).reshape(s, l // v.spatial_merge_size**2, -1)
-        return self.merger["mlp_2"](jax.nn.gelu(self.merger["mlp_0"](x), approximate=False))
+        taps, lo = {}, 0  # block index -> its output; the scan is split after each DeepStack block
+        for hi in sorted({i + 1 for i in v.deepstack_visual_indexes} | {v.depth}):
+            part = (state, per_layer)
+            if (lo, hi) != (0, v.depth):
+                part = jax.tree.map(lambda a, lo=lo, hi=hi: a[lo:hi], part)
+            x, _ = jax.lax.scan(remat(body, self.cfg.remat_policy), x, part)
+            taps[hi - 1], lo = x, hi
+        # in block order, each through the merger of its place in the list (transformers' order for any list)
+        ds = v.deepstack_visual_indexes
+        deep = [self.deepstack(ds.index(i), taps[i]) for i in sorted(set(ds))]
+        return self.merge(x), (jnp.stack(deep) if deep else None)
 
 
 def segment_layout(grid_thw, merge: int):
