@@ -109,6 +109,53 @@ def test_qwen2_5_vl_rows_carry_each_clips_absolute_time(prepared):
     assert stretched  # the clips' rates are not all 1 s per patch
 
 
+def test_qwen3_vl_rows_write_each_frames_timestamp_and_its_pixel_norm(prepared):
+    """With a Qwen3-VL model config a row's video is one vision block per temporal patch, each after
+    `<t seconds>` (transformers' Qwen3VLProcessor timestamps from the clip's sampled frames and rate), inside the
+    template's own vision_start/end, and the pixels are normalised with Qwen3-VL's mean/std (0.5) instead of CLIP's."""
+    from transformers import Qwen3VLProcessor
+
+    from seedr1_jax.models.config import preset
+
+    root, out = prepared
+    cfg = preset("tiny_qwen3_vl")
+    b = next(data.train_batches(_cfg(out, batch_size=6), model_cfg=cfg, process_index=0, process_count=1))
+    plain = next(data.train_batches(_cfg(out, batch_size=6), process_index=0, process_count=1))
+    recs = {str(r["sample_id"]): r for r in _annotations(root, "training_6k.jsonl")}
+    tok = P.load_tokenizer()
+    seen = 0
+    for i in range(6):
+        ids = b["input_ids"][i][b["attention_mask"][i] == 1]
+        n = int((ids == P.VIDEO_PAD_ID).sum()) // 81 * 2
+        if not n:
+            continue
+        import decord
+
+        rec = recs[b["sample_id"][i]]
+        vr = decord.VideoReader(os.path.join(root, "videos", rec["video_source"], rec["video_basename"]))
+        idx = P.frame_indices(len(vr), vr.get_avg_fps())[:n]
+        stamps = Qwen3VLProcessor._calculate_timestamps(None, idx, vr.get_avg_fps(), 2)
+        assert np.allclose(P.frame_timestamps(idx, vr.get_avg_fps()), stamps)
+        block = "".join(f"<{t:.1f} seconds><|vision_start|>" + "<|video_pad|>" * 81 + "<|vision_end|>" for t in stamps)
+        text = tok.decode(ids.tolist())
+        assert f"<|vision_start|>{block}<|vision_end|>" in text
+        # the row's positions are the model's own index of those ids
+        from seedr1_jax.models.qwen2_vl.model import get_rope_index
+
+        img = [[1, 18, 18]] if (ids == P.IMAGE_PAD_ID).any() else None
+        pos, _ = get_rope_index(cfg, ids[None], None, img, [[n // 2, 18, 18]])
+        assert np.array_equal(b["positions"][:, i][:, b["attention_mask"][i] == 1], pos[:, 0])
+        seen += 1
+    assert seen
+    # the same stored pixels, normalised (x - 0.5) / 0.5 instead of (x - clip mean) / clip std
+    mean, std = P.pixel_norm("qwen2_vl")
+    raw = plain["pixels"].reshape(*plain["pixels"].shape[:-1], 3, -1) * std[:, None] + mean[:, None]
+    want = ((raw - 0.5) / 0.5).reshape(plain["pixels"].shape)
+    used = np.abs(plain["pixels"]).max(axis=(2, 3)) > 0  # [B, S] segments holding pixels (the rest stay zero)
+    assert used.sum() > 6 and np.abs(b["pixels"] - want)[used].max() < 1e-5
+    assert np.abs(b["pixels"][~used]).max() == 0
+
+
 def test_pixels_equal_processor_on_stored_frames(prepared):
     """Pipeline patches (tf.data) == processor patches (numpy) on the same decoded JPEG frames."""
     import tensorflow_datasets as tfds

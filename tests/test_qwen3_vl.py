@@ -260,3 +260,14 @@ def test_presets_and_config_round_trip():
         assert counts[name] == n_ref, name
     assert [round(counts[n] / 1e9, 2) for n in ("qwen3_vl_2b", "qwen3_vl_4b", "qwen3_vl_8b")] == [2.13, 4.44, 8.77]
     assert nnx is not None
+
+
+def test_patch_16_models_get_a_clear_error_from_the_input_pipeline():
+    """The pipeline's 252-pixel frames are 14-pixel patches: a released Qwen3-VL config (16-pixel patches) is
+    refused with what to do, before any sample is read; `seedr1 aot` sizes its frames at 256 pixels (16 x 16)."""
+    from seedr1_jax import data
+    from seedr1_jax.models.processor import frame_grid
+
+    with pytest.raises(ConfigError, match="16-pixel patches"):
+        data.make_batch("q?", ["a", "b"], image=np.zeros((8, 8, 3), np.uint8), model_cfg=preset("qwen3_vl_8b"))
+    assert frame_grid(16, 2) == 16 and frame_grid(14, 2) == 18

@@ -16,7 +16,7 @@ from seedr1_jax.rl.sft import sft_loss
 MESHES = [(8, 1, 1), (1, 8, 1), (2, 2, 2), (1, 2, 4)]
 
 
-@pytest.fixture(scope="module", params=["a", "a25"], ids=["qwen2_vl", "qwen2_5_vl"])
+@pytest.fixture(scope="module", params=["a", "a25", "a3"], ids=["qwen2_vl", "qwen2_5_vl", "qwen3_vl"])
 def setup(request, tmp_path_factory):
     d = tmp_path_factory.mktemp("shard")
     hf = save_hf_model(request.param, d, seed=11)
@@ -88,8 +88,9 @@ def test_load_onto_mesh_is_sharded_and_equal(setup):
     q = sharded.model.layers.self_attn["q_proj"].kernel.value
     assert isinstance(q.sharding, NamedSharding)
     assert q.sharding.spec == jax.sharding.PartitionSpec(None, "fsdp", "tensor")
-    # each device holds only its quarter of the [L, 64, 64] kernel (fsdp 2 x tensor 2)
-    assert {s.data.shape for s in q.addressable_shards} == {(2, 32, 32)}
+    # each device holds only its quarter of the [L, D, N * H] kernel (fsdp 2 x tensor 2)
+    n_layers, width, heads = q.shape
+    assert {s.data.shape for s in q.addressable_shards} == {(n_layers, width // 2, heads // 2)}
     for a, b in zip(jax.tree.leaves(nnx.state(plain)), jax.tree.leaves(nnx.state(sharded))):
         assert np.array_equal(np.asarray(a), np.asarray(b))
 

@@ -298,17 +298,19 @@ def test_dynamic_sampling_through_seedr1_train_and_exact_resume(tfr, tmp_path):
 
 
 @pytest.mark.parametrize("algo", ["sft", "grpo"])
-def test_qwen2_5_vl_trains_through_seedr1_train_and_exports(tfr, tmp_path, algo):
-    """The same loop on a tiny Qwen2.5-VL (windowed tower, absolute time): two steps, finite metrics, the
-    parameters move, and `seedr1 export-hf` writes a Qwen2.5-VL folder."""
+@pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
+def test_other_families_train_through_seedr1_train_and_export(tfr, tmp_path, algo, family):
+    """The same loop on a tiny Qwen2.5-VL (windowed tower, absolute time) and a tiny Qwen3-VL (q/k-norm decoder,
+    DeepStack, per-frame video blocks with timestamps): two steps, finite metrics, the parameters move, and
+    `seedr1 export-hf` writes a folder of that family."""
     work = str(tmp_path / "run")
-    cmd = _cmd(algo, work, tfr, 2) + ["--config.model.init=preset:tiny_qwen2_5_vl"]
+    cmd = _cmd(algo, work, tfr, 2) + [f"--config.model.init=preset:tiny_{family}"]
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     rows = [json.loads(x) for x in open(os.path.join(work, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2] and all(np.isfinite(r["loss"]) and r["finite"] == 1 for r in rows)
     model = json.load(open(os.path.join(work, "model.json")))
-    assert model["config"]["family"] == "qwen2_5_vl"
+    assert model["config"]["family"] == family
     a, b = _params(work, 1), _params(work, 2)
     assert any(not np.array_equal(x, y) for x, y in zip(_leaves(a), _leaves(b)))
     hf = str(tmp_path / "hf")
@@ -316,7 +318,11 @@ def test_qwen2_5_vl_trains_through_seedr1_train_and_exports(tfr, tmp_path, algo)
     out = subprocess.run(exp, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
     config = json.load(open(os.path.join(hf, "config.json")))
-    assert config["model_type"] == "qwen2_5_vl" and config["vision_config"]["window_size"] == 112
+    assert config["model_type"] == family
+    if family == "qwen2_5_vl":
+        assert config["vision_config"]["window_size"] == 112
+    else:
+        assert config["vision_config"]["deepstack_visual_indexes"] == [0, 1] and config["text_config"]["head_dim"] == 32
 
 
 def _leaves(tree):

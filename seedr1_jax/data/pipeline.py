@@ -239,6 +239,19 @@ def training_options(answer: str, negatives, seed: int, epoch: int, sample_id: s
     return opts, P.LETTERS[opts.index(answer)]
 
 
+def check_geometry(model_cfg: ModelConfig | None) -> None:
+    """The pipeline's frames fit the model's patches, else a ConfigError saying so (before any sample is read)."""
+    v = (model_cfg or ModelConfig()).vision
+    if (v.patch_size, v.spatial_merge_size, v.temporal_patch_size) != (P.PATCH, P.MERGE, P.TEMPORAL_PATCH):
+        raise ConfigError(
+            f"the input pipeline renders {P.SIZE}-pixel frames in {P.PATCH}-pixel patches (2 x 2 merged, 2 frames "
+            f"deep); this model's tower takes {v.patch_size}-pixel patches ({v.spatial_merge_size} x "
+            f"{v.spatial_merge_size}, {v.temporal_patch_size} deep). Qwen3-VL's released models use 16-pixel patches, "
+            "which need 256-pixel frames: not built yet (seedr1 aot sizes them). Use a patch-14 model (Qwen2-VL, "
+            "Qwen2.5-VL, or preset:tiny_qwen3_vl)"
+        )
+
+
 def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 0) -> dict:
     """One decoded example (numpy) -> one batch row; raises ValueError when the prompt exceeds max_prompt_len.
 
@@ -376,6 +389,7 @@ def make_batch(
     from data_prep import media
 
     model_cfg = ModelConfig() if model_cfg is None else model_cfg
+    check_geometry(model_cfg)
     tokenizer = tokenizer or P.load_tokenizer()
     if isinstance(video, str | os.PathLike):
         frames = media.read_video(os.fspath(video), max_frames)[0]
@@ -450,6 +464,7 @@ def shards(cfg, process_count: int) -> int:
 
 def _samples(cfg, model_cfg, tokenizer, part: int, parts: int, start: int):
     """Built samples of one part of the split, from its example `start`; over-long prompts skipped (module doc)."""
+    check_geometry(model_cfg)
     skipped = 0
     family = (model_cfg or ModelConfig()).family
     for epoch, ex in examples(cfg, part, parts, start=start, epochs=cfg.num_epochs or None, family=family):
@@ -527,6 +542,7 @@ def eval_batches(
     name = next(iter(info.splits))
     most = max(info.splits[s].num_examples for s in tfds.even_splits(name, n=pc, drop_remainder=False))
     n_batches, rows, done = -(-most // b), [], 0
+    check_geometry(model_cfg)
     for _, ex in examples(cfg, pi, pc, epochs=1, shuffle=False, family=(model_cfg or ModelConfig()).family):
         try:
             rows.append(build_sample(ex, cfg, model_cfg, tokenizer))

@@ -71,6 +71,12 @@ def frame_indices(total_frames: int, fps: float, *, target_fps=2.0, min_frames=4
     return np.round(np.linspace(0, total_frames - 1, n)).astype(np.int64)
 
 
+def frame_grid(patch: int = PATCH, merge: int = MERGE, size: int = SIZE) -> int:
+    """Patches per side of a `size`-pixel frame for a family's patch size: the side snapped to the nearest multiple
+    of patch * merge, as the processors' smart_resize does (252 -> 18 at patch 14; 256 -> 16 at Qwen3-VL's 16)."""
+    return max(1, round(size / (patch * merge))) * merge
+
+
 def second_per_grid(total_frames: int, fps: float, n_sampled: int) -> float:
     """Seconds one temporal patch spans, as Qwen2.5-VL's processor computes `second_per_grid_ts`: the sampled frame
     rate is n_sampled / total_frames * fps (qwen-vl-utils), so a patch of TEMPORAL_PATCH frames spans

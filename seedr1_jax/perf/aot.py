@@ -19,6 +19,7 @@ from jax.sharding import PartitionSpec as P
 from seedr1_jax.data.batch import GRPOBatch, Prompts, SFTBatch
 from seedr1_jax.models.checkpoint import model_config
 from seedr1_jax.models.config import ConfigError
+from seedr1_jax.models.processor import frame_grid
 from seedr1_jax.parallel import sharding
 from seedr1_jax.perf import roofline
 from seedr1_jax.rl import update
@@ -66,7 +67,7 @@ def abstract_batch(config, cfg, mesh, algo):
     d, g = config.data, config.grpo
     b, t = d.batch_size, d.max_prompt_len
     v = cfg.vision
-    side = 252 // v.patch_size
+    side = frame_grid(v.patch_size, v.spatial_merge_size)  # 18 at patch 14, 16 at Qwen3-VL's 16 (256 pixels)
     seg, l, p = d.max_frames // 2 + 1, side * side, v.patch_dim
     sds = lambda shape, dt, bd=0: jax.ShapeDtypeStruct(  # noqa: E731
         shape, dt, sharding=sharding.batch_sharding(mesh, shape, bd)
