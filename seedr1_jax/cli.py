@@ -20,7 +20,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = _add(sub, "demo", "toy-scale end to end on CPU on data and a model it makes itself (no network)")
     p.add_argument("--workdir", default="workdir/demo")
     p.add_argument("--seed", type=int, default=0, help="draws data, init and sampling (0: the measured run)")
-    p.add_argument("--family", default="qwen2_vl", help="the tiny model's family: qwen2_vl (default) or qwen2_5_vl")
+    p.add_argument(
+        "--family", default="qwen2_vl", help="the tiny model's family: qwen2_vl (default), qwen2_5_vl or qwen3_vl"
+    )
 
     p = _add(sub, "synth", "write a synthetic dataset in the SEED-Bench-R1 on-disk layout")
     p.add_argument("--out", required=True, help="DATA_ROOT to create")

@@ -133,7 +133,11 @@ def _transformers_check(hf_dir: str, model, batch) -> float | None:
     return float(np.abs(ref - ours).max())
 
 
-FAMILY_PRESETS = {"qwen2_vl": "tiny", "qwen2_5_vl": "tiny_qwen2_5_vl"}  # `seedr1 demo --family`
+FAMILY_PRESETS = {
+    "qwen2_vl": "tiny",
+    "qwen2_5_vl": "tiny_qwen2_5_vl",
+    "qwen3_vl": "tiny_qwen3_vl",
+}  # `seedr1 demo --family`
 
 
 def run(
