@@ -271,3 +271,14 @@ def test_patch_16_models_get_a_clear_error_from_the_input_pipeline():
     with pytest.raises(ConfigError, match="16-pixel patches"):
         data.make_batch("q?", ["a", "b"], image=np.zeros((8, 8, 3), np.uint8), model_cfg=preset("qwen3_vl_8b"))
     assert frame_grid(16, 2) == 16 and frame_grid(14, 2) == 18
+
+
+def test_recipe_config_variants():
+    from configs import grpo_qwen3_vl_8b
+
+    assert grpo_qwen3_vl_8b.get_config().model.init == "preset:qwen3_vl_8b"
+    two = grpo_qwen3_vl_8b.get_config("2b")
+    assert two.model.init == "preset:qwen3_vl_2b" and tuple(two.mesh.shape) == (1, -1, 1)
+    assert grpo_qwen3_vl_8b.get_config("cpu").model.init == "preset:tiny_qwen3_vl"
+    with pytest.raises(ValueError, match="unknown variant"):
+        grpo_qwen3_vl_8b.get_config("4x")
