@@ -2,8 +2,9 @@
 CPU, fp32 with JAX at its highest matmul precision: the "identical on TPU, GPU and CPU" check for a new family.
 
     python bench/gpu_family_parity.py [--out parity.json]
-Tiny random models from tests/hf_utils.py (Qwen2-VL "a", Qwen2.5-VL "a25" and "b25"); text, image, video, image +
-video and left-padded batches. Prints the max abs difference per family and case; exit 1 if any is over 1e-4."""
+Tiny random models from tests/hf_utils.py (Qwen2-VL "a", Qwen2.5-VL "a25" and "b25", Qwen3-VL "a3" and "b3");
+text, image, video, image + video and left-padded batches. Prints the max abs difference per family and case; exit 1
+if any is over 1e-4."""
 
 from __future__ import annotations
 
@@ -34,7 +35,7 @@ def main(argv=None) -> int:
     from seedr1_jax.models.qwen2_vl.model import get_rope_index
 
     rows = []
-    for name in ("a", "a25", "b25"):
+    for name in ("a", "a25", "b25", "a3", "b3"):
         with tempfile.TemporaryDirectory() as d:
             hf = save_hf_model(name, d, seed=1)
             ours = seedr1_jax.from_pretrained(d, dtype="float32")
