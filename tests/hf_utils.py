@@ -177,30 +177,31 @@ class Prompt:
         self.ids += list(self.rng.integers(0, 250, size=n))
         return self
 
-    def _vision(self, pad_id, t, h, w, sink, grids):
-        m = self.cfg.vision_config.spatial_merge_size
+    def _pixels(self, t, h, w, sink, grids):
         v = self.cfg.vision_config
         dim = v.in_channels * v.temporal_patch_size * v.patch_size**2
-        self.ids += [self.cfg.vision_start_token_id] + [pad_id] * (t * h * w // m**2) + [self.cfg.vision_end_token_id]
         sink.append(self.rng.standard_normal((t * h * w, dim)).astype(np.float32))
         grids.append([t, h, w])
-        return self
+
+    def _block(self, pad_id, n):
+        self.ids += [self.cfg.vision_start_token_id] + [pad_id] * n + [self.cfg.vision_end_token_id]
 
     def image(self, h, w):
-        return self._vision(self.cfg.image_token_id, 1, h, w, self.images, self.image_grids)
+        self._block(self.cfg.image_token_id, h * w // self.cfg.vision_config.spatial_merge_size**2)
+        self._pixels(1, h, w, self.images, self.image_grids)
+        return self
 
     def video(self, t, h, w):
+        n = h * w // self.cfg.vision_config.spatial_merge_size**2  # tokens per temporal patch
         if self.cfg.model_type != "qwen3_vl":
-            return self._vision(self.cfg.video_token_id, t, h, w, self.videos, self.video_grids)
+            self._block(self.cfg.video_token_id, t * n)
+            self._pixels(t, h, w, self.videos, self.video_grids)
+            return self
         # Qwen3-VL's processor: one block per temporal patch, each after its timestamp text ("<0.5 seconds>")
-        self._vision(self.cfg.video_token_id, t, h, w, self.videos, self.video_grids)
-        m = self.cfg.vision_config.spatial_merge_size
-        n = h * w // m**2
-        block = [self.cfg.vision_start_token_id] + [self.cfg.video_token_id] * n + [self.cfg.vision_end_token_id]
-        del self.ids[-(t * h * w // m**2 + 2) :]
+        self._pixels(t, h, w, self.videos, self.video_grids)
         for _ in range(t):
             self.text(3)
-            self.ids += block
+            self._block(self.cfg.video_token_id, n)
         return self
 
 
