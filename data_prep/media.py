@@ -51,8 +51,8 @@ def import_decord():
     return sys.modules["decord"]
 
 
-def read_video(path: str, max_frames: int = 16):
-    """Sampled, resized frames of a clip: (uint8[n, 252, 252, 3], int64[n] indices, total_frames, fps)."""
+def read_video(path: str, max_frames: int = 16, size: int = SIZE):
+    """Sampled, resized frames of a clip: (uint8[n, size, size, 3], int64[n] indices, total_frames, fps)."""
     decord = import_decord()
 
     try:
@@ -74,7 +74,7 @@ def read_video(path: str, max_frames: int = 16):
         raise BadSample(f"corrupt or truncated video: {type(e).__name__}: {str(e).splitlines()[0][:200]}") from None
     if raw.ndim != 4 or raw.shape[0] != len(idx):
         raise BadSample(f"corrupt or truncated video: decoded {raw.shape} for {len(idx)} frames")
-    return np.stack([resize(f, SIZE) for f in raw]), idx, total, fps
+    return np.stack([resize(f, size) for f in raw]), idx, total, fps
 
 
 def _frame_count(path: str):
@@ -103,8 +103,8 @@ def to_rgb(im):
     return im.convert("RGB")
 
 
-def read_image(path: str) -> np.ndarray:
-    """uint8[252, 252, 3] observation image (RGBA composited onto white)."""
+def read_image(path: str, size: int = SIZE) -> np.ndarray:
+    """uint8[size, size, 3] observation image (RGBA composited onto white)."""
     from PIL import Image
 
     try:
@@ -113,28 +113,28 @@ def read_image(path: str) -> np.ndarray:
             arr = np.asarray(to_rgb(im))
     except Exception as e:
         raise BadSample(f"unreadable image: {type(e).__name__}: {e}") from None
-    return resize(arr, SIZE)
+    return resize(arr, size)
 
 
-def decode_item(item: dict, max_frames: int = 16, fmt: str = "png") -> dict:
-    """Work item -> example dict with encoded frames/image (`fmt`: png or jpeg bytes) and frame metadata;
-    raises BadSample."""
+def decode_item(item: dict, max_frames: int = 16, fmt: str = "png", size: int = SIZE) -> dict:
+    """Work item -> example dict with encoded `size`-pixel frames/image (`fmt`: png or jpeg bytes) and frame
+    metadata; raises BadSample."""
     out = {k: v for k, v in item.items() if k not in ("video", "image", "line", "file")}
     out.update(frames=[], frame_indices=np.zeros((0,), np.int32), num_video_frames=0, video_fps=0.0, image=[])
     if item.get("video"):
-        frames, idx, total, fps = read_video(item["video"], max_frames)
+        frames, idx, total, fps = read_video(item["video"], max_frames, size)
         out.update(frames=[encode(f, fmt) for f in frames], frame_indices=idx.astype(np.int32))
         out.update(num_video_frames=int(total), video_fps=float(fps))
     if item.get("image"):
-        out["image"] = [encode(read_image(item["image"]), fmt)]
+        out["image"] = [encode(read_image(item["image"], size), fmt)]
     return out
 
 
 def decode_or_reason(args):
-    """Pool entry point: (index, item, max_frames, fmt) -> (index, example or None, reason or None)."""
-    i, item, max_frames, fmt = args
+    """Pool entry point: (index, item, max_frames, fmt, size) -> (index, example or None, reason or None)."""
+    i, item, max_frames, fmt, size = args
     try:
-        return i, decode_item(item, max_frames, fmt), None
+        return i, decode_item(item, max_frames, fmt, size), None
     except BadSample as e:
         return i, None, str(e)
     except Exception as e:  # anything else in one sample must not kill the run

@@ -26,6 +26,7 @@ from data_prep import annotations as ann
 from data_prep.media import FRAME_FORMATS, decode_or_reason
 from seedr1_jax.core import fs
 from seedr1_jax.models.config import ConfigError
+from seedr1_jax.models.processor import SIZE
 
 
 class PrepError(RuntimeError):
@@ -71,7 +72,9 @@ def collect_items(data_root: str, split: str, skips: list, strict: bool = False)
     return path, items
 
 
-def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = True, fmt: str = "png"):
+def decoded(
+    items: list[dict], workers: int, max_frames: int, progress: bool = True, fmt: str = "png", size: int = SIZE
+):
     """Yields (item, example or None, reason or None) in item order, decoding in `workers` processes.
 
     A worker that dies (a decoder crash) does not end the run: the samples in flight are retried one by one
@@ -82,7 +85,7 @@ def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = T
     bar = tqdm(total=len(items), desc="prep", unit="sample", disable=not progress)
     if workers <= 1:
         for i, it in enumerate(items):
-            yield it, *decode_or_reason((i, it, max_frames, fmt))[1:]
+            yield it, *decode_or_reason((i, it, max_frames, fmt, size))[1:]
             bar.update()
         bar.close()
         return
@@ -92,16 +95,16 @@ def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = T
     try:
         for i in range(len(items)):
             while nxt < len(items) and nxt < i + window:
-                pending[nxt] = pool.submit(decode_or_reason, (nxt, items[nxt], max_frames, fmt))
+                pending[nxt] = pool.submit(decode_or_reason, (nxt, items[nxt], max_frames, fmt, size))
                 nxt += 1
             try:
                 _, ex, reason = pending.pop(i).result()
             except cf.process.BrokenProcessPool:
                 pool.shutdown(cancel_futures=True)
-                ex, reason = _isolated(ctx, items[i], i, max_frames, fmt)
+                ex, reason = _isolated(ctx, items[i], i, max_frames, fmt, size)
                 pool = cf.ProcessPoolExecutor(workers, mp_context=ctx)
                 for j in list(pending):
-                    pending[j] = pool.submit(decode_or_reason, (j, items[j], max_frames, fmt))
+                    pending[j] = pool.submit(decode_or_reason, (j, items[j], max_frames, fmt, size))
             yield items[i], ex, reason
             bar.update()
     finally:
@@ -109,20 +112,30 @@ def decoded(items: list[dict], workers: int, max_frames: int, progress: bool = T
         bar.close()
 
 
-def _isolated(ctx, item, i, max_frames, fmt):
+def _isolated(ctx, item, i, max_frames, fmt, size):
     with cf.ProcessPoolExecutor(1, mp_context=ctx) as one:
         try:
-            return one.submit(decode_or_reason, (i, item, max_frames, fmt)).result()[1:]
+            return one.submit(decode_or_reason, (i, item, max_frames, fmt, size)).result()[1:]
         except cf.process.BrokenProcessPool:
             return None, "decoder crashed on this file (corrupt video)"
 
 
 def prepare(
-    data_root, split, out, strict=False, workers=None, max_frames=16, progress=True, frame_format="png"
+    data_root,
+    split,
+    out,
+    strict=False,
+    workers=None,
+    max_frames=16,
+    progress=True,
+    frame_format="png",
+    frame_size=SIZE,
 ) -> dict:
     """Builds OUT/seed_bench_r1/<split>/1.0.0 and OUT/prep_report_<split>.json; returns the report dict.
 
-    frame_format: "png" (lossless, the default) or "jpeg" (quality 95; smaller, see README). The previous split,
+    frame_format: "png" (lossless, the default) or "jpeg" (quality 95; smaller, see README). frame_size: the side
+    every frame and image is resized to (252 for the 14-pixel patches of Qwen2-VL / Qwen2.5-VL, 256 for the
+    released Qwen3-VL's 16; a multiple of 28 or 32, which `seedr1 train` checks against the model). The previous split,
     if any, is replaced only when the new one is complete (module docstring). Raises EmptySplitError (after
     writing the report) when no sample can be written.
     """
@@ -135,13 +148,19 @@ def prepare(
         raise FileNotFoundError(f"DATA_ROOT {data_root} is not a folder")
     if frame_format not in FRAME_FORMATS:
         raise ConfigError(f"frame format {frame_format!r}: choose one of {', '.join(FRAME_FORMATS)}")
+    frame_size = int(frame_size)
+    if frame_size < 28 or frame_size % 28 and frame_size % 32:
+        raise ConfigError(
+            f"--frame-size {frame_size}: use a multiple of 28 (patch 14, 2 x 2 merged; 252 by default) or of 32 "
+            "(patch 16: 256 for Qwen3-VL)"
+        )
     workers = max(1, os.cpu_count() or 1) if workers is None else max(1, int(workers))
     skips: list[dict] = []
     path, items = collect_items(data_root, split, skips, strict)
     written = []
 
     def examples():
-        for item, ex, reason in decoded(items, workers, max_frames, progress, frame_format):
+        for item, ex, reason in decoded(items, workers, max_frames, progress, frame_format, frame_size):
             if reason is not None:
                 if strict:
                     raise PrepError(f"{item['file']}:{item['line']}: {reason} (--strict)")
@@ -161,6 +180,7 @@ def prepare(
             "output_dir": output_dir,
             "tfds_split": tfds_split(split),
             "frame_format": frame_format,
+            "frame_size": frame_size,
             "written": len(written),
             "skipped": len(skips),
             "seconds": round(time.perf_counter() - t0, 2),
@@ -192,7 +212,9 @@ def prepare(
     # built beside the destination (same filesystem: the swap is a rename); for a bucket, locally, then uploaded
     tmp = tempfile.mkdtemp(prefix=f".prep_{split}_{os.getpid()}_", dir=None if remote else out)
     try:
-        builder = SeedBenchR1(config=split, data_dir=tmp, examples=examples, frame_format=frame_format)
+        builder = SeedBenchR1(
+            config=split, data_dir=tmp, examples=examples, frame_format=frame_format, frame_size=frame_size
+        )
         try:
             builder.download_and_prepare(
                 download_config=tfds.download.DownloadConfig(
@@ -253,11 +275,13 @@ def report_path(out: str, split: str) -> str:
     return os.path.join(out, f"prep_report_{split}.json")
 
 
-def run(data_root, split, out, strict=False, workers=None, frame_format="png") -> int:
+def run(data_root, split, out, strict=False, workers=None, frame_format="png", frame_size=SIZE) -> int:
     """`seedr1 prep`: returns 0 on success (bad samples skipped and reported), 1 on a --strict failure, 2 on a
     user error (unknown split, nothing usable in the annotation file)."""
     try:
-        rep = prepare(data_root, split, out, strict=strict, workers=workers, frame_format=frame_format)
+        rep = prepare(
+            data_root, split, out, strict=strict, workers=workers, frame_format=frame_format, frame_size=frame_size
+        )
     except PrepError as e:
         print(f"seedr1 prep: error: {e}", file=sys.stderr)
         return 1

@@ -14,10 +14,11 @@ from data_prep.annotations import SPLIT_FILES
 from seedr1_jax.models.processor import SIZE
 
 
-def features(frame_format: str = "png") -> tfds.features.FeaturesDict:
-    """Every field training and evaluation need. Frames and the observation are 252x252x3 images stored as
-    `frame_format` (png: lossless; jpeg: quality 95); `seedr1_jax.data` decodes either."""
-    img = tfds.features.Image(shape=(SIZE, SIZE, 3), encoding_format=frame_format)
+def features(frame_format: str = "png", frame_size: int = SIZE) -> tfds.features.FeaturesDict:
+    """Every field training and evaluation need. Frames and the observation are frame_size x frame_size x 3 images
+    (252 by default) stored as `frame_format` (png: lossless; jpeg: quality 95); `seedr1_jax.data` decodes either
+    and reads the size back from the stored features (`stored_frame_size`)."""
+    img = tfds.features.Image(shape=(frame_size, frame_size, 3), encoding_format=frame_format)
     text = tfds.features.Text()
     return tfds.features.FeaturesDict(
         {
@@ -46,7 +47,8 @@ def features(frame_format: str = "png") -> tfds.features.FeaturesDict:
 
 
 class SeedBenchR1(tfds.core.GeneratorBasedBuilder):
-    """SEED-Bench-R1 (and LongVideoBench) preprocessed for Qwen2-VL: 2 fps <= 16 frames at 252x252."""
+    """SEED-Bench-R1 (and LongVideoBench) preprocessed for Qwen2-VL: 2 fps <= 16 frames at 252x252 (or another
+    `frame_size`)."""
 
     VERSION = tfds.core.Version("1.0.0")
     BUILDER_CONFIGS = [tfds.core.BuilderConfig(name=s, description=f"split {s}") for s in SPLIT_FILES]
@@ -58,16 +60,17 @@ class SeedBenchR1(tfds.core.GeneratorBasedBuilder):
         them up through `importlib_resources`, which its own dependencies do not install.)"""
         return None
 
-    def __init__(self, *, examples=None, frame_format: str = "png", **kwargs):
+    def __init__(self, *, examples=None, frame_format: str = "png", frame_size: int = SIZE, **kwargs):
         """examples: a zero-argument callable yielding (key, example) in a fixed order (from `prep`);
-        frame_format: how frames and the observation image are stored, "png" or "jpeg"."""
+        frame_format: how frames and the observation image are stored, "png" or "jpeg"; frame_size: their side."""
         self._examples = examples
         self._frame_format = frame_format
+        self._frame_size = int(frame_size)
         super().__init__(**kwargs)
 
     def _info(self) -> tfds.core.DatasetInfo:
         return self.dataset_info_from_configs(
-            features=features(self._frame_format), homepage="https://arxiv.org/abs/2503.24376"
+            features=features(self._frame_format, self._frame_size), homepage="https://arxiv.org/abs/2503.24376"
         )
 
     def _split_generators(self, dl_manager):

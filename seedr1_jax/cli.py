@@ -44,6 +44,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--strict", action="store_true", help="fail on the first bad sample instead of skipping it")
     p.add_argument("--workers", type=int, default=None, help="decode processes (default: all cores)")
     p.add_argument("--frame-format", choices=("png", "jpeg"), default="png", help="png: lossless; jpeg: ~3x smaller")
+    p.add_argument(
+        "--frame-size",
+        type=int,
+        default=252,
+        help="frame and image side in pixels: 252 (patch-14 models: Qwen2-VL, Qwen2.5-VL) or 256 (released Qwen3-VL)",
+    )
 
     p = _add(sub, "train", "GRPO or SFT (chosen by the config); resumes from --workdir")
     p.add_argument("--config", required=True)
@@ -250,6 +256,7 @@ def _run(args, extra):
             strict=args.strict,
             workers=args.workers,
             frame_format=args.frame_format,
+            frame_size=args.frame_size,
         )
     if args.cmd == "import-hf":
         from seedr1_jax.models.checkpoint import import_hf

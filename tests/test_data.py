@@ -109,24 +109,44 @@ def test_qwen2_5_vl_rows_carry_each_clips_absolute_time(prepared):
     assert stretched  # the clips' rates are not all 1 s per patch
 
 
-def test_qwen3_vl_rows_write_each_frames_timestamp_and_its_pixel_norm(prepared):
-    """With a Qwen3-VL model config a row's video is one vision block per temporal patch, each after
+@pytest.fixture(scope="module")
+def prepared_256(prepared, tmp_path_factory):
+    """The same synthetic train split prepared at 256 pixels (`seedr1 prep --frame-size 256`), for 16-pixel patches."""
+    root, _ = prepared
+    out = str(tmp_path_factory.mktemp("tfr256"))
+    rep = prep.prepare(root, "train", out, workers=1, progress=False, frame_size=256)
+    assert rep["skipped"] == 0 and rep["frame_size"] == 256
+    return out
+
+
+def test_qwen3_vl_rows_write_each_frames_timestamp_and_its_pixel_norm(prepared, prepared_256):
+    """With a Qwen3-VL model config (the released 16-pixel patches, frames prepared at 256 pixels: 16 x 16 patches,
+    64 merged tokens per frame pair) a row's video is one vision block per temporal patch, each after
     `<t seconds>` (transformers' Qwen3VLProcessor timestamps from the clip's sampled frames and rate), inside the
-    template's own vision_start/end, and the pixels are normalised with Qwen3-VL's mean/std (0.5) instead of CLIP's."""
+    template's own vision_start/end; the pixels are transformers' patches of the stored frames, normalised with
+    Qwen3-VL's mean/std (0.5) instead of CLIP's."""
+    import tensorflow_datasets as tfds
     from transformers import Qwen3VLProcessor
 
     from seedr1_jax.models.config import preset
 
-    root, out = prepared
+    root, _ = prepared
     cfg = preset("tiny_qwen3_vl")
-    b = next(data.train_batches(_cfg(out, batch_size=6), model_cfg=cfg, process_index=0, process_count=1))
-    plain = next(data.train_batches(_cfg(out, batch_size=6), process_index=0, process_count=1))
+    assert cfg.vision.patch_size == 16
+    geom = P.geometry(cfg.vision)
+    assert (geom.size, geom.grid, geom.tokens, geom.dim) == (256, 16, 64, 1536)
+    b = next(data.train_batches(_cfg(prepared_256, batch_size=6), model_cfg=cfg, process_index=0, process_count=1))
+    assert b["pixels"].shape[2:] == (256, 1536) and b["hw_pos"].shape[2:] == (256, 2)
     recs = {str(r["sample_id"]): r for r in _annotations(root, "training_6k.jsonl")}
+    ds = tfds.builder_from_directory(data.find_split_dir(prepared_256, "train")).as_dataset(split="train")
+    stored = {e["sample_id"].decode(): e for e in ds.as_numpy_iterator()}
     tok = P.load_tokenizer()
     seen = 0
     for i in range(6):
         ids = b["input_ids"][i][b["attention_mask"][i] == 1]
-        n = int((ids == P.VIDEO_PAD_ID).sum()) // 81 * 2
+        n = int((ids == P.VIDEO_PAD_ID).sum()) // 64 * 2
+        e = stored[b["sample_id"][i]]
+        assert e["image"].shape[1:] == (256, 256, 3)
         if not n:
             continue
         import decord
@@ -136,24 +156,44 @@ def test_qwen3_vl_rows_write_each_frames_timestamp_and_its_pixel_norm(prepared):
         idx = P.frame_indices(len(vr), vr.get_avg_fps())[:n]
         stamps = Qwen3VLProcessor._calculate_timestamps(None, idx, vr.get_avg_fps(), 2)
         assert np.allclose(P.frame_timestamps(idx, vr.get_avg_fps()), stamps)
-        block = "".join(f"<{t:.1f} seconds><|vision_start|>" + "<|video_pad|>" * 81 + "<|vision_end|>" for t in stamps)
+        block = "".join(f"<{t:.1f} seconds><|vision_start|>" + "<|video_pad|>" * 64 + "<|vision_end|>" for t in stamps)
         text = tok.decode(ids.tolist())
         assert f"<|vision_start|>{block}<|vision_end|>" in text
         # the row's positions are the model's own index of those ids
         from seedr1_jax.models.qwen2_vl.model import get_rope_index
 
-        img = [[1, 18, 18]] if (ids == P.IMAGE_PAD_ID).any() else None
-        pos, _ = get_rope_index(cfg, ids[None], None, img, [[n // 2, 18, 18]])
+        img = [[1, 16, 16]] if (ids == P.IMAGE_PAD_ID).any() else None
+        pos, _ = get_rope_index(cfg, ids[None], None, img, [[n // 2, 16, 16]])
         assert np.array_equal(b["positions"][:, i][:, b["attention_mask"][i] == 1], pos[:, 0])
+        # pixels: the processor's patches (= transformers', tests/test_processor.py) of the stored 256-pixel frames
+        ours, grid = P.video_patches(e["frames"], "qwen3_vl", geom)
+        assert grid.tolist() == [n // 2, 16, 16]
+        assert np.abs(b["pixels"][i, 1 : 1 + n // 2].reshape(-1, 1536) - ours).max() <= 1e-5
         seen += 1
     assert seen
-    # the same stored pixels, normalised (x - 0.5) / 0.5 instead of (x - clip mean) / clip std
-    mean, std = P.pixel_norm("qwen2_vl")
-    raw = plain["pixels"].reshape(*plain["pixels"].shape[:-1], 3, -1) * std[:, None] + mean[:, None]
-    want = ((raw - 0.5) / 0.5).reshape(plain["pixels"].shape)
-    used = np.abs(plain["pixels"]).max(axis=(2, 3)) > 0  # [B, S] segments holding pixels (the rest stay zero)
-    assert used.sum() > 6 and np.abs(b["pixels"] - want)[used].max() < 1e-5
-    assert np.abs(b["pixels"][~used]).max() == 0
+
+
+def test_frame_size_mismatch_is_refused_before_any_sample_is_read(prepared, prepared_256, tmp_path):
+    """Frames prepared at one size and a run that reads another: one ConfigError naming the prepared folder, both
+    sizes and the fix (re-prep with --frame-size, or data.frame_size when the stored size fits the patches)."""
+    from seedr1_jax.models.config import preset
+
+    root, out = prepared
+    q3 = preset("tiny_qwen3_vl")
+    with pytest.raises(ConfigError, match=r"holds 252-pixel frames, this run reads 256-pixel .*--frame-size 256`$"):
+        next(data.train_batches(_cfg(out), model_cfg=q3, process_index=0, process_count=1))
+    with pytest.raises(ConfigError, match=r"holds 256-pixel frames.*--frame-size 252`$"):
+        next(data.eval_batches(_cfg(prepared_256), process_index=0, process_count=1))
+    with pytest.raises(ConfigError, match=r"reads 224-pixel .*frame_size=224.*or set --config.data.frame_size=252"):
+        next(data.train_batches(_cfg(out, frame_size=224), process_index=0, process_count=1))
+    with pytest.raises(ConfigError, match=r"data.frame_size=250: .*multiple of 28"):
+        next(data.train_batches(_cfg(out, frame_size=250), process_index=0, process_count=1))
+    with pytest.raises(ConfigError, match=r"--frame-size 250: use a multiple of 28"):
+        prep.prepare(root, "train", str(tmp_path / "bad"), workers=1, progress=False, frame_size=250)
+    assert not os.path.exists(tmp_path / "bad" / "seed_bench_r1")
+    # make_batch resizes to the model's own size
+    b = data.make_batch("q?", ["a", "b"], image=np.zeros((8, 8, 3), np.uint8), model_cfg=q3)
+    assert b["pixels"].shape[2:] == (256, 1536) and int((b["input_ids"] == P.IMAGE_PAD_ID).sum()) == 64
 
 
 def test_pixels_equal_processor_on_stored_frames(prepared):

@@ -85,6 +85,21 @@ def test_video_patches_match_transformers_video_layout(n):
     assert np.abs(ours - np.asarray(full["pixel_values_videos"])).max() <= 1e-5
 
 
+def test_patch_16_video_patches_match_transformers_qwen3_vl_video_processor():
+    """The released Qwen3-VL geometry (256-pixel frames in 16-pixel patches, mean/std 0.5): our patches equal
+    transformers' Qwen3-VL video processor's on frames already at 256 pixels (it keeps them: a multiple of 32)."""
+    from transformers import Qwen3VLVideoProcessor
+
+    frames = np.random.default_rng(7).integers(0, 256, size=(4, 256, 256, 3), dtype=np.uint8)
+    geom = P.geometry(type("V", (), dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2))())
+    ours, grid = P.video_patches(frames, "qwen3_vl", geom)
+    vp = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2)
+    full = vp(videos=[frames], return_tensors="np", do_sample_frames=False)
+    assert grid.tolist() == full["video_grid_thw"].tolist()[0] == [2, 16, 16]
+    assert ours.shape == (2 * 256, 1536)
+    assert np.abs(ours - np.asarray(full["pixel_values_videos"])).max() <= 1e-5
+
+
 def test_resize_is_pil_bicubic_to_252():
     rng = np.random.default_rng(3)
     img = rng.integers(0, 256, size=(120, 200, 3), dtype=np.uint8)

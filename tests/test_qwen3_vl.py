@@ -262,15 +262,17 @@ def test_presets_and_config_round_trip():
     assert nnx is not None
 
 
-def test_patch_16_models_get_a_clear_error_from_the_input_pipeline():
-    """The pipeline's 252-pixel frames are 14-pixel patches: a released Qwen3-VL config (16-pixel patches) is
-    refused with what to do, before any sample is read; `seedr1 aot` sizes its frames at 256 pixels (16 x 16)."""
+def test_patch_16_models_read_256_pixel_frames():
+    """A released Qwen3-VL config (16-pixel patches) reads 256-pixel frames (the side its processor snaps a
+    252-pixel frame to) in 16 x 16 patches, in `seedr1 aot`'s batch as in the pipeline (tests/test_data.py)."""
     from seedr1_jax import data
-    from seedr1_jax.models.processor import frame_grid
+    from seedr1_jax.models.processor import frame_grid, geometry
 
-    with pytest.raises(ConfigError, match="16-pixel patches"):
-        data.make_batch("q?", ["a", "b"], image=np.zeros((8, 8, 3), np.uint8), model_cfg=preset("qwen3_vl_8b"))
+    cfg = preset("qwen3_vl_8b")
+    assert geometry(cfg.vision) == (256, 16, 2, 2) and geometry(preset("qwen2_vl_7b").vision).size == 252
     assert frame_grid(16, 2) == 16 and frame_grid(14, 2) == 18
+    b = data.make_batch("q?", ["a", "b"], image=np.zeros((300, 200, 3), np.uint8), model_cfg=cfg)
+    assert b["pixels"].shape[2:] == (256, 1536)
 
 
 def test_recipe_config_variants():

@@ -19,12 +19,27 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 @pytest.fixture(scope="module")
-def tfr(tmp_path_factory):
+def synth_root(tmp_path_factory):
     root = str(tmp_path_factory.mktemp("syn") / "data")
     synth.generate(root, num_train=8, num_val=4, seed=3)
+    return root
+
+
+@pytest.fixture(scope="module")
+def tfr(synth_root, tmp_path_factory):
     out = str(tmp_path_factory.mktemp("tfr"))
     for split in ("train", "train_cot"):
-        assert prep.prepare(root, split, out, workers=1, progress=False)["skipped"] == 0
+        assert prep.prepare(synth_root, split, out, workers=1, progress=False)["skipped"] == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def tfr256(synth_root, tmp_path_factory):
+    """The same splits prepared at 256 pixels (`seedr1 prep --frame-size 256`) for 16-pixel patches."""
+    out = str(tmp_path_factory.mktemp("tfr256"))
+    for split in ("train", "train_cot"):
+        cmd = [sys.executable, "-m", "seedr1_jax.cli", "prep", "--data-root", synth_root, "--split", split]
+        subprocess.run(cmd + ["--out", out, "--frame-size", "256", "--workers", "1"], cwd=ROOT, env=_env(), check=True)
     return out
 
 
@@ -299,11 +314,12 @@ def test_dynamic_sampling_through_seedr1_train_and_exact_resume(tfr, tmp_path):
 
 @pytest.mark.parametrize("algo", ["sft", "grpo"])
 @pytest.mark.parametrize("family", ["qwen2_5_vl", "qwen3_vl"])
-def test_other_families_train_through_seedr1_train_and_export(tfr, tmp_path, algo, family):
+def test_other_families_train_through_seedr1_train_and_export(request, tmp_path, algo, family):
     """The same loop on a tiny Qwen2.5-VL (windowed tower, absolute time) and a tiny Qwen3-VL (q/k-norm decoder,
-    DeepStack, per-frame video blocks with timestamps): two steps, finite metrics, the parameters move, and
-    `seedr1 export-hf` writes a folder of that family."""
+    DeepStack, per-frame video blocks with timestamps, the released 16-pixel patches on frames prepared at 256
+    pixels): two steps, finite metrics, the parameters move, and `seedr1 export-hf` writes a folder of that family."""
     work = str(tmp_path / "run")
+    tfr = request.getfixturevalue("tfr256" if family == "qwen3_vl" else "tfr")
     cmd = _cmd(algo, work, tfr, 2) + [f"--config.model.init=preset:tiny_{family}"]
     out = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
@@ -323,6 +339,7 @@ def test_other_families_train_through_seedr1_train_and_export(tfr, tmp_path, alg
         assert config["vision_config"]["window_size"] == 112
     else:
         assert config["vision_config"]["deepstack_visual_indexes"] == [0, 1] and config["text_config"]["head_dim"] == 32
+        assert config["vision_config"]["patch_size"] == 16
 
 
 def _leaves(tree):

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import math
 import os
 
 import jax
@@ -175,14 +176,12 @@ MODEL_KEYS = ("input_ids", "attention_mask", "positions", "pixels", "hw_pos", "v
 SPANS = ("reasoning", "answer", "response")
 
 
-def data_grids(ids, cfg):
-    """(image_grid_thw, video_grid_thw) of a row in the data pipeline's layout (252x252 frames: each temporal
-    pair and the image are P.GRID x P.GRID patches), from its pad-token counts."""
-    from seedr1_jax.models import processor as P
-
-    per = (P.GRID // cfg.vision.spatial_merge_size) ** 2
+def data_grids(ids, cfg, grid: int = 18):
+    """(image_grid_thw, video_grid_thw) of a row in the data pipeline's layout (each temporal pair and the image
+    are grid x grid patches: 18 for 252-pixel frames in 14-pixel patches), from its pad-token counts."""
+    per = (grid // cfg.vision.spatial_merge_size) ** 2
     nv, ni = int((ids == cfg.video_token_id).sum()), int((ids == cfg.image_token_id).sum())
-    return ([(1, P.GRID, P.GRID)] if ni else None), ([(nv // per, P.GRID, P.GRID)] if nv else None)
+    return ([(1, grid, grid)] if ni else None), ([(nv // per, grid, grid)] if nv else None)
 
 
 def token_spans(tokenizer, tokens) -> tuple[list[str], dict[str, list[int]]]:
@@ -277,7 +276,8 @@ def analyse(
     probs = attention_maps(model, inputs, tuple(layers), query_start=t)  # [nl, 1, N, C, T + C]
     w = np.asarray(probs.mean(axis=(0, 2))[0, :n], np.float64)  # [n, S], mean over layers and heads
     ids = np.asarray(inputs["input_ids"])[0]
-    src = vision_sources(model.cfg, ids, *data_grids(ids, model.cfg))
+    grid = math.isqrt(np.asarray(batch["pixels"]).shape[2]) if "pixels" in batch else 18
+    src = vision_sources(model.cfg, ids, *data_grids(ids, model.cfg, grid))
     shares = np.stack([w[:, src["kind"] == k].sum(-1) for k in (TEXT, IMAGE, VIDEO)], -1)
     labels, spans = token_spans(tokenizer, tokens[:n])
     response = tokenizer.decode([int(x) for x in tokens[:n]], skip_special_tokens=True)
@@ -333,7 +333,8 @@ def samples(tfrecord_dir, split, model_cfg, tokenizer, *, num, max_frames=16, ma
             f"--split {split} --out {tfrecord_dir}` or pass the right --split"
         )
     done = 0
-    for _, ex in data.examples(cfg, 0, 1, epochs=1, shuffle=False, family=model_cfg.family):
+    geom = data.check_geometry(cfg, model_cfg)
+    for _, ex in data.examples(cfg, 0, 1, epochs=1, shuffle=False, family=model_cfg.family, geom=geom):
         if done >= num:
             return
         try:
@@ -342,7 +343,7 @@ def samples(tfrecord_dir, split, model_cfg, tokenizer, *, num, max_frames=16, ma
             logging.warning("skipping %s", e)
             continue
         done += 1
-        yield data.stack([row], cfg), evidence_frames(ex)
+        yield data.stack([row], cfg, geom.merge), evidence_frames(ex)
 
 
 def summarize(per_sample: list[dict]) -> dict:
@@ -407,8 +408,8 @@ def collect(models: dict, batches, tokenizer, layers, *, max_new_tokens, repetit
         if out is None:
             continue
         ids = np.asarray(batch["input_ids"][0])
-        igrid, vgrid = data_grids(ids, cfg)
         pix = np.asarray(batch["pixels"][0])
+        igrid, vgrid = data_grids(ids, cfg, math.isqrt(pix.shape[1]))
         off = 1 if igrid else 0  # data.py's layout: the image segment first, then the video's
         frames = unpatchify(pix[off : off + vgrid[0][0]], vgrid[0][1:], cfg) if vgrid else None
         image = unpatchify(pix[:1], igrid[0][1:], cfg)[0] if igrid else None

@@ -151,7 +151,8 @@ def run(
     from seedr1_jax import data
     from seedr1_jax.analysis import evaluate
     from seedr1_jax.models.checkpoint import export_hf, load_params
-    from seedr1_jax.models.processor import load_tokenizer
+    from seedr1_jax.models.config import preset
+    from seedr1_jax.models.processor import geometry, load_tokenizer
     from seedr1_jax.rl import train
 
     if family not in FAMILY_PRESETS:
@@ -173,9 +174,10 @@ def run(
         synth.generate_warmup(warm_root, num=WARMUP_SAMPLES, seed=seed, option_order="sorted")
     stage("prep")
     frames = get_config().data.max_frames
+    size = geometry(preset(FAMILY_PRESETS[family]).vision).size  # 252 at patch 14, 256 at Qwen3-VL's 16
     for root, out, split in ((data_root, tfr, "train"), (data_root, tfr, "L1"), (warm_root, warm_tfr, "train_cot")):
         if not os.path.isdir(os.path.join(out, "seed_bench_r1", split)):
-            prep.prepare(root, split, out, max_frames=frames, progress=True)
+            prep.prepare(root, split, out, max_frames=frames, progress=True, frame_size=size)
 
     stage("Vanilla warm-up (SFT: answer format + scene description, random letters)")
     sft_dir, grpo_dir = os.path.join(workdir, "sft"), os.path.join(workdir, "grpo")

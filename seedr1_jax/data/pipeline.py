@@ -9,7 +9,8 @@ tokenizes the prompt and assembles the batch. Static shapes (one jit for the who
   positions      int32[3, B, T]     M-RoPE ids (`qwen2_vl.get_rope_index`, padding skipped)
   pixels         float32[B, S, L, P] S = 1 observation-image segment + max_frames/2 video segments (a clip of
                                     n frames fills n/2, the rest are zeros; a sample without an image starts
-                                    with its video); L = 324, P = 1176. A batch of image-only prompts has S = 1.
+                                    with its video); L = 324, P = 1176 for 252-pixel frames in 14-pixel patches
+                                    (`processor.geometry`: 256 in 16 gives 256, 1536). Image-only batches: S = 1.
   hw_pos         int32[B, S, L, 2]  (row, col) of each patch in its 18x18 grid
   vision_index   int32[B, T]        row of the sample's merged vision output (S * 81 rows) for each vision
                                     pad token, -1 for text (`qwen2_vl.per_sample_inputs` builds it)
@@ -23,6 +24,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+import math
 import os
 import posixpath
 import re
@@ -40,16 +42,19 @@ log = logging.getLogger(__name__)
 
 __all__ = [
     "build_sample",
+    "check_geometry",
     "damaged_tfrecords",
     "default_config",
     "eval_batches",
     "examples",
     "find_split_dir",
+    "frame_geometry",
     "local_batch_size",
     "make_batch",
     "open_split",
     "prepared_splits",
     "stack",
+    "stored_frame_size",
     "to_global",
     "train_batches",
     "training_options",
@@ -65,6 +70,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 0  # prompts per evaluation batch (`eval_batches`), global; 0 = batch_size
     c.max_prompt_len = 1024  # T: every prompt is left-padded to this; longer prompts are skipped (or raise)
     c.max_frames = 16  # video frames per sample at most (the prep setting); S = max_frames / 2 + 1 segments
+    # frame side in pixels the model reads; 0 = its family's (252 at patch 14, 256 at Qwen3-VL's 16). It must be
+    # the size `seedr1 prep --frame-size` stored: checked before any sample is read
+    c.frame_size = 0
     c.seed = 0  # shuffling of files/examples and the training-set option order
     c.shuffle = True  # shuffle examples (training); eval reads in file order
     c.shuffle_buffer = 256  # examples held for shuffling (each ~14 MB once patchified; shuffled before decoding)
@@ -167,22 +175,23 @@ def open_split(cfg, process_index: int, process_count: int):
     return ds, n_local
 
 
-def _patchify_tf(frames, tf):
-    """float32[N, 252, 252, 3] normalized (N even) -> float32[N/2, 324, 1176] in the processor's order."""
-    n = tf.shape(frames)[0]
-    g, m, p = P.GRID // P.MERGE, P.MERGE, P.PATCH
-    x = tf.reshape(frames, [n // 2, 2, g, m, p, g, m, p, 3])
+def _patchify_tf(frames, tf, geom: P.Geometry):
+    """float32[N, size, size, 3] normalized (N a multiple of the temporal patch) -> float32[N/2, L, P] in the
+    processor's order (L = 324, P = 1176 for 252-pixel frames in 14-pixel patches)."""
+    n, tp = tf.shape(frames)[0], geom.temporal
+    g, m, p = geom.grid // geom.merge, geom.merge, geom.patch
+    x = tf.reshape(frames, [n // tp, tp, g, m, p, g, m, p, 3])
     x = tf.transpose(x, [0, 2, 5, 3, 6, 8, 1, 4, 7])  # (t, bh, bw, mh, mw, C, tp, ph, pw)
-    return tf.reshape(x, [n // 2, P.PATCHES_PER_SEGMENT, P.PATCH_DIM])
+    return tf.reshape(x, [n // tp, geom.patches, geom.dim])
 
 
-def vision_fn(max_frames: int, family: str = "qwen2_vl"):
-    """tf.data map: encoded frames/image -> `pixels` float32[S, 324, 1176] (normalised as `family`'s processor
-    does) and `num_frames` int32."""
+def vision_fn(max_frames: int, family: str = "qwen2_vl", geom: P.Geometry = P.QWEN2_GEOMETRY):
+    """tf.data map: encoded frames/image -> `pixels` float32[S, L, P] (normalised as `family`'s processor does,
+    patches of `geom`, whose size the stored frames must have) and `num_frames` int32."""
     import tensorflow as tf
 
     mean, std = (tf.constant(x) for x in P.pixel_norm(family))
-    spec = tf.TensorSpec([P.SIZE, P.SIZE, 3], tf.uint8)
+    spec = tf.TensorSpec([geom.size, geom.size, 3], tf.uint8)
 
     def decode_one(b):
         # the stored format is read from each image's bytes: PNG (lossless, `prep`'s default) or JPEG, which
@@ -194,7 +203,7 @@ def vision_fn(max_frames: int, family: str = "qwen2_vl"):
         )
 
     def decode(encoded):
-        """string[N] PNG/JPEG bytes -> normalized float32[N, 252, 252, 3]."""
+        """string[N] PNG/JPEG bytes -> normalized float32[N, size, size, 3]."""
         imgs = tf.map_fn(decode_one, encoded, fn_output_signature=spec)
         return (tf.cast(imgs, tf.float32) * tf.constant(1 / 255, tf.float32) - mean) / std
 
@@ -202,12 +211,12 @@ def vision_fn(max_frames: int, family: str = "qwen2_vl"):
         frames = decode(ex["frames"])[:max_frames]
         n = tf.shape(frames)[0]
         frames = tf.pad(frames, [[0, max_frames - n], [0, 0], [0, 0], [0, 0]])
-        video = _patchify_tf(frames, tf)
+        video = _patchify_tf(frames, tf, geom)
         img = decode(ex["image"][:1])
         img = tf.cond(
             tf.shape(img)[0] > 0,
-            lambda: _patchify_tf(tf.concat([img[:1], img[:1]], 0), tf),
-            lambda: tf.zeros([1, P.PATCHES_PER_SEGMENT, P.PATCH_DIM], tf.float32),
+            lambda: _patchify_tf(tf.concat([img[:1]] * geom.temporal, 0), tf, geom),
+            lambda: tf.zeros([1, geom.patches, geom.dim], tf.float32),
         )
         out = {k: v for k, v in ex.items() if k not in ("frames", "image")}
         out.update(pixels=tf.concat([img, video], 0), num_frames=n, has_image=tf.shape(ex["image"])[0] > 0)
@@ -239,17 +248,41 @@ def training_options(answer: str, negatives, seed: int, epoch: int, sample_id: s
     return opts, P.LETTERS[opts.index(answer)]
 
 
-def check_geometry(model_cfg: ModelConfig | None) -> None:
-    """The pipeline's frames fit the model's patches, else a ConfigError saying so (before any sample is read)."""
+def frame_geometry(cfg, model_cfg: ModelConfig | None) -> P.Geometry:
+    """The frames this run reads: `data.frame_size` (0: the model family's size) in the model's patches; a size
+    that does not cut into whole merged patches is a ConfigError naming the field."""
     v = (model_cfg or ModelConfig()).vision
-    if (v.patch_size, v.spatial_merge_size, v.temporal_patch_size) != (P.PATCH, P.MERGE, P.TEMPORAL_PATCH):
+    try:
+        return P.geometry(v, int(cfg.get("frame_size", 0) or 0))
+    except ValueError as e:
+        raise ConfigError(f"data.frame_size={cfg.get('frame_size')}: {e}") from None
+
+
+def stored_frame_size(split_dir: str) -> int:
+    """The frame side `seedr1 prep --frame-size` wrote into a prepared split (its features' image shape)."""
+    import tensorflow_datasets as tfds
+
+    return int(tfds.builder_from_directory(split_dir).info.features["frames"].feature.shape[0])
+
+
+def check_geometry(cfg, model_cfg: ModelConfig | None) -> P.Geometry:
+    """The prepared frames fit the model's patches, else a ConfigError saying how (before any sample is read).
+
+    Returns the run's `frame_geometry`, whose size the stored frames have."""
+    geom = frame_geometry(cfg, model_cfg)
+    split_dir = find_split_dir(cfg.tfrecord_dir, cfg.split)
+    stored = stored_frame_size(split_dir)
+    if stored != geom.size:
+        family = (model_cfg or ModelConfig()).family
+        fits = stored % (geom.patch * geom.merge) == 0
         raise ConfigError(
-            f"the input pipeline renders {P.SIZE}-pixel frames in {P.PATCH}-pixel patches (2 x 2 merged, 2 frames "
-            f"deep); this model's tower takes {v.patch_size}-pixel patches ({v.spatial_merge_size} x "
-            f"{v.spatial_merge_size}, {v.temporal_patch_size} deep). Qwen3-VL's released models use 16-pixel patches, "
-            "which need 256-pixel frames: not built yet (seedr1 aot sizes them). Use a patch-14 model (Qwen2-VL, "
-            "Qwen2.5-VL, or preset:tiny_qwen3_vl)"
+            f"{split_dir} holds {stored}-pixel frames, this run reads {geom.size}-pixel ones ({family}, "
+            f"{geom.patch}-pixel patches merged {geom.merge} x {geom.merge}"
+            + (f", data.frame_size={cfg.get('frame_size')}" if cfg.get("frame_size") else "")
+            + f"): prepare the split again with `seedr1 prep ... --frame-size {geom.size}`"
+            + (f", or set --config.data.frame_size={stored}" if fits else "")
         )
+    return geom
 
 
 def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 0) -> dict:
@@ -261,8 +294,10 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     t_max, n = int(cfg.max_prompt_len), int(ex["num_frames"])
     sid = _str(ex["sample_id"])
     has_img = bool(ex["has_image"])
-    vgrid = (n // 2, P.GRID, P.GRID) if n else None
-    igrid = (1, P.GRID, P.GRID) if has_img else None
+    geom = frame_geometry(cfg, model_cfg)
+    tp, g = geom.temporal, geom.grid
+    vgrid = (n // tp, g, g) if n else None
+    igrid = (1, g, g) if has_img else None
     options = [_str(o) for o in ex["options"]]
     letter, answer = _str(ex["golden_letter"]), _str(ex["answer"])
     user_text = _str(ex["user_text"])
@@ -272,13 +307,13 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
         stamps = P.frame_timestamps(idx if len(idx) == n else np.arange(n), float(ex.get("video_fps", 0) or 0))
     if user_text:  # SFT: the stored user text verbatim
         text = P.render(P.messages(user_text, n > 0, has_img))
-        ids = P.vision_ids(tokenizer, text, vgrid, igrid, stamps)
+        ids = P.vision_ids(tokenizer, text, vgrid, igrid, stamps, geom.merge)
     else:
         if not options:
             negs = [_str(o) for o in ex["negative_answers"]]
             k, order = int(cfg.num_negatives), cfg.get("option_order", "shuffle")
             options, letter = training_options(answer, negs, cfg.seed, epoch, sid, k, order)
-        ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid, stamps)
+        ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid, stamps, geom.merge)
     loss = np.zeros_like(ids)
     response = _str(ex["response"])
     if response:
@@ -291,13 +326,13 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     mask = np.concatenate([np.zeros(pad, np.int32), np.ones(t_max - pad, np.int32)])
     from seedr1_jax.models.qwen2_vl.model import per_sample_inputs
 
-    s = int(cfg.max_frames) // 2 + 1
+    s = int(cfg.max_frames) // tp + 1
     pix = np.asarray(ex["pixels"])  # [S, L, P]: the image segment, then the video's (zeros past the clip)
     row = per_sample_inputs(
         model_cfg,
         ids[None],
         mask[None],
-        [pix[(0 if has_img else 1) : 1 + n // 2].reshape(-1, pix.shape[-1])],
+        [pix[(0 if has_img else 1) : 1 + n // tp].reshape(-1, pix.shape[-1])],
         [[igrid] if igrid else []],
         [[vgrid] if vgrid else []],
         num_segments=s,
@@ -323,8 +358,9 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     )
 
 
-def stack(rows: list[dict], cfg) -> dict:
-    """Rows -> a batch dict (module docstring); hw_pos is the same 18x18 layout for every segment.
+def stack(rows: list[dict], cfg, merge: int = P.MERGE) -> dict:
+    """Rows -> a batch dict (module docstring); hw_pos is the same grid x grid layout (18 x 18 for 252-pixel frames in
+    14-pixel patches; the side is read from the rows' pixels) for every segment.
 
     The batch keeps the segments up to the last one any row uses (an image-only batch keeps one, a batch of
     clips shorter than `max_frames` drops the trailing video segments), so the vision tower never encodes a
@@ -335,10 +371,11 @@ def stack(rows: list[dict], cfg) -> dict:
     b = len(rows)
     out = {k: np.stack([r[k] for r in rows]) for k in rows[0] if k != "positions"}
     out["positions"] = np.stack([r["positions"] for r in rows], axis=1)
-    s = max(1, int(out["vision_index"].max()) // P.TOKENS_PER_SEGMENT + 1)
+    grid = math.isqrt(out["pixels"].shape[2])
+    s = max(1, int(out["vision_index"].max()) // (grid * grid // merge**2) + 1)
     if s < out["pixels"].shape[1]:
         out["pixels"] = np.ascontiguousarray(out["pixels"][:, :s])
-    hw = hw_positions(P.GRID, P.GRID, P.MERGE).astype(np.int32)
+    hw = hw_positions(grid, grid, merge).astype(np.int32)
     out["hw_pos"] = np.ascontiguousarray(np.broadcast_to(hw, (b, s, *hw.shape)))
     if not any(r["loss_mask"].any() for r in rows):
         out.pop("loss_mask")
@@ -377,43 +414,47 @@ def make_batch(
     tokenizer=None,
     max_frames: int = 16,
     max_prompt_len: int | None = None,
+    frame_size: int = 0,
 ) -> dict:
     """One prompt (B = 1) as a model batch, built exactly as training and evaluation build theirs.
 
     video: a clip's path (decord; 2 fps, 4..max_frames frames, docs/recipe.md section 2) or already-sampled
       frames uint8[N, H, W, 3] (an odd last frame is dropped); image: a path or uint8[H, W, 3 or 4]. Both are
-      resized to 252x252. options: up to five strings (lettered A..E).
+      resized to frame_size x frame_size (0: the model family's, 252 at patch 14, 256 at patch 16). options: up
+      to five strings (lettered A..E).
     Returns the batch dict of the module docstring (prompt fields + `prompt`, `options`, `answer` = ""), ready
     for `sampler.generate(model, batch, ...)` or `Qwen2VL.forward`.
     """
     from data_prep import media
 
     model_cfg = ModelConfig() if model_cfg is None else model_cfg
-    check_geometry(model_cfg)
+    cfg = ml_collections.ConfigDict(dict(default_config().to_dict(), max_frames=max_frames, frame_size=frame_size))
+    geom = frame_geometry(cfg, model_cfg)
+    tp, size = geom.temporal, geom.size
     tokenizer = tokenizer or P.load_tokenizer()
     if isinstance(video, str | os.PathLike):
-        frames = media.read_video(os.fspath(video), max_frames)[0]
+        frames = media.read_video(os.fspath(video), max_frames, size)[0]
     elif video is not None:
-        frames = np.stack([P.resize(f) for f in np.asarray(video)[: max_frames - max_frames % 2]])
-        frames = frames[: len(frames) - len(frames) % 2]
+        frames = np.stack([P.resize(f, size) for f in np.asarray(video)[: max_frames - max_frames % tp]])
+        frames = frames[: len(frames) - len(frames) % tp]
     else:
-        frames = np.zeros((0, P.SIZE, P.SIZE, 3), np.uint8)
+        frames = np.zeros((0, size, size, 3), np.uint8)
     if isinstance(image, str | os.PathLike):
-        img = media.read_image(os.fspath(image))
+        img = media.read_image(os.fspath(image), size)
     else:
-        img = None if image is None else P.resize(np.asarray(image))
-    s = max_frames // 2 + 1
-    pixels = np.zeros((s, P.PATCHES_PER_SEGMENT, P.PATCH_DIM), np.float32)
+        img = None if image is None else P.resize(np.asarray(image), size)
+    s = max_frames // tp + 1
+    pixels = np.zeros((s, geom.patches, geom.dim), np.float32)
     if img is not None:
-        pixels[0] = P.image_patches(img, model_cfg.family)[0]
+        pixels[0] = P.image_patches(img, model_cfg.family, geom)[0]
     if len(frames):
-        pixels[1 : 1 + len(frames) // 2] = P.video_patches(frames, model_cfg.family)[0].reshape(-1, *pixels.shape[1:])
+        video_px = P.video_patches(frames, model_cfg.family, geom)[0]
+        pixels[1 : 1 + len(frames) // tp] = video_px.reshape(-1, *pixels.shape[1:])
     ex = dict.fromkeys(("golden_letter", "answer", "user_text", "response", "domain"), "")  # no label, no SFT
     ex.update(pixels=pixels, num_frames=len(frames), has_image=img is not None, sample_id="0")
     ex.update(question=question, options=list(options), negative_answers=[])
-    cfg = ml_collections.ConfigDict(dict(default_config().to_dict(), max_frames=max_frames))
     cfg.max_prompt_len = int(max_prompt_len or 0)
-    return stack([build_sample(ex, cfg, model_cfg, tokenizer)], cfg)
+    return stack([build_sample(ex, cfg, model_cfg, tokenizer)], cfg, geom.merge)
 
 
 # ---- iterators -------------------------------------------------------------------------------------
@@ -432,11 +473,18 @@ def local_batch_size(cfg, process_count: int) -> int:
 
 
 def examples(
-    cfg, process_index: int, process_count: int, start: int = 0, epochs=None, shuffle=None, family: str = "qwen2_vl"
+    cfg,
+    process_index: int,
+    process_count: int,
+    start: int = 0,
+    epochs=None,
+    shuffle=None,
+    family: str = "qwen2_vl",
+    geom: P.Geometry | None = None,
 ):
     """Yields (epoch, example) for this process: numpy dicts with `pixels` float32[S, 324, 1176] (for the model
-    `family`), `num_frames`, `has_image` and the text fields (bytes). `start` examples are skipped before decoding
-    (resumption)."""
+    `family`, in `geom`'s patches; default: Qwen2-VL's at the stored frame size), `num_frames`, `has_image` and the
+    text fields (bytes). `start` examples are skipped before decoding (resumption)."""
     import tensorflow as tf
 
     ds, n_local = open_split(cfg, process_index, process_count)
@@ -446,7 +494,10 @@ def examples(
     if shuffle:
         ds = ds.shuffle(int(cfg.shuffle_buffer), seed=int(cfg.seed), reshuffle_each_iteration=True)
     ds = ds.repeat(None if not epochs else int(epochs)).skip(int(start))
-    ds = ds.map(vision_fn(int(cfg.max_frames), family), num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    if geom is None:
+        geom = P.Geometry(stored_frame_size(find_split_dir(cfg.tfrecord_dir, cfg.split)))
+    fn = vision_fn(int(cfg.max_frames), family, geom)
+    ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     for i, ex in enumerate(ds.prefetch(2).as_numpy_iterator(), int(start)):
         yield i // n_local, ex
 
@@ -464,10 +515,10 @@ def shards(cfg, process_count: int) -> int:
 
 def _samples(cfg, model_cfg, tokenizer, part: int, parts: int, start: int):
     """Built samples of one part of the split, from its example `start`; over-long prompts skipped (module doc)."""
-    check_geometry(model_cfg)
+    geom = check_geometry(cfg, model_cfg)
     skipped = 0
     family = (model_cfg or ModelConfig()).family
-    for epoch, ex in examples(cfg, part, parts, start=start, epochs=cfg.num_epochs or None, family=family):
+    for epoch, ex in examples(cfg, part, parts, start, cfg.num_epochs or None, family=family, geom=geom):
         try:
             yield build_sample(ex, cfg, model_cfg, tokenizer, epoch)
         except ValueError as e:
@@ -507,7 +558,7 @@ def train_batches(
             if len(got) < per:  # a finite run (num_epochs) ends at its first short part
                 return
             rows += got
-        yield stack(rows, cfg)
+        yield stack(rows, cfg, model_cfg.vision.spatial_merge_size)
 
 
 def eval_batches(
@@ -542,8 +593,8 @@ def eval_batches(
     name = next(iter(info.splits))
     most = max(info.splits[s].num_examples for s in tfds.even_splits(name, n=pc, drop_remainder=False))
     n_batches, rows, done = -(-most // b), [], 0
-    check_geometry(model_cfg)
-    for _, ex in examples(cfg, pi, pc, epochs=1, shuffle=False, family=(model_cfg or ModelConfig()).family):
+    geom = check_geometry(cfg, model_cfg)
+    for _, ex in examples(cfg, pi, pc, epochs=1, shuffle=False, family=model_cfg.family, geom=geom):
         try:
             rows.append(build_sample(ex, cfg, model_cfg, tokenizer))
         except ValueError as e:
@@ -552,7 +603,7 @@ def eval_batches(
             log.warning("skipping %s", e)
             continue
         if len(rows) == b:
-            yield stack(rows, cfg)
+            yield stack(rows, cfg, geom.merge)
             rows, done = [], done + 1
     filler = None
     while done < n_batches:
@@ -560,7 +611,7 @@ def eval_batches(
             return  # nothing at all to pad with
         filler = filler or dict(rows[-1], valid=False)
         rows += [filler] * (b - len(rows))
-        yield stack(rows, cfg)
+        yield stack(rows, cfg, geom.merge)
         rows, done = [], done + 1
 
 

@@ -296,11 +296,12 @@ def tiny_qwen2_5_vl() -> ModelConfig:
 
 def tiny_qwen3_vl() -> ModelConfig:
     """`tiny` as a Qwen3-VL: q/k-norm decoder with interleaved M-RoPE, a 6 x 6 learned position table, DeepStack from
-    blocks 0 and 1 into decoder layers 0 and 1. Patch 14 (the released models use 16) so that it reads the pipeline's
-    252-pixel frames as the Qwen2 families do."""
+    blocks 0 and 1 into decoder layers 0 and 1, and the released models' 16-pixel patches (it reads 256-pixel frames:
+    `seedr1 prep --frame-size 256`)."""
     t = tiny()
     vision = dataclasses.replace(
         t.vision,
+        patch_size=16,
         hidden_act="gelu_pytorch_tanh",
         intermediate_size=128,  # tiny's width, stated as Qwen3-VL's config.json does
         mlp_ratio=VisionConfig.mlp_ratio,

@@ -1,4 +1,5 @@
-"""Qwen2-VL input processing: frame sampling, 252x252 resize, patchify, chat-template prompt and tokenizer.
+"""Qwen2-VL input processing: frame sampling, resize (252x252 for 14-pixel patches), patchify, chat-template prompt and
+tokenizer.
 
 Everything here is host-side numpy and reproduces transformers' Qwen2-VL processors (docs/recipe.md sections 2-3):
 patches in the processor's order (temporal-patch-major, then 2x2 merge blocks, each patch flattened as
@@ -14,6 +15,7 @@ import importlib.util
 import json
 import math
 import os
+from typing import NamedTuple
 
 import numpy as np
 
@@ -77,6 +79,50 @@ def frame_grid(patch: int = PATCH, merge: int = MERGE, size: int = SIZE) -> int:
     return max(1, round(size / (patch * merge))) * merge
 
 
+class Geometry(NamedTuple):
+    """How square `size`-pixel frames cut into a vision tower's patches (every frame and image of a run)."""
+
+    size: int = SIZE  # frame side in pixels, a multiple of patch * merge
+    patch: int = PATCH
+    merge: int = MERGE
+    temporal: int = TEMPORAL_PATCH
+
+    @property
+    def grid(self) -> int:  # patches per side (18 for 252 px at patch 14)
+        return self.size // self.patch
+
+    @property
+    def patches(self) -> int:  # patches per segment (one temporal patch of a frame pair or the image)
+        return self.grid * self.grid
+
+    @property
+    def tokens(self) -> int:  # merged LLM tokens per segment
+        return self.patches // self.merge**2
+
+    @property
+    def dim(self) -> int:  # values per flattened patch (C x temporal x patch x patch)
+        return 3 * self.temporal * self.patch * self.patch
+
+
+QWEN2_GEOMETRY = Geometry()  # 252-pixel frames in 14-pixel patches, 2 x 2 merged, 2 frames deep
+
+
+def geometry(vision=None, size: int = 0) -> Geometry:
+    """The frame geometry of a model's tower (`ModelConfig.vision`; None: Qwen2-VL's): `size` pixels, or when 0 the
+    side its family's processor resizes a 252-pixel frame to (`frame_grid`: 252 at patch 14, 256 at patch 16).
+    Raises ValueError when `size` does not cut into whole merged patches."""
+    patch = int(getattr(vision, "patch_size", PATCH))
+    merge = int(getattr(vision, "spatial_merge_size", MERGE))
+    temporal = int(getattr(vision, "temporal_patch_size", TEMPORAL_PATCH))
+    size = int(size) or frame_grid(patch, merge) * patch
+    if size <= 0 or size % (patch * merge):
+        raise ValueError(
+            f"a {size}-pixel frame does not cut into {patch}-pixel patches merged {merge} x {merge}: "
+            f"use a multiple of {patch * merge}"
+        )
+    return Geometry(size, patch, merge, temporal)
+
+
 def second_per_grid(total_frames: int, fps: float, n_sampled: int) -> float:
     """Seconds one temporal patch spans, as Qwen2.5-VL's processor computes `second_per_grid_ts`: the sampled frame
     rate is n_sampled / total_frames * fps (qwen-vl-utils), so a patch of TEMPORAL_PATCH frames spans
@@ -103,33 +149,35 @@ def normalize(frames: np.ndarray, family: str = "qwen2_vl") -> np.ndarray:
     return np.moveaxis(x, -1, -3).astype(np.float32)
 
 
-def patchify(frames: np.ndarray):
-    """Normalized frames float32[N, 3, H, W] (N a multiple of 2; H, W multiples of 28) -> patches.
+def patchify(frames: np.ndarray, geom: Geometry = QWEN2_GEOMETRY):
+    """Normalized frames float32[N, 3, H, W] (N a multiple of 2; H, W multiples of patch * merge, 28 by default)
+    -> patches in `geom`'s patch size (its `size` is not used: the frames' own sides are).
 
     Returns (float32[N/2 * gh * gw, 1176] in transformers' Qwen2-VL order, grid_thw int64[3] = (N/2, gh, gw)).
     Rows for temporal patch t are t*gh*gw .. (t+1)*gh*gw - 1, so they reshape directly to segments [N/2, gh*gw, P].
     """
     n, c, h, w = frames.shape
-    if n % TEMPORAL_PATCH or h % (PATCH * MERGE) or w % (PATCH * MERGE):
-        raise ValueError(f"frames {frames.shape}: need an even count and sides that are multiples of 28")
-    gt, gh, gw = n // TEMPORAL_PATCH, h // PATCH, w // PATCH
-    x = frames.reshape(gt, TEMPORAL_PATCH, c, gh // MERGE, MERGE, PATCH, gw // MERGE, MERGE, PATCH)
+    tp, p, m = geom.temporal, geom.patch, geom.merge
+    if n % tp or h % (p * m) or w % (p * m):
+        raise ValueError(f"frames {frames.shape}: need a multiple of {tp} and sides that are multiples of {p * m}")
+    gt, gh, gw = n // tp, h // p, w // p
+    x = frames.reshape(gt, tp, c, gh // m, m, p, gw // m, m, p)
     x = x.transpose(0, 3, 6, 4, 7, 2, 1, 5, 8)  # (t, bh, bw, mh, mw, C, tp, ph, pw)
-    return np.ascontiguousarray(x.reshape(gt * gh * gw, c * TEMPORAL_PATCH * PATCH * PATCH)), np.array([gt, gh, gw])
+    return np.ascontiguousarray(x.reshape(gt * gh * gw, c * tp * p * p)), np.array([gt, gh, gw])
 
 
-def image_patches(image: np.ndarray, family: str = "qwen2_vl"):
+def image_patches(image: np.ndarray, family: str = "qwen2_vl", geom: Geometry = QWEN2_GEOMETRY):
     """One uint8[H, W, 3] image (already resized) -> (float32[gh*gw, 1176], grid_thw (1, gh, gw)).
 
-    The image is repeated to 2 temporal frames, as transformers' image processor does.
+    The image is repeated to the temporal patch (2 frames), as transformers' image processor does.
     """
     x = normalize(image, family)[None]
-    return patchify(np.concatenate([x, x]))
+    return patchify(np.concatenate([x] * geom.temporal), geom)
 
 
-def video_patches(frames: np.ndarray, family: str = "qwen2_vl"):
+def video_patches(frames: np.ndarray, family: str = "qwen2_vl", geom: Geometry = QWEN2_GEOMETRY):
     """uint8[N, H, W, 3] sampled frames (N even) -> (float32[N/2*gh*gw, 1176], grid_thw (N/2, gh, gw))."""
-    return patchify(normalize(frames, family))
+    return patchify(normalize(frames, family), geom)
 
 
 def frame_timestamps(indices, fps: float) -> list[float]:
@@ -255,7 +303,7 @@ def expand_vision_pads(ids, n_video_tokens: int, n_image_tokens: int, frame_stam
 
 
 def prompt_ids(
-    tokenizer, question: str, options, video_grid=None, image_grid=None, frame_stamps=None
+    tokenizer, question: str, options, video_grid=None, image_grid=None, frame_stamps=None, merge: int = MERGE
 ) -> tuple[np.ndarray, str]:
     """Token ids int32[T] and rendered text (unexpanded) of one sample's prompt.
 
@@ -263,13 +311,15 @@ def prompt_ids(
     frame_stamps: per temporal patch seconds for the families that write them (`expand_vision_pads`).
     """
     text = render_prompt(question, options, video_grid is not None, image_grid is not None)
-    return vision_ids(tokenizer, text, video_grid, image_grid, frame_stamps), text
+    return vision_ids(tokenizer, text, video_grid, image_grid, frame_stamps, merge), text
 
 
-def vision_ids(tokenizer, text: str, video_grid=None, image_grid=None, frame_stamps=None) -> np.ndarray:
+def vision_ids(
+    tokenizer, text: str, video_grid=None, image_grid=None, frame_stamps=None, merge: int = MERGE
+) -> np.ndarray:
     """The token ids of rendered `text` with its vision pads expanded for the given grids (`expand_vision_pads`)."""
-    nv = 0 if video_grid is None else int(np.prod(video_grid)) // MERGE**2
-    ni = 0 if image_grid is None else int(np.prod(image_grid)) // MERGE**2
+    nv = 0 if video_grid is None else int(np.prod(video_grid)) // merge**2
+    ni = 0 if image_grid is None else int(np.prod(image_grid)) // merge**2
     return expand_vision_pads(encode(tokenizer, text), nv, ni, frame_stamps, tokenizer)
 
 

@@ -17,9 +17,9 @@ from jax.sharding import Mesh, NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from seedr1_jax.data.batch import GRPOBatch, Prompts, SFTBatch
+from seedr1_jax.data.pipeline import frame_geometry
 from seedr1_jax.models.checkpoint import model_config
 from seedr1_jax.models.config import ConfigError
-from seedr1_jax.models.processor import frame_grid
 from seedr1_jax.parallel import sharding
 from seedr1_jax.perf import roofline
 from seedr1_jax.rl import update
@@ -66,9 +66,8 @@ def abstract_batch(config, cfg, mesh, algo):
     """ShapeDtypeStructs of one global update batch and its prompts at the config's sizes (8 prompts x G=8)."""
     d, g = config.data, config.grpo
     b, t = d.batch_size, d.max_prompt_len
-    v = cfg.vision
-    side = frame_grid(v.patch_size, v.spatial_merge_size)  # 18 at patch 14, 16 at Qwen3-VL's 16 (256 pixels)
-    seg, l, p = d.max_frames // 2 + 1, side * side, v.patch_dim
+    geom = frame_geometry(d, cfg)  # 252 pixels in 18 x 18 patches at patch 14, 256 in 16 x 16 at Qwen3-VL's 16
+    seg, l, p = d.max_frames // geom.temporal + 1, geom.patches, geom.dim
     sds = lambda shape, dt, bd=0: jax.ShapeDtypeStruct(  # noqa: E731
         shape, dt, sharding=sharding.batch_sharding(mesh, shape, bd)
     )
@@ -254,8 +253,8 @@ def model_flops(config, cfg) -> dict:
     update: 3 x the forward of its loss (remat recomputation is not useful work, so MFU leaves it out)."""
     d = config.data
     b, t = d.batch_size, d.max_prompt_len
-    side = 252 // cfg.vision.patch_size
-    vis = roofline.vision_flops(cfg, b * (d.max_frames // 2 + 1), side * side)
+    geom = frame_geometry(d, cfg)
+    vis = roofline.vision_flops(cfg, b * (d.max_frames // geom.temporal + 1), geom.patches)
     if config.algo == "sft":
         r = config.sft.max_response_len
         return dict(
