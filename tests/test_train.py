@@ -255,17 +255,31 @@ def test_train_with_a_bad_reward_path_stops_before_training(tfr, tmp_path):
     assert not os.path.exists(os.path.join(work, "checkpoints"))
 
 
+def _elastic_cmd(workdir, tfr, shape):
+    mesh = f"--config.mesh.shape=({shape[0]}, {shape[1]}, {shape[2]})"
+    return [*_cmd("sft", workdir, tfr, 4), "--config.data.batch_size=8", mesh]
+
+
+def _devices_env(n):
+    return dict(_env(), XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")
+
+
+@pytest.fixture(scope="module")
+def run_on_1x8x1(tfr, tmp_path_factory):
+    """A 4-step SFT run on mesh (1, 8, 1), made once for every elastic-resume case (each copies it)."""
+    work = str(tmp_path_factory.mktemp("elastic") / "run")
+    subprocess.run(_elastic_cmd(work, tfr, (1, 8, 1)), cwd=ROOT, env=_devices_env(8), check=True, capture_output=True)
+    return work
+
+
 @pytest.mark.parametrize("shape, devices", [((2, 2, 2), 8), ((1, 4, 2), 8), ((1, 1, 1), 1)])
-def test_resume_onto_another_mesh(tfr, tmp_path, shape, devices):
+def test_resume_onto_another_mesh(tfr, run_on_1x8x1, tmp_path, shape, devices):
     """Elastic resume: a run checkpointed at step 2 on mesh (1, 8, 1) (the spot slice then comes back another size)
     resumes on `shape` and continues with the same data order and the same losses as an uninterrupted run on
     that mesh (within float tolerance: reductions may sum in another order across meshes)."""
-    steps = 4
-    mesh = lambda s: f"--config.mesh.shape=({s[0]}, {s[1]}, {s[2]})"  # noqa: E731
-    cmd = lambda d, s: [*_cmd("sft", d, tfr, steps), "--config.data.batch_size=8", mesh(s)]  # noqa: E731
-    env = lambda n: dict(_env(), XLA_FLAGS=f"--xla_force_host_platform_device_count={n}")  # noqa: E731
+    cmd, env = lambda d, s: _elastic_cmd(d, tfr, s), _devices_env  # noqa: E731
     moved, full = str(tmp_path / "moved"), str(tmp_path / "full")
-    subprocess.run(cmd(moved, (1, 8, 1)), cwd=ROOT, env=env(8), check=True, capture_output=True)
+    shutil.copytree(run_on_1x8x1, moved)
     for s in (3, 4):  # as if preempted after step 2
         shutil.rmtree(os.path.join(moved, "checkpoints", str(s)))
     out = subprocess.run(cmd(moved, shape), cwd=ROOT, env=env(devices), check=True, capture_output=True, text=True)
