@@ -91,7 +91,9 @@ def test_patch_16_video_patches_match_transformers_qwen3_vl_video_processor():
     from transformers import Qwen3VLVideoProcessor
 
     frames = np.random.default_rng(7).integers(0, 256, size=(4, 256, 256, 3), dtype=np.uint8)
-    geom = P.geometry(type("V", (), dict(patch_size=16, spatial_merge_size=2, temporal_patch_size=2))())
+    from seedr1_jax.models.config import preset
+
+    geom = P.geometry(preset("qwen3_vl_8b").vision)
     ours, grid = P.video_patches(frames, "qwen3_vl", geom)
     vp = Qwen3VLVideoProcessor(patch_size=16, merge_size=2, temporal_patch_size=2)
     full = vp(videos=[frames], return_tensors="np", do_sample_frames=False)

@@ -513,9 +513,8 @@ def shards(cfg, process_count: int) -> int:
     return n
 
 
-def _samples(cfg, model_cfg, tokenizer, part: int, parts: int, start: int):
+def _samples(cfg, model_cfg, tokenizer, part: int, parts: int, start: int, geom: P.Geometry):
     """Built samples of one part of the split, from its example `start`; over-long prompts skipped (module doc)."""
-    geom = check_geometry(cfg, model_cfg)
     skipped = 0
     family = (model_cfg or ModelConfig()).family
     for epoch, ex in examples(cfg, part, parts, start, cfg.num_epochs or None, family=family, geom=geom):
@@ -550,7 +549,8 @@ def train_batches(
     per = int(cfg.batch_size) // n
     tokenizer = tokenizer or P.load_tokenizer(cfg.tokenizer or None)
     mine = range(pi * n // pc, (pi + 1) * n // pc)
-    streams = [_samples(cfg, model_cfg, tokenizer, part, n, start_step * per) for part in mine]
+    geom = check_geometry(cfg, model_cfg)  # once, before any part is opened
+    streams = [_samples(cfg, model_cfg, tokenizer, part, n, start_step * per, geom) for part in mine]
     while True:
         rows = []
         for stream in streams:
