@@ -16,15 +16,18 @@ import concurrent.futures as cf
 import json
 import multiprocessing
 import os
+import posixpath
 import re
 import shutil
 import sys
 import tempfile
 import time
+import uuid
 
 from data_prep import annotations as ann
 from data_prep.media import FRAME_FORMATS, decode_or_reason
 from seedr1_jax.core import fs
+from seedr1_jax.data.pipeline import CURRENT, is_version
 from seedr1_jax.models.config import ConfigError
 from seedr1_jax.models.processor import SIZE
 
@@ -229,12 +232,31 @@ def prepare(
             raise empty() from None  # TFDS's "No examples were yielded"
         final = fs.join(out, os.path.relpath(builder.data_dir, tmp))
         if remote:
-            fs.replace_dir(builder.data_dir, final)  # copy, then the old split is deleted only after it
+            final = _publish_remote(builder.data_dir, posixpath.dirname(final))
         else:
             _replace_dir(builder.data_dir, final)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return report(final)
+
+
+def _publish_remote(build: str, split_root: str) -> str:
+    """Uploads the finished local `build` (a version folder) for an object store, which has no rename: to a
+    fresh folder `split_root/builds/<stamp>/<version>`, then switches the one-object pointer
+    `split_root/CURRENT` to it (readers follow it: `pipeline.prepared_splits`). Until that write the old split
+    is what every reader sees, whole; a prep killed mid-upload leaves an unreferenced build, removed here by the
+    next prep of the split along with the builds the pointer no longer names. Returns the new version folder."""
+    rel = posixpath.join("builds", f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex[:6]}", os.path.basename(build))
+    fs.copy_tree(build, fs.join(split_root, rel))
+    fs.write_text(fs.join(split_root, CURRENT), rel + "\n")
+    keep = rel.split("/")[1]
+    for name in fs.listdir(split_root):
+        if is_version(name):  # the local layout's version folder, shadowed by the pointer now
+            fs.rmtree(fs.join(split_root, name))
+    for name in fs.listdir(fs.join(split_root, "builds")):
+        if name != keep:
+            fs.rmtree(fs.join(split_root, "builds", name))
+    return fs.join(split_root, rel)
 
 
 def _remove_stale_builds(out: str, split: str) -> None:

@@ -53,21 +53,6 @@ def test_roundtrip(root):
     assert fs.absolute("gs://bucket/x") == "gs://bucket/x"
 
 
-def test_replace_dir_swaps_and_leaves_nothing_behind(root):
-    old, new = fs.join(root, "split"), fs.join(root, "tmp_build")
-    fs.makedirs(old)
-    fs.write_text(fs.join(old, "v"), "old")
-    fs.makedirs(new)
-    fs.write_text(fs.join(new, "v"), "new")
-    fs.replace_dir(new, old)
-    assert fs.read_text(fs.join(old, "v")) == "new"
-    assert fs.listdir(root) == ["split"]  # no build folder, no .old copy
-    fs.makedirs(new)  # a first build: nothing to replace
-    fs.write_text(fs.join(new, "v"), "first")
-    fs.replace_dir(new, fs.join(root, "other"))
-    assert fs.read_text(fs.join(root, "other", "v")) == "first"
-
-
 def test_staged_dir_uploads(root):
     out = fs.join(root, "export")
     with fs.staged_dir(out) as local:
@@ -115,7 +100,14 @@ def test_tfrecords_read_from_remote_equal_local(prepared, tmp_path):
     data_root = os.path.join(os.path.dirname(prepared), "data")
     rep = prep.prepare(data_root, "L1", remote, workers=1, max_frames=4, progress=False)
     assert rep["skipped"] == 0 and json.loads(fs.read_text(prep.report_path(remote, "L1")))["written"] == 3
-    assert data.find_split_dir(remote, "L1") == fs.join(remote, "seed_bench_r1", "L1", "1.0.0")
+    # no rename on object stores: the build is uploaded to a folder of its own, then the CURRENT object names it
+    split_root = fs.join(remote, "seed_bench_r1", "L1")
+    first = data.find_split_dir(remote, "L1")
+    assert first == fs.join(split_root, fs.read_text(fs.join(split_root, data.CURRENT)).strip())
+    assert first.startswith(fs.join(split_root, "builds", "")) and first.endswith("/1.0.0")
+    prep.prepare(data_root, "L1", remote, workers=1, max_frames=4, progress=False)  # a re-prep switches, then
+    second = data.find_split_dir(remote, "L1")  # removes the build no pointer names
+    assert second != first and fs.listdir(fs.join(split_root, "builds")) == [second.split("/")[-2]]
     with pytest.raises(ConfigError, match=r"holds split\(s\) L1, not L3"):
         data.find_split_dir(remote, "L3")
 

@@ -2,7 +2,9 @@
 
 Local paths go through os/shutil; `scheme://` paths through `tf.io.gfile` (TensorFlow's GCS client, the same
 backend TFDS and etils use for gs://), imported only when such a path is used. Tests exercise the remote
-branch on TensorFlow's in-memory `ram://` filesystem.
+branch on TensorFlow's in-memory `ram://` filesystem and, through the CLI, on a GCS server (tests/test_gcs.py).
+Object stores have no rename: a folder is never swapped in place here (`seedr1 prep` publishes through a
+pointer object instead, docs/tpu.md "What survives what").
 """
 
 from __future__ import annotations
@@ -156,37 +158,6 @@ def rmtree(path) -> None:
     if not exists(path):
         return
     _gfile().rmtree(str(path)) if remote(path) else shutil.rmtree(path)
-
-
-def replace_dir(src, dst) -> None:
-    """Moves finished folder `src` to `dst`, replacing what was there, and only then deletes the old `dst`.
-
-    Locally both renames are atomic (same filesystem): `dst` is the old or the new folder at every instant,
-    and the old one is kept as a hidden sibling between the two renames. On object stores a folder rename
-    copies object by object; the old folder is still deleted only after the new one is complete.
-    """
-    old = _tmp_name(dst, "old")
-    had_old = exists(dst)
-    if had_old:
-        _rename(dst, old)
-    try:
-        _rename(src, dst)
-    except BaseException:
-        if had_old and not exists(dst):
-            _rename(old, dst)
-        raise
-    if had_old:
-        rmtree(old)
-
-
-def _rename(src, dst) -> None:
-    if not remote(src) and not remote(dst):
-        os.rename(src, dst)
-    elif isdir(src):  # object stores have no folders: move object by object (what gs:// rename does anyway)
-        copy_tree(src, dst)
-        rmtree(src)
-    else:
-        _gfile().rename(str(src), str(dst), overwrite=False)
 
 
 @contextlib.contextmanager

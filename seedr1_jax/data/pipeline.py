@@ -26,7 +26,6 @@ import json
 import logging
 import math
 import os
-import posixpath
 import re
 import zlib
 
@@ -41,6 +40,7 @@ log = logging.getLogger(__name__)
 
 
 __all__ = [
+    "CURRENT",
     "build_sample",
     "check_geometry",
     "damaged_tfrecords",
@@ -49,6 +49,7 @@ __all__ = [
     "examples",
     "find_split_dir",
     "frame_geometry",
+    "is_version",
     "local_batch_size",
     "make_batch",
     "open_split",
@@ -98,16 +99,29 @@ def _stored_split(version_dir: str) -> str:
     return str(info.get("configName") or "")
 
 
-def _is_version(name: str) -> bool:
+def is_version(name: str) -> bool:
+    """A TFDS version folder name (1.0.0)."""
     return bool(re.fullmatch(r"\d+\.\d+\.\d+", name))
 
 
+# On an object store (no rename) `seedr1 prep` uploads each build to seed_bench_r1/<split>/builds/<stamp>/<version>
+# and then writes this object, naming that folder relative to seed_bench_r1/<split>: one object write, which
+# GCS makes atomic, is the switch. A split without it is the local layout, seed_bench_r1/<split>/<version>.
+CURRENT = "CURRENT"
+
+
 def prepared_splits(tfrecord_dir: str) -> dict[str, str]:
-    """Split name -> its newest version folder, for every split prepared under `seedr1 prep --out DIR`."""
+    """Split name -> its current version folder, for every split prepared under `seedr1 prep --out DIR`."""
     out = {}
     root = fs.join(tfrecord_dir, "seed_bench_r1")
     for name in fs.listdir(root):
-        versions = [v for v in fs.listdir(fs.join(root, name)) if _is_version(v)]
+        pointer = fs.join(root, name, CURRENT)
+        if fs.exists(pointer):
+            build = fs.join(root, name, fs.read_text(pointer).strip())
+            if fs.exists(fs.join(build, "dataset_info.json")):
+                out[name] = build
+                continue
+        versions = [v for v in fs.listdir(fs.join(root, name)) if is_version(v)]
         versions = [v for v in versions if fs.exists(fs.join(root, name, v, "dataset_info.json"))]
         if versions:
             out[name] = fs.join(root, name, max(versions, key=lambda v: tuple(map(int, v.split(".")))))
@@ -121,7 +135,9 @@ def find_split_dir(tfrecord_dir: str, split: str, field: str = "data.tfrecord_di
     where = f"{field}={tfrecord_dir!r}"
     out = tfrecord_dir or "DIR"
     if tfrecord_dir and fs.exists(fs.join(tfrecord_dir, "dataset_info.json")):  # .../seed_bench_r1/<split>/<ver>
-        out = posixpath.dirname(posixpath.dirname(posixpath.dirname(str(tfrecord_dir).rstrip("/"))))
+        parts = str(tfrecord_dir).rstrip("/").split("/")
+        up = 5 if len(parts) > 3 and parts[-3] == "builds" else 3  # or .../<split>/builds/<stamp>/<ver>
+        out = "/".join(parts[:-up]) or "DIR"
     fix = f"run `seedr1 prep --data-root DATA_ROOT --split {split} --out {out}`"
     if not tfrecord_dir:
         raise ConfigError(f"{field} is empty: set --config.{field}=DIR, or {fix} first")
