@@ -70,6 +70,7 @@ def test_eval_callback_adds_held_out_accuracy_to_the_metrics(tfr, tmp_path):
         evaluate.eval_callback(c, tfr, "L1", every=0)
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path):
     env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3")
     res = subprocess.run(

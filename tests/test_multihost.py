@@ -65,6 +65,7 @@ def _metrics(workdir):
     return [json.loads(x) for x in open(os.path.join(workdir, "metrics.jsonl"))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["sft", "grpo"])
 def test_two_processes_equal_one(tfr, tmp_path, algo):
     """The same losses, gradient norms and (GRPO) rewards per step: each process scores its own prompts' completions
@@ -132,6 +133,7 @@ def _two_processes(cmd, env):
     return _wait(_start_two(cmd, env))
 
 
+@pytest.mark.slow
 def test_sigterm_to_one_process_stops_both_at_one_step(tfr, tmp_path):
     """SIGTERM to one of two processes (one host of a slice preempted): both save the same step and exit 143
     (jax's preemption sync point, read through orbax), and rerunning the command resumes and ends bit-identical

@@ -8,28 +8,31 @@ import json
 import os
 
 import numpy as np
+import pytest
 
 from seedr1_jax.analysis import study
 
 
-def test_study_smoke_is_real_complete_and_resumable(tmp_path, monkeypatch):
-    """One smoke study with `--tune` (a 3-setting search): the checks of the table, then of the search."""
-    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache"))
+@pytest.mark.slow
+def test_study_smoke_is_real_complete_and_resumable(smoke_base_cache, tmp_path, monkeypatch):
+    """One smoke study with `--tune` (a 3-setting search): the checks of the table, then of the search. The toy
+    base is the run's shared build (conftest.smoke_base_cache: what `seedr1 study` finds on a second run)."""
+    monkeypatch.setenv("SEEDR1_CACHE", smoke_base_cache)
     monkeypatch.setattr(
         study, "SEARCH", {"SFT": [{"optim.lr": 1e-3}, {"optim.lr": 3e-3}], "GRPO": [("grpo.beta", (0.0,))]}
     )
     wd = str(tmp_path / "study")
-    arms_file = tmp_path / "arms.py"  # the paper's arms (configs/arms/paper.py) + one with an override
+    arms_file = tmp_path / "arms.py"  # the paper's arms (configs/arms/paper.py), GRPO's with an override
     arms_file.write_text(
         "from configs.arms.paper import get_arms as paper\n\n"
         "def get_arms():\n"
         "    a = paper()\n"
-        "    a['arms'].append(dict(name='GRPO-b1', method='grpo', overrides={'grpo.beta': 1.0}))\n"
-        "    a['pairs'].append(('GRPO-b1', 'GRPO'))\n"
+        "    [grpo] = [arm for arm in a['arms'] if arm['name'] == 'GRPO']\n"
+        "    grpo['overrides'] = {'grpo.beta': 1.0}\n"
         "    return a\n"
     )
     res = study.run_study(wd, seeds=2, mode="smoke", tune_arms=True, arms_file=str(arms_file))
-    names = (*study.METHODS, "GRPO-b1")
+    names = study.METHODS
     b = study.BUDGETS["smoke"]
     assert res["budget"]["training_prompts_each"] == b["steps"] * b["batch"]
     per = res["budget"]["per_arm"]
@@ -49,14 +52,14 @@ def test_study_smoke_is_real_complete_and_resumable(tmp_path, monkeypatch):
         if c["split"] == "L3":
             assert set(study.DOMAINS) & set(c["accuracy"])
         if c["method"] != "Vanilla":
-            want = dict(
-                res["tuning"]["chosen"][c["kind"].upper()], **({"grpo.beta": 1.0} if "b1" in c["method"] else {})
-            )
+            # the arm's override over its method's tuned hyper-parameters
+            override = {"grpo.beta": 1.0} if c["kind"] == "grpo" else {}
+            want = dict(res["tuning"]["chosen"][c["kind"].upper()], **override)
             assert c["budget"] == per[c["method"]] and c["hparams"] == want
             cfg = json.load(open(os.path.join(wd, f"seed{c['seed']}", c["method"].lower(), "run_config.json")))
             assert cfg["grpo"]["beta"] == want.get("grpo.beta", cfg["grpo"]["beta"])
     # the budget curve: every seed x trained arm x fraction x split, the 100% point equal to the cell
-    assert len(res["curve"]) == 2 * 3 * len(study.FRACTIONS) * len(study.SPLITS)
+    assert len(res["curve"]) == 2 * 2 * len(study.FRACTIONS) * len(study.SPLITS)
     for c in res["cells"]:
         if c["method"] != "Vanilla":
             (pt,) = [
@@ -67,7 +70,7 @@ def test_study_smoke_is_real_complete_and_resumable(tmp_path, monkeypatch):
             assert pt == c["accuracy"][c["split"]]
     t = res["table"]
     assert set(t) == set(names) and all(t[m]["L1"]["n"] == 2 for m in t)
-    pairs = {("GRPO", "SFT"), ("GRPO", "Vanilla"), ("SFT", "Vanilla"), ("GRPO-b1", "GRPO")}
+    pairs = {("GRPO", "SFT"), ("GRPO", "Vanilla"), ("SFT", "Vanilla")}
     assert {(v["a"], v["b"], v["column"]) for v in res["verdicts"]} == {(*p, s) for p in pairs for s in study.SPLITS}
     for name in ("study.json", "study.md", "study.png"):
         assert os.path.getsize(os.path.join(wd, name)) > 100

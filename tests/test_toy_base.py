@@ -5,6 +5,8 @@ import json
 import os
 import re
 
+import pytest
+
 from data_prep import curriculum, synth
 from seedr1_jax.analysis import toy_base
 
@@ -33,7 +35,6 @@ def test_plain_stage_is_kitchens_kind_of_pixels(tmp_path):
     """The first pre-training stage draws every sample on kitchen's grey noise background (no palette shift), any
     shape and motion, and asks only the colour; an unknown style is refused."""
     import numpy as np
-    import pytest
 
     rng = np.random.default_rng(1)
     plain = [curriculum.random_environment(rng, "plain") for _ in range(200)]
@@ -110,30 +111,30 @@ def test_environments_cover_the_study_styles():
         assert env.shape in {e.shape for e in drawn} and env.motion in {e.motion for e in drawn}
 
 
-def test_base_rebuilds_bit_identically_and_is_cached(tmp_path, capsys, monkeypatch):
-    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache_a"))  # where the bases of its first stages go
-    a = toy_base.build(str(tmp_path / "a"), size="smoke")
-    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache_b"))
-    b = toy_base.build(str(tmp_path / "b"), size="smoke")
+@pytest.mark.slow
+def test_base_rebuilds_bit_identically_and_is_cached(smoke_base_cache, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("SEEDR1_CACHE", smoke_base_cache)
+    a = toy_base.build(size="smoke")  # the run's shared build (conftest.smoke_base_cache), found in its cache
+    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache_b"))  # where b's first stages go
+    b = toy_base.build(str(tmp_path / "b"), size="smoke")  # from scratch, in another process and folder
     assert a["key"] == b["key"] and a["params_sha256"] == b["params_sha256"]
     assert toy_base.params_hash(a["dir"]) == a["params_sha256"]
     capsys.readouterr()
-    again = toy_base.build(str(tmp_path / "a"), size="smoke")  # found, not trained again
-    assert again["params_sha256"] == a["params_sha256"] and "built already" in capsys.readouterr().out
+    again = toy_base.build(str(tmp_path / "b"), size="smoke")  # found, not trained again
+    assert again["params_sha256"] == b["params_sha256"] and "built already" in capsys.readouterr().out
     other, _ = toy_base.recipe("smoke", seed=1)
-    assert toy_base.key(other) != a["key"]  # another recipe, another cache entry
+    assert toy_base.key(other) != b["key"]  # another recipe, another cache entry
     stages = list(toy_base.STAGES["smoke"])
-    assert [s[0] for s in a["recipe"]["stages"]] == stages == ["plain", "full"]
-    assert list(a["perception_stages"]) == stages
+    assert [s[0] for s in b["recipe"]["stages"]] == stages == ["plain", "full"]
+    assert list(b["perception_stages"]) == stages
     # each stage is trained on the cached base of the stages before it: a recipe with one more stage reuses it
-    prior = json.loads((tmp_path / "cache_a" / f"toy_base-{a['prior']}" / "base.json").read_text())
-    assert prior["recipe"] == dict(a["recipe"], stages=a["recipe"]["stages"][:-1]) and prior["key"] == a["prior"]
-    assert a["seconds"] > prior["seconds"] and len(os.listdir(tmp_path / "cache_a")) == len(stages) - 1
+    prior = json.loads((tmp_path / "cache_b" / f"toy_base-{b['prior']}" / "base.json").read_text())
+    assert prior["recipe"] == dict(b["recipe"], stages=b["recipe"]["stages"][:-1]) and prior["key"] == b["prior"]
+    assert b["seconds"] > prior["seconds"] and len(os.listdir(tmp_path / "cache_b")) == len(stages) - 1
     capsys.readouterr()
-    monkeypatch.setenv("SEEDR1_CACHE", str(tmp_path / "cache_a"))
     toy_base.build(str(tmp_path / "c"), size="smoke")  # the same recipe elsewhere: only its last stage trains
     assert capsys.readouterr().out.count("stage ") == 1
-    assert os.path.isfile(os.path.join(a["dir"], "model.json"))
+    assert os.path.isfile(os.path.join(b["dir"], "model.json"))
     # what it perceives is measured at build time on held-out curriculum prompts (multiple choice, scored)
     p = a["perception"]
     assert p == b["perception"] and p["all"]["n"] == sum(

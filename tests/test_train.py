@@ -73,6 +73,7 @@ def _params(workdir, step):
     return ocp.StandardCheckpointer().restore(path)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("algo", ["sft", "grpo"])
 def test_kill_and_resume_is_bit_identical(tfr, tmp_path, algo):
     steps = 4
@@ -124,6 +125,7 @@ def _assert_same_run(full, other, steps):
         }
 
 
+@pytest.mark.slow
 def test_sigterm_saves_and_resumes_bit_identical(tfr, tmp_path):
     """SIGTERM (a spot TPU's preemption notice) mid-run: the last completed step is checkpointed, the exit
     code says so (143), and rerunning the same command ends bit-identical to an uninterrupted run."""
@@ -272,6 +274,7 @@ def run_on_1x8x1(tfr, tmp_path_factory):
     return work
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("shape, devices", [((2, 2, 2), 8), ((1, 4, 2), 8), ((1, 1, 1), 1)])
 def test_resume_onto_another_mesh(tfr, run_on_1x8x1, tmp_path, shape, devices):
     """Elastic resume: a run checkpointed at step 2 on mesh (1, 8, 1) (the spot slice then comes back another size)
@@ -299,6 +302,7 @@ def test_resume_onto_another_mesh(tfr, run_on_1x8x1, tmp_path, shape, devices):
         np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-3, atol=5e-5, err_msg=str(path))
 
 
+@pytest.mark.slow
 def test_dynamic_sampling_through_seedr1_train_and_exact_resume(tfr, tmp_path):
     """`grpo.dynamic_sampling`: with a reward that ties some groups, steps draw extra rollout batches (logged as
     rollout_prompts, the budget spent), every optimizer batch keeps B groups, and a run resumed from a
