@@ -18,6 +18,19 @@ def base_config() -> ConfigDict:
     # per-token copies of layer slices (XLA:GPU makes them), at one more copy of the bf16 weights and a longer compile
     c.model.decode_unroll = "auto"  # "on", "off", "auto" = on for GPUs
     c.model.freeze_vision = False  # the reference trains the vision tower too
+    # LoRA (off by default: the paper fine-tunes every weight). rank > 0 trains adapters on the linears whose path
+    # matches `targets` (re.fullmatch; models/lora.py lists the paths) and freezes the rest: the optimizer state,
+    # the gradients and the checkpoints cover the adapters alone; the GRPO reference is the base (adapters off)
+    c.model.lora = ConfigDict()
+    c.model.lora.rank = 0
+    c.model.lora.alpha = 32.0  # the adapter's output is scaled by alpha / rank
+    c.model.lora.targets = r"model/layers/(self_attn/[qkvo]_proj|mlp/(gate|up|down)_proj)"  # the LLM's projections
+    c.model.lora.base_quant = ""  # QLoRA: "int8" or "nf4" stores the frozen base's decoder linears quantized
+    c.model.lora.quant_targets = r"model/layers/.*"  # which base linears base_quant quantizes (models/lora.py)
+    # rollouts decode the adapters folded into a compute-dtype copy of the base ("on"), in the path ("off"), or
+    # "auto": folded for a quantized base (else it would be dequantized on every decoded token)
+    c.model.lora.merge_rollout = "auto"
+    c.model.lora.base_dtype = ""  # the frozen base's dtype ("bfloat16" halves it); empty = model.param_dtype
 
     c.mesh = ConfigDict()
     c.mesh.shape = (1, -1, 1)  # (data, fsdp, tensor); -1 takes the remaining devices

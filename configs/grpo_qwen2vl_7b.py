@@ -13,7 +13,10 @@ only -> 0.62 s; docs/performance.md, "What the predictor showed"). Check the fit
 `--config.mesh.shape` for other layouts. On 16-64 chips `--search` found a data axis of 2-4 faster where memory
 allows (predicted: v5p-64 (4, 2, 4) 0.58 s vs 0.62 s; v5e-64 (2, 8, 4) 2.44 vs 3.01 s; v6e-64 (4, 4, 4) 0.94 vs
 1.17 s; docs/performance.md, "--search per slice"), e.g. `--config.mesh.shape="(2,-1,4)"`.
-Argument "cpu": a local smoke run with a tiny random model.
+Argument "cpu": a local smoke run with a tiny random model. "lora": one GPU (docs/gpu.md, "LoRA"): rank-64 adapters
+on the language model's projections (alpha 128, lr 1e-5), the frozen base in bf16 and the reference = the base with
+the adapters off; "qlora": the same on an nf4 base (`model.lora.base_quant`). Check the fit first:
+`seedr1 aot --config configs/grpo_qwen2vl_7b.py:lora --topology v5p:2x2x1 --devices 1 --chip h100`.
 """
 
 from configs.common import base_config
@@ -30,6 +33,12 @@ def get_config(arg: str | None = None):
         c.grpo.group_size = 4
         c.data.batch_size = 2
         c.train.num_steps = 4
+    elif arg in ("lora", "qlora"):
+        c.mesh.shape = (1, 1, 1)  # one device
+        c.model.lora.rank, c.model.lora.alpha = 64, 128.0
+        c.model.lora.base_dtype = "bfloat16"
+        c.model.lora.base_quant = "nf4" if arg == "qlora" else ""
+        c.optim.lr = 1e-5  # adapters take a larger step than the full model's 1e-6 (not tuned at 7B)
     elif arg:
-        raise ValueError(f"unknown variant {arg!r}: use no argument (any TPU slice or GPU host) or cpu")
+        raise ValueError(f"unknown variant {arg!r}: use no argument (any TPU slice or GPU host), cpu, lora or qlora")
     return c

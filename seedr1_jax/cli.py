@@ -23,6 +23,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--family", default="qwen2_vl", help="the tiny model's family: qwen2_vl (default), qwen2_5_vl or qwen3_vl"
     )
+    p.add_argument(
+        "--lora", type=int, default=0, metavar="RANK", help="GRPO trains rank-RANK LoRA adapters (0: every weight)"
+    )
 
     p = _add(sub, "synth", "write a synthetic dataset in the SEED-Bench-R1 on-disk layout")
     p.add_argument("--out", required=True, help="DATA_ROOT to create")
@@ -73,6 +76,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ckpt", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--dtype", default=None, help="tensor dtype to write (default: the imported checkpoint's)")
+    p.add_argument(
+        "--adapter-only",
+        action="store_true",
+        help="a LoRA run: write its adapters alone as a PEFT folder (default: the merged full model)",
+    )
 
     p = _add(sub, "aot", "compile the GRPO/SFT programs for a TPU topology; memory, FLOPs and predicted step time")
     p.add_argument("--config", required=True)
@@ -239,7 +247,7 @@ def _run(args, extra):
     if args.cmd == "demo":
         from seedr1_jax.analysis.demo import run
 
-        return run(args.workdir, seed=args.seed, family=args.family)
+        return run(args.workdir, seed=args.seed, family=args.family, lora=args.lora)
     if args.cmd == "synth":
         from data_prep.synth import run
 
@@ -265,7 +273,7 @@ def _run(args, extra):
     if args.cmd == "export-hf":
         from seedr1_jax.models.checkpoint import export_hf
 
-        return export_hf(args.ckpt, args.out, dtype=args.dtype)
+        return export_hf(args.ckpt, args.out, dtype=args.dtype, adapter_only=args.adapter_only)
     if args.cmd == "train":
         from seedr1_jax.rl.preflight import validate_train
         from seedr1_jax.rl.train import main as train_main

@@ -2,6 +2,7 @@
 
 import dataclasses
 
+import jax
 import pytest
 
 from configs.grpo_qwen2vl_7b import get_config
@@ -68,3 +69,33 @@ def test_validate_times_every_program_and_the_decode_apart(tmp_path, capsys):
     assert all(p > 0 for p in pred.values()) and 0 < v["update_mfu"] < 1
     assert v["step_measured_s"] == pytest.approx(m["update"] + m["logprobs"] + m["sampler (prefill + C x decode)"])
     assert "decode:" in capsys.readouterr().out
+
+
+def test_lora_state_holds_adapters_and_one_base():
+    """LoRA's update program holds the adapters' fp32 weights and Adam moments plus one bf16 (QLoRA: nf4) base,
+    not the full model's fp32 weights and moments: its argument bytes are the base's plus 12 bytes per adapter
+    weight; nf4 stores the decoder's kernels at about 0.56 bytes per weight."""
+    from flax import nnx
+
+    from seedr1_jax.models import lora
+    from seedr1_jax.models.checkpoint import model_config
+    from seedr1_jax.parallel import sharding
+
+    mesh = aot.topology_mesh(aot.topology_devices("v5e:2x2")[:1], (1, 1, 1))
+    args = {}
+    for name, rank, quant in (("full", 0, ""), ("lora", 4, ""), ("qlora", 4, "nf4")):
+        c = _tiny("grpo")
+        c.mesh.shape = (1, 1, 1)
+        c.model.lora.rank, c.model.lora.base_quant = rank, quant
+        c.model.lora.base_dtype = "bfloat16" if rank else ""
+        (prog,) = aot.compile_programs(c, mesh, sharding.TRAIN_RULES, programs=("update",), log=lambda _: None)
+        nbytes = lambda t: sum(x.size * x.dtype.itemsize for x in jax.tree.leaves(t))  # noqa: E731
+        args[name] = prog.memory["args"] - nbytes(aot.abstract_batch(c, model_config(c), mesh, "grpo")[0])
+        params = nnx.state(lora.abstract_policy(c, model_config(c))).to_pure_dict()
+        if rank:
+            adapters, base = lora.partition(params)
+            want = 3 * nbytes(adapters) + nbytes(lora.cast_floats(base, "bfloat16"))
+            assert want <= args[name] < 1.1 * want  # + counters and TPU tile padding (rank-4 minor dimensions)
+        else:
+            assert args[name] >= 3 * nbytes(params)  # fp32 weights + two Adam moments
+    assert args["qlora"] < args["lora"] < args["full"] / 5

@@ -81,6 +81,15 @@ def test_bad_config_value(prepared, tmp_path, capsys):
     assert "config.model.init='preset:nope'" in err and "qwen2_vl_7b" in err
     err = _run(capsys, [*argv, "--config.data.split=L1", f"--config.model.init={tmp_path / 'nomodel'}"])
     assert "nomodel" in err and "does not exist" in err
+    err = _run(capsys, [*argv, "--config.model.lora.rank=-1"])
+    assert "config.model.lora.rank=-1" in err and "rank > 0" in err
+    err = _run(capsys, [*argv, "--config.model.lora.rank=4", "--config.model.lora.targets=model/layers/qproj"])
+    assert "matches none of the model's linear layers" in err and "model/layers/self_attn/q_proj" in err
+    err = _run(capsys, [*argv, "--config.model.lora.rank=4", "--config.model.lora.base_quant=int4"])
+    assert "config.model.lora.base_quant='int4'" in err and "nf4" in err
+    err = _run(capsys, [*argv, "--config.model.lora.rank=4", "--config.model.lora.base_quant=nf4",
+                        "--config.model.lora.quant_targets=visual/nothing"])  # fmt: skip
+    assert "model.lora.quant_targets='visual/nothing' matches none" in err
     assert not (tmp_path / "w").exists()
 
 

@@ -16,6 +16,9 @@ def test_import_export_round_trip(tmp_path, capsys):
     for k in src:
         assert src[k].dtype == dst[k].dtype and np.array_equal(src[k], dst[k]), k
     assert "imported" in capsys.readouterr().out
+    # --adapter-only on a full fine-tuning checkpoint: one line, exit 2, nothing written
+    assert main(["export-hf", "--ckpt", str(tmp_path / "ckpt"), "--out", str(tmp_path / "a"), "--adapter-only"]) == 2
+    assert "needs a LoRA run" in capsys.readouterr().err and not (tmp_path / "a").exists()
 
 
 def test_import_missing_dir_is_a_clear_error(tmp_path, capsys):

@@ -118,3 +118,16 @@ def test_demo_seed_draws_the_data_and_the_training(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "main", lambda c, wd, **kw: seen.append(("train", c.train.seed, c.data.seed)) or 1)
     assert cli.main(["demo", "--workdir", str(tmp_path), "--seed", "3"]) == 1
     assert seen == [("data", 3), ("warmup", 3), ("train", 3, 3)]
+
+
+def test_demo_lora_trains_adapters_in_the_grpo_stage(tmp_path, capsys):
+    """`seedr1 demo --lora R`: the GRPO stage trains rank-R adapters at the same learning rate; the warm-up stays
+    full fine-tuning; a negative rank stops before anything is written."""
+    from seedr1_jax import cli
+    from seedr1_jax.analysis import demo
+
+    full, lora = demo.grpo_config("tfr", "sft", 0), demo.grpo_config("tfr", "sft", 0, lora=8)
+    assert full.model.lora.rank == 0 and lora.model.lora.rank == 8
+    assert lora.optim.lr == full.optim.lr and lora.model.init == "sft"
+    assert cli.main(["demo", "--workdir", str(tmp_path / "d"), "--lora", "-1"]) == 2
+    assert "--lora -1" in capsys.readouterr().err and not (tmp_path / "d").exists()

@@ -170,6 +170,8 @@ def test_key_ignores_grpo_fields_and_fields_at_their_neutral_value():
     assert toy_base.key(toy_base.recipe("smoke", overrides={"grpo.beta": 0.5})[0]) == k
     assert toy_base.key(toy_base.recipe("smoke", overrides={"data.shards": 2})[0]) != k
     assert toy_base.key(toy_base.recipe("smoke", overrides={"optim.lr": 1e-4})[0]) != k
+    assert toy_base.key(toy_base.recipe("smoke", overrides={"model.lora.alpha": 8.0})[0]) == k  # LoRA off
+    assert toy_base.key(toy_base.recipe("smoke", overrides={"model.lora.rank": 4})[0]) != k
 
 
 def test_built_bases_keep_their_keys_when_model_families_add_config_fields():

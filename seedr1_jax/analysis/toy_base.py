@@ -78,6 +78,8 @@ def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) 
     cfg = json.loads(c.to_json_best_effort(sort_keys=True))
     cfg.pop("grpo")  # SFT never reads it: a new GRPO option is not a new base
     _drop_neutral(cfg, KEY_NEUTRAL)  # a field added later, at the value that builds what was built before
+    if not int(cfg["model"].get("lora", {}).get("rank", 0)):
+        cfg["model"].pop("lora", None)  # LoRA off (rank 0): its other settings build nothing
     rec = dict(config=cfg, seed=seed)
     rec["stages"] = [[style, n, steps] for style, (n, steps) in STAGES[size].items()]
     rec["curriculum_version"] = curriculum.VERSION

@@ -14,6 +14,7 @@ import orbax.checkpoint as ocp
 from flax import nnx
 
 from seedr1_jax.core import fs
+from seedr1_jax.models import lora
 from seedr1_jax.models.config import ConfigError, ModelConfig, TextConfig, VisionConfig
 
 MODEL_JSON = "model.json"
@@ -31,6 +32,7 @@ def config_from_dict(d: dict) -> ModelConfig:
     return ModelConfig(vision=VisionConfig(**vision), text=TextConfig(**text), **d)
 
 
+LORA = "lora"  # model.json: a LoRA run's adapter settings and its base (checkpoints hold the adapters alone)
 HF_FILES = "hf_files"  # import-hf keeps the source folder's tokenizer/processor/generation files here
 
 
@@ -39,6 +41,8 @@ def write_model_json(directory: str, model) -> None:
     if jax.process_index() == 0:
         fs.makedirs(directory)
         d = {"config": config_to_dict(model.cfg), "hf_config": model.hf_config}
+        if getattr(model, "lora_json", None):
+            d[LORA] = json.loads(model.lora_json)
         src = getattr(model, "hf_files", None)
         if src:  # relative when inside the checkpoint, so a moved checkpoint still finds its files
             base = fs.absolute(directory)
@@ -87,6 +91,12 @@ def load_params(directory: str, mesh=None, rules=None, dtype=None, step: int | N
     if dtype is not None:
         cfg = with_dtypes(cfg, dtype)
     params_dir = _params_dir(directory, step)
+    info = json.loads(fs.read_text(os.path.join(directory, MODEL_JSON))).get(LORA)
+    if info:
+        model = _load_lora(cfg, info, params_dir, mesh, rules)
+        model.hf_config = hf_config
+        model.hf_files = hf_files if hf_files and fs.isdir(hf_files) else None
+        return model
     abstract = abstract_model(cfg)
     graphdef, state = nnx.split(abstract)
     target = jax.tree.map(
@@ -110,6 +120,39 @@ def load_params(directory: str, mesh=None, rules=None, dtype=None, step: int | N
             "export-hf will write the bundled ones"
         )
     return model
+
+
+def _load_lora(cfg: ModelConfig, info: dict, params_dir: str, mesh, rules):
+    """A LoRA run's model: its base (`info["base"]`, rebuilt as training loaded it) with the saved adapters folded
+    into the kernels (`lora.merged`), a plain model that evaluates, samples and exports like any other."""
+    from seedr1_jax.models.families import abstract_model
+
+    base = info["base"]
+    if not base.startswith("preset:") and not fs.exists(base):
+        raise ConfigError(
+            f"{params_dir}: a LoRA checkpoint whose base {base} is gone (checkpoints hold the adapters alone); "
+            "put the base back at that path"
+        )
+    over = dict(dtype=cfg.dtype, param_dtype=cfg.param_dtype, remat_policy=cfg.remat_policy)
+    model = load_init(base, dict(over, decode_unroll=cfg.decode_unroll), int(info["seed"]), mesh, rules)
+    want = info.get("base_fingerprint")
+    if want and lora.fingerprint(nnx.state(model, nnx.Param).to_pure_dict()) != want:
+        raise ConfigError(
+            f"{params_dir}: the LoRA base {base} is not the one this run trained on (its weights' fingerprint "
+            f"differs from model.json's {want}); put that base back at {base}"
+        )
+    if info.get("base_quant"):  # the base the adapters were trained against: its kernels quantized and back
+        lora.quantize_base(model, info["base_quant"], info["quant_targets"], round_trip=True)
+    lora.attach(model, info["rank"], info["alpha"], info["targets"], seed=int(info["seed"]))
+    adapters, frozen = lora.partition(nnx.state(model, nnx.Param).to_pure_dict())
+    shaped = lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None))  # noqa: E731
+    target = jax.tree.map(shaped, adapters)
+    adapters = ocp.StandardCheckpointer().restore(params_dir, target)
+    merged = lora.merged(lora.combine(adapters, frozen), float(info["alpha"]) / int(info["rank"]))
+    plain = abstract_model(cfg)
+    graphdef, state = nnx.split(plain)
+    nnx.replace_by_pure_dict(state, jax.tree.map(lambda p, a: p.astype(a.dtype), merged, state.to_pure_dict()))
+    return nnx.merge(graphdef, state)
 
 
 def _params_dir(directory: str, step: int | None = None) -> str:
@@ -150,8 +193,12 @@ def import_hf(hf_dir: str, out: str, dtype=None) -> int:
     return 0
 
 
-def export_hf(ckpt: str, out: str, dtype=None) -> int:
+def export_hf(ckpt: str, out: str, dtype=None, adapter_only: bool = False) -> int:
+    """The checkpoint as a HF folder (a LoRA run's adapters merged into the kernels), or with `adapter_only` a
+    LoRA run's adapters alone as a PEFT folder (`lora_hf`)."""
     t0 = time.time()
+    if adapter_only:
+        return _export_adapters(ckpt, out, dtype, t0)
     model = load_params(ckpt)
     model.save_pretrained(out, dtype=dtype)
     n = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
@@ -159,6 +206,41 @@ def export_hf(ckpt: str, out: str, dtype=None) -> int:
     print(
         f"exported {ckpt} -> {out}: {n / 1e6:.1f}M parameters, tokenizer/processor files "
         f"{'from ' + src if src else 'bundled (Qwen2-VL tokenizer and chat template)'}, {time.time() - t0:.1f}s"
+    )
+    return 0
+
+
+def _export_adapters(ckpt: str, out: str, dtype, t0: float) -> int:
+    from seedr1_jax.models.families import build
+    from seedr1_jax.models.lora_hf import save_peft
+
+    ckpt = fs.absolute(ckpt)
+    cfg, _ = read_model_json(ckpt)
+    info = json.loads(fs.read_text(os.path.join(ckpt, MODEL_JSON))).get(LORA)
+    if not info:
+        raise ConfigError(f"{ckpt}: --adapter-only needs a LoRA run (model.lora.rank > 0); this one has no adapters")
+
+    def attached():
+        model = build(cfg, nnx.Rngs(0))
+        lora.attach(model, info["rank"], info["alpha"], info["targets"], seed=int(info["seed"]))
+        return model
+
+    abstract = nnx.eval_shape(attached)  # shapes only: the base is not read
+    target, _ = lora.partition(nnx.state(abstract, nnx.Param).to_pure_dict())
+    adapters = ocp.StandardCheckpointer().restore(_params_dir(ckpt), target)
+    n = save_peft(
+        out,
+        type(abstract).hf_table(cfg),
+        adapters,
+        rank=info["rank"],
+        alpha=info["alpha"],
+        base=info["base"],
+        dtype=dtype,
+    )
+    size = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(adapters))
+    print(
+        f"exported the adapters of {ckpt} -> {out} (PEFT): {n} modules, {size / 1e6:.2f}M parameters, rank "
+        f"{info['rank']}, alpha {info['alpha']}, base {info['base']}, {time.time() - t0:.1f}s"
     )
     return 0
 
@@ -199,15 +281,39 @@ def model_config(config) -> ModelConfig:
 
 
 def load_model(config, mesh, rules):
-    """The policy from `config.model.init`: an HF folder, one of our checkpoints, or a preset (random init)."""
+    """The policy from `config.model.init`: an HF folder, one of our checkpoints, or a preset (random init); with
+    `model.lora.rank` > 0, with LoRA adapters on `model.lora.targets` (`models.lora`; `model.lora_json` records
+    what `load_params` needs to rebuild the base)."""
+    model = load_init(config.model.init, model_config_overrides(config), config.train.seed, mesh, rules)
+    if not lora.enabled(config):
+        return model
+    lc = config.model.lora
+    base_print = lora.fingerprint(nnx.state(model, nnx.Param).to_pure_dict())
+    lora.attach(model, lc.rank, lc.alpha, lc.targets, seed=config.train.seed)
+    init = config.model.init
+    info = dict(
+        rank=int(lc.rank),
+        alpha=float(lc.alpha),
+        targets=str(lc.targets),
+        base=init if init.startswith("preset:") else fs.absolute(init),
+        seed=int(config.train.seed),  # a preset base is its random init from this seed
+        base_fingerprint=base_print,  # `lora.fingerprint` of the base as loaded: load_params checks it
+    )
+    if lc.get("base_quant"):  # QLoRA: the frozen decoder kernels become codes + scales
+        info.update(base_quant=str(lc.base_quant), quant_targets=str(lc.get("quant_targets", lora.QUANT_TARGETS)))
+        lora.quantize_base(model, info["base_quant"], info["quant_targets"])
+    model.lora_json = json.dumps(info, sort_keys=True)  # a string: graphdefs must hash
+    return model
+
+
+def load_init(init: str, over: dict, seed: int, mesh, rules):
+    """The model `model.init` names, with the config overrides `over` (dtypes, remat)."""
     from seedr1_jax.models.config import preset
     from seedr1_jax.models.families import from_pretrained
 
-    init = config.model.init
-    over = model_config_overrides(config)
     if init.startswith("preset:"):
         cfg = preset(init.split(":", 1)[1]).replace(**over).validate()
-        return init_random(cfg, mesh, rules, seed=config.train.seed)
+        return init_random(cfg, mesh, rules, seed=seed)
     if fs.exists(os.path.join(init, "config.json")):
         return from_pretrained(init, mesh=mesh, rules=rules, **over)
     if fs.exists(os.path.join(init, MODEL_JSON)):

@@ -13,6 +13,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from seedr1_jax.models import quant
+
 _INIT = jax.nn.initializers.normal(0.02)
 
 
@@ -29,8 +31,19 @@ def _stack_axes(stack, axes):
     return ("layers",) * len(stack) + tuple(axes)
 
 
+class LoRAParam(nnx.Param):
+    """A LoRA adapter matrix (`models.lora`): trained, while everything else is frozen, when `model.lora.rank` > 0."""
+
+
+def lora_a_init(key, shape, dtype):
+    """PEFT's LoRA A init (kaiming-uniform with a = sqrt(5)): uniform in +-1/sqrt(in), in = shape[-2]."""
+    bound = 1.0 / jnp.sqrt(shape[-2]).astype(jnp.float32)
+    return jax.random.uniform(key, shape, jnp.float32, -bound, bound).astype(dtype)
+
+
 class Linear(nnx.Module):
-    """y = x @ kernel (+ bias). kernel: param_dtype[*stack, in, out]."""
+    """y = x @ kernel (+ bias) (+ (x @ lora_a) @ lora_b * lora_scale once `add_lora` ran). kernel:
+    param_dtype[*stack, in, out]."""
 
     def __init__(self, din, dout, *, axes, bias, rngs, stack=(), param_dtype=jnp.float32, dtype=jnp.float32):
         self.dtype = dtype
@@ -39,12 +52,42 @@ class Linear(nnx.Module):
             _param(rngs, (*stack, dout), _stack_axes(stack, axes[-1:]), param_dtype, jax.nn.initializers.zeros)
             if bias
             else None
-        )
+        )  # lora_a, lora_b, lora_scale: set by `add_lora` only (absent otherwise)
+
+    def add_lora(self, rank: int, scale: float, key) -> None:
+        """Adds a LoRA adapter (`models.lora`): A [*stack, in, rank] as PEFT initialises it, B [*stack, rank,
+        out] zero, both in the kernel's dtype and sharded along its in / out axes."""
+        *stack, din, dout = self.kernel.shape
+        axes = self.kernel.get_metadata()["axes"]
+        dt = self.kernel[...].dtype
+        self.lora_a = LoRAParam(lora_a_init(key, (*stack, din, rank), dt), axes=(*axes[:-1], None))
+        self.lora_b = LoRAParam(jnp.zeros((*stack, rank, dout), dt), axes=(*axes[:-2], None, axes[-1]))
+        self.lora_scale = float(scale)
+
+    def quantize_base(self, kind: str) -> None:
+        """Replaces the kernel with its `models.quant` codes and scales (a frozen LoRA base; `kind`: int8 or nf4);
+        `__call__` dequantizes them to the compute dtype."""
+        axes = self.kernel.get_metadata()["axes"]
+        codes, scale = quant.quantize(self.kernel[...], kind)
+        del self.kernel
+        self.kernel_codes = nnx.Param(codes, axes=axes)
+        self.kernel_scale = nnx.Param(scale, axes=(*axes[:-2], None, axes[-1]))
+        self.quant = kind
+
+    def weight(self):
+        """The kernel in the compute dtype (dequantized when `quantize_base` ran)."""
+        if hasattr(self, "kernel_codes"):
+            return quant.dequantize(self.kernel_codes[...], self.kernel_scale[...], self.quant, self.dtype)
+        return self.kernel[...].astype(self.dtype)
 
     def __call__(self, x):
-        y = jnp.matmul(x.astype(self.dtype), self.kernel[...].astype(self.dtype))
+        x = x.astype(self.dtype)
+        y = jnp.matmul(x, self.weight())
         if self.bias is not None:
             y = y + self.bias[...].astype(self.dtype)
+        if hasattr(self, "lora_a"):  # PEFT's order: the base layer (bias included), then the adapter
+            a, b = self.lora_a[...].astype(self.dtype), self.lora_b[...].astype(self.dtype)
+            y = y + jnp.matmul(jnp.matmul(x, a), b) * jnp.asarray(self.lora_scale, self.dtype)
         return y
 
 

@@ -18,6 +18,7 @@ from jax.sharding import PartitionSpec as P
 
 from seedr1_jax.data.batch import GRPOBatch, Prompts, SFTBatch
 from seedr1_jax.data.pipeline import frame_geometry
+from seedr1_jax.models import lora
 from seedr1_jax.models.checkpoint import model_config
 from seedr1_jax.models.config import ConfigError
 from seedr1_jax.parallel import sharding
@@ -49,17 +50,33 @@ def topology_mesh(devices, shape) -> Mesh:
     return Mesh(np.asarray(devices).reshape(shape), sharding.MESH_AXES, axis_types=(jax.sharding.AxisType.Auto,) * 3)
 
 
-def abstract_params(cfg, mesh, rules, dtype=None):
-    """(graphdef, pure-dict ShapeDtypeStructs with shardings) of the model: no memory."""
-    from seedr1_jax.models.families import abstract_model
-
-    model = abstract_model(cfg)
+def abstract_params(config, cfg, mesh, rules, dtype=None):
+    """(graphdef, pure-dict ShapeDtypeStructs with shardings) of the policy (`lora.abstract_policy`: with LoRA
+    its adapters and base) with its weights in `dtype` (default: as built; a QLoRA base's codes stay): no memory."""
+    model = lora.abstract_policy(config, cfg)
     graphdef, state = nnx.split(model)
     sh = update.param_shardings(model, mesh, rules)
-    params = jax.tree.map(
-        lambda x, s: jax.ShapeDtypeStruct(x.shape, dtype or x.dtype, sharding=s), state.to_pure_dict(), sh
-    )
-    return graphdef, params
+    params = jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state.to_pure_dict(), sh)
+    return graphdef, lora.cast_floats(params, dtype)
+
+
+def _lora_resident(config, cfg, mesh, rules, copy: bool) -> int:
+    """Per-chip bytes a LoRA run holds beside a program whose arguments are compute-dtype weights: the adapters
+    and their Adam moments, plus the frozen base where the program's weights are a copy of it (`copy`: a merged
+    rollout) or it is held in another dtype than the compute one (else the arguments are the base itself)."""
+    _, master = abstract_params(config, cfg, mesh, rules)
+    resident = 3 * _per_chip_bytes(lora.partition(master)[0])
+    held = config.model.lora.get("base_dtype") or cfg.param_dtype
+    if copy or jnp.dtype(held) != jnp.dtype(cfg.dtype):
+        resident += _base_bytes(config, cfg, mesh, rules)
+    return resident
+
+
+def _base_bytes(config, cfg, mesh, rules) -> int:
+    """Per-chip bytes of a LoRA run's frozen base, in `model.lora.base_dtype` (codes and scales when quantized)."""
+    _, params = abstract_params(config, cfg, mesh, rules)
+    _, frozen = lora.partition(params)
+    return _per_chip_bytes(lora.cast_floats(frozen, config.model.lora.get("base_dtype") or None))
 
 
 def abstract_batch(config, cfg, mesh, algo):
@@ -98,17 +115,19 @@ def abstract_batch(config, cfg, mesh, algo):
 def compile_update(config, cfg, mesh, rules):
     """Compiles the jitted update at the config's sizes, with the trainer's shardings (`update.py`).
     Returns (compiled, parameter count, prompt batch)."""
-    from seedr1_jax.models.families import abstract_model
     from seedr1_jax.rl import grpo, sft
 
-    algo = config.algo
-    model = abstract_model(cfg)
+    algo, use_lora = config.algo, lora.enabled(config)
+    model = lora.abstract_policy(config, cfg)
     graphdef, state = nnx.split(model)
-    params = state.to_pure_dict()
-    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+    n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.to_pure_dict()))
+    params, _ = update.trained_and_frozen(state.to_pure_dict(), use_lora)
     tx, _ = update.make_optimizer(config, params, max(int(config.train.num_steps), 1))
-    shardings = update.state_shardings(tx, model, mesh, rules)
-    train_state = update.abstract_state(tx, model, shardings)
+    shardings = update.state_shardings(tx, model, mesh, rules, use_lora=use_lora)
+    train_state = update.abstract_state(tx, model, shardings, use_lora=use_lora)
+    if use_lora:  # the frozen base as the trainer holds it (`model.lora.base_dtype`)
+        base_dtype = config.model.lora.get("base_dtype") or None
+        train_state = train_state.replace(frozen=lora.cast_floats(train_state.frozen, base_dtype))
     batch, prompt = abstract_batch(config, cfg, mesh, algo)
     fn = update.make_update(graphdef, tx, grpo.loss if algo == "grpo" else sft.loss, config)
     step = update.jit_update(fn, shardings, update.batch_shardings(batch, mesh), mesh)
@@ -119,9 +138,18 @@ def compile_update(config, cfg, mesh, rules):
 def compile_sampler(config, cfg, mesh, rules, prompt):
     """Compiles the whole rollout (vision + prefill on B prompts, G-way shared-cache decode loop) with the
     rollout shardings (tensor-parallel only) and compute-dtype weights."""
+    from seedr1_jax.models.families import abstract_model
     from seedr1_jax.rl import sampler
 
-    graphdef, params = abstract_params(cfg, mesh, sharding.rollout_rules(rules), dtype=jnp.dtype(cfg.dtype))
+    if lora.merge_rollout(config):  # the rollout decodes a plain compute-dtype copy (`grpo.programs`)
+        plain = abstract_model(cfg)
+        graphdef, state = nnx.split(plain)
+        sh = update.param_shardings(plain, mesh, sharding.rollout_rules(rules))
+        params = jax.tree.map(
+            lambda x, s: jax.ShapeDtypeStruct(x.shape, jnp.dtype(cfg.dtype), sharding=s), state.to_pure_dict(), sh
+        )
+    else:
+        graphdef, params = abstract_params(config, cfg, mesh, sharding.rollout_rules(rules), dtype=jnp.dtype(cfg.dtype))
     g = config.grpo
     rng = jax.eval_shape(lambda: jax.random.key(0))
     with jax.set_mesh(mesh):
@@ -145,20 +173,22 @@ def compile_sampler(config, cfg, mesh, rules, prompt):
 def compile_logprobs(config, cfg, mesh, rules, prompt):
     """Compiles grpo.prepare's teacher-forced log-probs (reference and anchor) with compute-dtype weights in the
     training shardings. Returns (compiled, bytes per chip resident meanwhile: fp32 state + Adam + reference)."""
-    from seedr1_jax.models.families import abstract_model
     from seedr1_jax.rl import grpo
 
-    model = abstract_model(cfg)
-    graphdef, params = abstract_params(cfg, mesh, rules, dtype=jnp.dtype(cfg.dtype))
+    model = lora.abstract_policy(config, cfg)
+    graphdef, params = abstract_params(config, cfg, mesh, rules, dtype=jnp.dtype(cfg.dtype))
     g = config.grpo
     n, c = config.data.batch_size * g.group_size, g.max_new_tokens
     tokens = jax.ShapeDtypeStruct((n, c), jnp.int32, sharding=sharding.batch_sharding(mesh, (n, c)))
     progs = grpo.programs(config, graphdef, model, mesh, rules)
-    _, master = abstract_params(cfg, mesh, rules)
-    resident = 3 * _per_chip_bytes(master)  # fp32 master + two Adam moments
-    if g.beta > 0:
-        _, ref = abstract_params(cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))
-        resident += _per_chip_bytes(ref)
+    _, master = abstract_params(config, cfg, mesh, rules)
+    if lora.enabled(config):  # the frozen base is also the reference
+        resident = _lora_resident(config, cfg, mesh, rules, copy=False)
+    else:
+        resident = 3 * _per_chip_bytes(master)  # fp32 master + two Adam moments
+        if g.beta > 0:
+            _, ref = abstract_params(config, cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))
+            resident += _per_chip_bytes(ref)
     with jax.set_mesh(mesh):
         return progs.logprobs.lower(params, prompt, tokens).compile(), resident
 
@@ -227,8 +257,9 @@ def compile_programs(
         t0 = time.time()
         step_c, _, _ = compile_update(config, cfg, mesh, rules)
         ref = 0
-        if grpo_ and g.beta > 0:  # the frozen reference stays resident beside the train state during the update
-            ref = _per_chip_bytes(abstract_params(cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))[1])
+        if grpo_ and g.beta > 0 and not lora.enabled(config):  # the frozen reference stays resident beside the
+            # train state during the update (with LoRA the reference is the base inside the state)
+            ref = _per_chip_bytes(abstract_params(config, cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))[1])
         label = "train step (fwd/bwd + AdamW)" + (" + ref held" if ref else "")
         add("update", label, step_c, t0, ref)
         del step_c
@@ -238,11 +269,13 @@ def compile_programs(
         add("logprobs", "ref/anchor log-probs (fwd) + state held", lp_c, t0, resident)
     if grpo_ and "sampler" in programs:
         t0 = time.time()
+        resident = _lora_resident(config, cfg, mesh, rules, lora.merge_rollout(config)) if lora.enabled(config) else 0
         add(
             "sampler",
             "sampler (prefill once per prompt, G-way decode)",
             compile_sampler(config, cfg, mesh, rules, prompt),
             t0,
+            resident,
         )
     return progs
 
@@ -250,7 +283,8 @@ def compile_programs(
 def model_flops(config, cfg) -> dict:
     """Analytic forward FLOPs (whole slice) of one call of each program, and the tokens one step processes.
 
-    update: 3 x the forward of its loss (remat recomputation is not useful work, so MFU leaves it out)."""
+    update: 3 x the forward of its loss (remat recomputation is not useful work, so MFU leaves it out); with LoRA
+    2 x (the backward's input gradients; the frozen weights get none, the adapters' are negligible)."""
     d = config.data
     b, t = d.batch_size, d.max_prompt_len
     geom = frame_geometry(d, cfg)
@@ -264,7 +298,7 @@ def model_flops(config, cfg) -> dict:
     n, c = b * g.group_size, g.max_new_tokens
     fwd = vis + roofline.text_flops(cfg, b * t + n * c, t + c) + roofline.logits_flops(cfg, n * c)
     return dict(
-        update=3 * fwd,
+        update=(2 if lora.enabled(config) else 3) * fwd,
         logprobs=fwd,
         sampler=vis + roofline.text_flops(cfg, b * t, t + c) + roofline.logits_flops(cfg, b),
         decode=roofline.text_flops(cfg, n, t + c) + roofline.logits_flops(cfg, n),
@@ -350,7 +384,12 @@ def print_report(config, cfg, progs, chip, chips, out=None) -> roofline.StepPred
         )
         if c.collectives:
             p_("    collectives MB: " + ", ".join(f"{kk} {v / 1e6:.2f}" for kk, v in sorted(c.collectives.items())))
-    p_("(analytic: compiled FLOPs x chips / model matmul FLOPs; the update's are 3 x its forward: full remat ~1.33)")
+    update = (
+        "LoRA's update is 2 x its forward: full remat <= 1.5"
+        if lora.enabled(config)
+        else "the update's are 3 x its forward: full remat ~1.33"
+    )  # frozen weights get no weight gradients
+    p_(f"(analytic: compiled FLOPs x chips / model matmul FLOPs; {update})")
     pred = predict(config, cfg, progs, chip, chips)
     p_(
         f"\npredicted on {chips} x {chip.name} ({chip.peak_flops / 1e12:.3g} TFLOP/s, "

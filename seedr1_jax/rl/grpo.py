@@ -18,6 +18,7 @@ import numpy as np
 from flax import nnx
 
 from seedr1_jax.data.batch import GRPOBatch, Prompts
+from seedr1_jax.models import lora
 from seedr1_jax.rl.logprobs import ENDOFTEXT, IM_END, completion_mask, token_logprobs  # noqa: F401 (grpo.X kept)
 
 REDUCTIONS = ("sequence", "token", "dr_grpo")
@@ -154,7 +155,9 @@ def policy_loss(
 class Programs:
     """The jitted pieces of `prepare`, compiled once per run.
 
-    to_rollout: params -> compute-dtype copy with the rollout (tensor-parallel only) shardings.
+    to_rollout: params -> compute-dtype copy with the rollout (tensor-parallel only) shardings, for
+      `rollout_graphdef`: the policy's own graph, or with LoRA and `model.lora.merge_rollout` a plain model's (the
+      adapters folded into the kernels, a quantized base dequantized: once per rollout, not on every token).
     to_compute: params -> compute-dtype copy with the training shardings (policy and reference alike).
     logprobs: (compute params, prompt fields, tokens int32[N, C]) -> f32[N, C] teacher-forced log-probs, the
       same code path as the loss (`sampler.completion_logprobs`); one executable for policy and reference.
@@ -163,6 +166,7 @@ class Programs:
     """
 
     graphdef: Any
+    rollout_graphdef: Any
     mesh: Any
     to_rollout: Any
     to_compute: Any
@@ -181,14 +185,21 @@ class Prepared(NamedTuple):
 
 
 def programs(config, graphdef, abstract_model, mesh, rules) -> Programs:
+    from seedr1_jax.models.families import abstract_model as plain_model
     from seedr1_jax.parallel import sharding
     from seedr1_jax.rl import sampler, update
 
     cdt = jnp.dtype(config.model.dtype)
-    cast = lambda p: jax.tree.map(lambda x: x.astype(cdt), p)  # noqa: E731
-    roll_sh = update.param_shardings(abstract_model, mesh, sharding.rollout_rules(rules), allow_uneven=True)
+    cast = lambda p: lora.cast_floats(p, cdt)  # noqa: E731  (a QLoRA base's codes stay integers)
     train_sh = update.param_shardings(abstract_model, mesh, rules, allow_uneven=True)
     g = config.grpo
+    rollout_graphdef, rollout_model, to_rollout = graphdef, abstract_model, cast
+    if lora.merge_rollout(config):  # the rollout decodes a plain model: adapters folded in, the base dequantized
+        rollout_model = plain_model(abstract_model.cfg)
+        rollout_graphdef = nnx.split(rollout_model)[0]
+        kind, scale = config.model.lora.get("base_quant", ""), lora.scale(config)
+        to_rollout = lambda p: cast(lora.merged(p, scale, kind, cdt))  # noqa: E731
+    roll_sh = update.param_shardings(rollout_model, mesh, sharding.rollout_rules(rules), allow_uneven=True)
 
     def logprobs(params, prompts, tokens):
         model = nnx.merge(graphdef, params)
@@ -197,7 +208,8 @@ def programs(config, graphdef, abstract_model, mesh, rules) -> Programs:
     to_compute = jax.jit(cast, out_shardings=train_sh)
 
     def compute_params(params):  # already in the compute dtype (fp32 runs, a bf16 reference): no copy
-        return params if all(x.dtype == cdt for x in jax.tree.leaves(params)) else to_compute(params)
+        done = all(x.dtype == cdt for x in lora.float_leaves(params))
+        return params if done else to_compute(params)
 
     def same(params, ref):  # the casts fuse into the comparison: no compute-dtype copy is made
         leaves = zip(jax.tree.leaves(params), jax.tree.leaves(ref))
@@ -205,8 +217,9 @@ def programs(config, graphdef, abstract_model, mesh, rules) -> Programs:
 
     return Programs(
         graphdef=graphdef,
+        rollout_graphdef=rollout_graphdef,
         mesh=mesh,
-        to_rollout=jax.jit(cast, out_shardings=roll_sh),
+        to_rollout=jax.jit(to_rollout, out_shardings=roll_sh),
         to_compute=compute_params,
         logprobs=jax.jit(logprobs),
         same_as=jax.jit(same),
@@ -315,7 +328,7 @@ def _rollout(config, progs: Programs, params, host_batch: dict, tokenizer, rng, 
     t0 = time.perf_counter()
     prompts = Prompts.of(sharding.shard_batch({k: v for k, v in host_batch.items() if k in Prompts.FIELDS}, mesh))
     out = generate(
-        nnx.merge(progs.graphdef, progs.to_rollout(params)),
+        nnx.merge(progs.rollout_graphdef, progs.to_rollout(params)),
         prompts,
         rng=rng,
         group_size=g.group_size,

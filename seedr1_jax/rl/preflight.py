@@ -7,6 +7,7 @@ import os
 import uuid
 
 from seedr1_jax.core import fs
+from seedr1_jax.models import lora, quant
 from seedr1_jax.models.config import PRESETS, ConfigError
 
 DTYPES = ("float32", "bfloat16", "float16")
@@ -31,6 +32,17 @@ def check_values(config) -> None:
         _need(ok, "model.remat_policy", m.remat_policy, "use 'none', 'full' or a name in jax.checkpoint_policies")
     du = str(m.get("decode_unroll", "auto")).lower()
     _need(du in ("auto", "on", "off", "true", "false"), "model.decode_unroll", du, "use 'auto', 'on' or 'off'")
+    lora = m.get("lora")
+    if lora is not None:
+        _need(isinstance(lora.rank, int) and lora.rank >= 0, "model.lora.rank", lora.rank, "use 0 (off) or a rank > 0")
+        _need(float(lora.alpha) > 0, "model.lora.alpha", lora.alpha, "must be > 0")
+        bd = lora.get("base_dtype", "")
+        ok = bd == "" or bd in DTYPES
+        _need(ok, "model.lora.base_dtype", bd, f"use '' (model.param_dtype) or {', '.join(DTYPES)}")
+        mr = str(lora.get("merge_rollout", "auto")).lower()
+        _need(mr in ("auto", "on", "off"), "model.lora.merge_rollout", mr, "use 'auto', 'on' or 'off'")
+        bq = lora.get("base_quant", "")
+        _need(bq in ("", *quant.KINDS), "model.lora.base_quant", bq, f"use '' or {', '.join(quant.KINDS)}")
     shape = tuple(config.mesh.shape)
     ok = len(shape) == 3 and all(isinstance(s, int) and (s >= 1 or s == -1) for s in shape)
     _need(ok and shape.count(-1) <= 1, "mesh.shape", shape, "give (data, fsdp, tensor), ints >= 1, at most one -1")
@@ -148,6 +160,14 @@ def validate_train(config, workdir: str, data: bool = True) -> None:
 
     check_values(config)
     check_model_init(str(config.model.init))
+    if lora.enabled(config):  # the targets against the architecture (abstract: nothing is allocated)
+        from seedr1_jax.models.checkpoint import model_config
+        from seedr1_jax.models.families import abstract_model
+
+        lc, abstract = config.model.lora, abstract_model(model_config(config))
+        lora.check_targets(abstract, str(lc.targets))
+        if lc.get("base_quant"):
+            lora.check_quant(abstract, str(lc.base_quant), str(lc.get("quant_targets", lora.QUANT_TARGETS)))
     if data:
         find_split_dir(str(config.data.tfrecord_dir), str(config.data.split))
     check_writable(workdir)

@@ -13,7 +13,7 @@ import numpy as np
 from flax import nnx
 
 from seedr1_jax.core import fs
-from seedr1_jax.models import checkpoint
+from seedr1_jax.models import checkpoint, lora
 from seedr1_jax.models.config import ConfigError
 from seedr1_jax.parallel import sharding
 from seedr1_jax.rl import grpo, preflight, sft, update
@@ -55,6 +55,23 @@ class _StopSignal:
             signal.signal(s, h)
 
 
+def _count(params) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(params))
+
+
+def _nbytes(tree) -> int:
+    return sum(int(x.size) * x.dtype.itemsize for x in jax.tree.leaves(tree))
+
+
+def lora_reference(config, state):
+    """The LoRA run's GRPO reference: the frozen base with every B zeroed (x A B = 0 exactly: the base's output,
+    no second copy of the weights). A is kept, so before the first update the reference's weights equal the
+    policy's bit for bit and the first step's KL is exactly 0 (`grpo.logprob_fields`' pin). None when beta = 0."""
+    if config.grpo.beta == 0:
+        return None
+    return lora.combine(lora.switched_off(state.params), state.frozen)
+
+
 def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> int:
     """Runs (or resumes) training in `workdir`; returns 0 when done, 1 when stopped by a non-finite update,
     128 + signal number when stopped by SIGTERM/SIGINT after saving a checkpoint.
@@ -81,21 +98,30 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
 
     with jax.set_mesh(mesh):
         # ---- model, optimizer, train state ------------------------------------------------------------
-        model = checkpoint.load_model(config, mesh, rules)
+        model = checkpoint.load_model(config, mesh, rules)  # with LoRA adapters when model.lora.rank > 0
         checkpoint.write_model_json(workdir, model)
         graphdef, params = nnx.split(model)
-        params = params.to_pure_dict()
+        use_lora = lora.enabled(config)
+        params, frozen = update.trained_and_frozen(params.to_pure_dict(), use_lora)
         abstract_model = nnx.eval_shape(lambda: model)
         tx, schedule = update.make_optimizer(config, params, total)
         allow = bool(config.mesh.get("allow_uneven", False))
-        shardings = update.state_shardings(tx, abstract_model, mesh, rules, allow_uneven=allow)
+        shardings = update.state_shardings(tx, abstract_model, mesh, rules, allow_uneven=allow, use_lora=use_lora)
+        if use_lora:
+            frozen = lora.cast_floats(frozen, config.model.lora.get("base_dtype") or None)
+            kind = config.model.lora.get("base_quant") or "float"
+            _log(f"LoRA rank {config.model.lora.rank}: {_count(params) / 1e6:.2f}M adapter parameters trained, "
+                 f"{_nbytes(frozen) / 2**20:.1f} MiB {kind} base frozen")  # fmt: skip
+            if shardings is not None:
+                params, frozen = jax.device_put((params, frozen), (shardings.params, shardings.frozen))
         init_opt = jax.jit(tx.init, out_shardings=None if shardings is None else shardings.opt_state)
-        state = update.TrainState(params=params, opt_state=init_opt(params))
+        state = update.TrainState(params=params, opt_state=init_opt(params), frozen=frozen)
 
         progs = ref_params = None
         if algo == "grpo":
             progs = grpo.programs(config, graphdef, abstract_model, mesh, rules)
-            ref_params = grpo.reference_params(config, state.params, progs)  # before restoring: model.init's
+            if not use_lora:  # with LoRA the reference is the base itself, adapters off (`lora_reference`)
+                ref_params = grpo.reference_params(config, state.params, progs)  # before restoring: model.init's
 
         # ---- resume -----------------------------------------------------------------------------------
         mngr = checkpoint.checkpoint_manager(workdir, config.train.keep_checkpoints)
@@ -125,7 +151,7 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
 
             tokenizer = load_tokenizer()
         peak = peak_flops()
-        n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.params))
+        n_params = _count(state.model_params())
         key = jax.random.key(config.train.seed)
         t = config.train
         stop = _StopSignal()
@@ -142,8 +168,8 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
                 prep, used = grpo.prepare_dynamic(
                     config,
                     progs,
-                    state.params,
-                    ref_params,
+                    state.model_params(),
+                    lora_reference(config, state) if use_lora else ref_params,
                     lambda first=first: first.pop() if first else next(batches),
                     tokenizer,
                     jax.random.fold_in(key, step),
@@ -155,8 +181,8 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
                 prep = grpo.prepare(
                     config,
                     progs,
-                    state.params,
-                    ref_params,
+                    state.model_params(),
+                    lora_reference(config, state) if use_lora else ref_params,
                     host_batch,
                     tokenizer,
                     jax.random.fold_in(key, step),
@@ -185,7 +211,7 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
             if peak:
                 scalars["mfu"] = 6.0 * n_params * ntok * passes / dt / peak
             if callbacks:
-                now = nnx.merge(graphdef, state.params)  # one model for every callback
+                now = nnx.merge(graphdef, state.model_params())  # one model for every callback
                 for cb in callbacks:
                     scalars.update(cb(step + 1, now))
                 del now

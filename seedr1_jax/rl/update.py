@@ -18,6 +18,7 @@ from flax import nnx
 from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
+from seedr1_jax.models import lora
 from seedr1_jax.models.config import ConfigError
 from seedr1_jax.parallel import sharding
 
@@ -26,12 +27,20 @@ from seedr1_jax.parallel import sharding
 class TrainState:
     """What one optimizer step reads and writes (and what a checkpoint holds).
 
-    params: the model's pure-dict parameters (fp32 master weights by default), sharded by the train rules.
+    params: the trained pure-dict parameters (fp32 master weights by default), sharded by the train rules: the
+      whole model, or with LoRA (`model.lora.rank` > 0) the adapters alone.
     opt_state: the optax state; Adam moments take their parameter's sharding, counters are replicated.
+    frozen: with LoRA, the rest of the model (the base; no gradient, no optimizer state, not checkpointed: it is
+      `model.init`'s); {} otherwise. The update passes it through unchanged (donated, so without a copy).
     """
 
     params: Any
     opt_state: Any
+    frozen: Any = flax.struct.field(default_factory=dict)
+
+    def model_params(self):
+        """The whole model's pure-dict parameters (adapters and base joined)."""
+        return lora.combine(self.params, self.frozen)
 
 
 # ---- optimizer ----------------------------------------------------------------------------------------
@@ -75,27 +84,36 @@ def param_shardings(abstract_model, mesh, rules, *, allow_uneven: bool = False):
     return sharding.state_shardings(state, mesh, rules, allow_uneven=allow_uneven).to_pure_dict()
 
 
-def state_shardings(tx, abstract_model, mesh, rules, *, allow_uneven: bool = False) -> TrainState | None:
+def trained_and_frozen(params: dict, use_lora: bool) -> tuple[dict, dict]:
+    """(trained, frozen) parts of pure-dict model parameters: (adapters, base) with LoRA, else (all, {})."""
+    return lora.partition(params) if use_lora else (params, {})
+
+
+def state_shardings(
+    tx, abstract_model, mesh, rules, *, allow_uneven: bool = False, use_lora: bool = False
+) -> TrainState | None:
     """The train state's shardings: parameters by their logical axes, Adam moments like their parameter,
     optimizer counters replicated. The single source for init, restore, update and AOT."""
     if mesh is None:
         return None
-    p_sh = param_shardings(abstract_model, mesh, rules, allow_uneven=allow_uneven)
-    params = nnx.state(abstract_model).to_pure_dict()
+    p_sh, frozen_sh = trained_and_frozen(
+        param_shardings(abstract_model, mesh, rules, allow_uneven=allow_uneven), use_lora
+    )
+    params, _ = trained_and_frozen(nnx.state(abstract_model).to_pure_dict(), use_lora)
     abstract_opt = jax.eval_shape(tx.init, params)
     replicated = NamedSharding(mesh, P())
     shaped = jax.tree.map(lambda p, s: jax.ShapeDtypeStruct(p.shape, p.dtype, sharding=s), params, p_sh)
     opt_sh = optax.tree_map_params(
         tx, lambda _, p: p.sharding, abstract_opt, shaped, transform_non_params=lambda _: replicated
     )
-    return TrainState(params=p_sh, opt_state=opt_sh)
+    return TrainState(params=p_sh, opt_state=opt_sh, frozen=frozen_sh)
 
 
-def abstract_state(tx, abstract_model, shardings: TrainState | None) -> TrainState:
+def abstract_state(tx, abstract_model, shardings: TrainState | None, use_lora: bool = False) -> TrainState:
     """ShapeDtypeStructs (with shardings) of the train state: an orbax restore target and an AOT argument."""
-    params = nnx.state(abstract_model).to_pure_dict()
+    params, frozen = trained_and_frozen(nnx.state(abstract_model).to_pure_dict(), use_lora)
     opt = jax.eval_shape(tx.init, params)
-    state = TrainState(params=params, opt_state=opt)
+    state = TrainState(params=params, opt_state=opt, frozen=frozen)
     if shardings is None:
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
@@ -126,17 +144,17 @@ def make_update(graphdef, tx, loss_fn, config):
     """
 
     def update(state: TrainState, batch):
-        def f(p):
-            return loss_fn(nnx.merge(graphdef, p), batch, config=config)
+        def f(p):  # gradients for the trained parameters only (with LoRA: not for the frozen base)
+            return loss_fn(nnx.merge(graphdef, lora.combine(p, state.frozen)), batch, config=config)
 
         (loss, metrics), grads = jax.value_and_grad(f, has_aux=True)(state.params)
         gnorm = optax.global_norm(grads)
         updates, new_opt = tx.update(grads, state.opt_state, state.params)
         finite = jnp.isfinite(loss) & jnp.isfinite(gnorm) & jnp.isfinite(optax.global_norm(updates))
-        new = TrainState(params=optax.apply_updates(state.params, updates), opt_state=new_opt)
-        new = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, state)
+        new = (optax.apply_updates(state.params, updates), new_opt)
+        params, opt = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, (state.params, state.opt_state))
         metrics = dict(metrics, loss=loss, grad_norm=gnorm, finite=finite.astype(jnp.int32))
-        return new, metrics
+        return TrainState(params=params, opt_state=opt, frozen=state.frozen), metrics
 
     return update
 
