@@ -50,6 +50,21 @@ def ours_batch(model_cfg, ids, am, rows):
     )
 
 
+def random_rollout(args):
+    """(our random fp32 model, its prompt batch, prompt ids, one G-way rollout's tokens and mask) from the rollout
+    flags (`common.rollout_parser`): the shared start of the LoRA and reference-placement benches."""
+    hcfg = hf_config(args.width, args.layers, 128, args.layers, max(1, args.width // 256))
+    torch.manual_seed(0)
+    with tempfile.TemporaryDirectory() as d:
+        Qwen2VLForConditionalGeneration(hcfg).save_pretrained(d)
+        model = Qwen2VL.from_pretrained(d, dtype="float32")
+    _, ids, am, rows = build_prompts(hcfg, args.prompts, np.random.default_rng(0))
+    batch = ours_batch(model.cfg, ids, am, rows)
+    g, c = args.group, args.new_tokens
+    out = sampler.generate(model, batch, rng=jax.random.key(0), group_size=g, max_new_tokens=c, stop_ids=())
+    return model, batch, ids, out["tokens"], out["mask"]
+
+
 def main():
     ap = rollout_parser(__doc__)
     args = ap.parse_args()
@@ -117,9 +132,11 @@ def main():
     gd, st = nnx.split(model)
     params = st.to_pure_dict()
     tx, _ = update.make_optimizer(config, params, 100)
-    step_fn = jax.jit(update.make_update(gd, tx, grpo.loss, config), donate_argnums=0)
+    mode = grpo.reference_mode(config)  # mu = 1: the reference's log-probs inside the update (`grpo.ref_in_update`)
+    step_fn = jax.jit(update.make_update(gd, tx, grpo.loss, config, reference=mode), donate_argnums=0)
     progs = grpo.programs(config, gd, nnx.eval_shape(lambda: model), None, ())
     ref_params = jax.tree.map(jnp.copy, params)
+    extra = (ref_params,) if mode == "argument" else ()
     state = {"train": update.TrainState(params=params, opt_state=tx.init(params))}
 
     def ours_step(key):
@@ -131,7 +148,7 @@ def main():
         t0 = time.perf_counter()
         rewards = jnp.asarray(np.random.default_rng(0).integers(0, 2, b * g), jnp.float32)
         prompts = Prompts.of(batch)
-        # what grpo.prepare adds once per rollout: the reference (and, where needed, anchor) log-probs
+        # what grpo.prepare adds once per rollout: at mu = 1 only whether the weights equal the reference's
         fields = grpo.logprob_fields(config, progs, state["train"].params, ref_params, prompts, out["tokens"])
         upd = GRPOBatch(
             prompts=prompts,
@@ -141,7 +158,7 @@ def main():
             inner_step=jnp.zeros((), jnp.int32),
             **fields,
         )
-        state["train"], metrics = step_fn(state["train"], upd)
+        state["train"], metrics = step_fn(state["train"], upd, *extra)
         jax.block_until_ready(metrics)
         return t_roll, time.perf_counter() - t0
 

@@ -9,7 +9,6 @@ Variants alternate, best of `--repeats` each. Prints times, memory and ratios.
 
 import os
 import sys
-import tempfile
 import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -17,17 +16,13 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from common import hf_config, rollout_parser  # noqa: E402
+from common import rollout_parser  # noqa: E402
 from flax import nnx  # noqa: E402
-from grpo_step import build_prompts, ours_batch  # noqa: E402
-from transformers import Qwen2VLForConditionalGeneration  # noqa: E402
+from grpo_step import random_rollout  # noqa: E402
 
 from configs.common import base_config  # noqa: E402
 from seedr1_jax.data.batch import GRPOBatch, Prompts  # noqa: E402
 from seedr1_jax.models import lora  # noqa: E402
-from seedr1_jax.models.qwen2_vl.model import Qwen2VL  # noqa: E402
 from seedr1_jax.rl import grpo, sampler, update  # noqa: E402
 from seedr1_jax.rl.train import lora_reference  # noqa: E402
 
@@ -80,19 +75,12 @@ def main():
     ap.set_defaults(group=4)
     args = ap.parse_args()
     b, g, c = args.prompts, args.group, args.new_tokens
-    hcfg = hf_config(args.width, args.layers, 128, args.layers, max(1, args.width // 256))
-    torch.manual_seed(0)
-    with tempfile.TemporaryDirectory() as d:
-        Qwen2VLForConditionalGeneration(hcfg).save_pretrained(d)
-        model = Qwen2VL.from_pretrained(d, dtype="float32")
-    flat, ids, am, rows = build_prompts(hcfg, b, np.random.default_rng(0))
-    batch = ours_batch(model.cfg, ids, am, rows)
-    out = sampler.generate(model, batch, rng=jax.random.key(0), group_size=g, max_new_tokens=c, stop_ids=())
-    tokens, mask = out["tokens"], out["mask"]
+    model, batch, ids, tokens, mask = random_rollout(args)
 
     config = base_config()
     config.grpo.group_size, config.grpo.max_new_tokens = g, c
     config.model.dtype = config.grpo.ref_dtype = "float32"
+    config.grpo.ref_in_update = False  # the update alone, its reference log-probs made before (bench/ref_in_update.py)
     print(
         f"model text {args.width}x{args.layers}, vision 128x{args.layers}; {b} prompts x G={g}, {c} new tokens, "
         f"prompt {ids.shape[1]} tokens; LoRA rank {args.rank} on the LLM's projections; fp32; "

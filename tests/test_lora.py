@@ -198,7 +198,7 @@ def test_update_trains_adapters_only_and_the_reference_is_the_base(tiny):
     mu = optax.tree_utils.tree_get(state.opt_state, "mu")  # Adam's first moments: the adapters' tree alone
     assert jax.tree.structure(mu) == jax.tree.structure(adapters)
     progs = grpo.programs(c, gd, nnx.eval_shape(lambda: m), None, ())
-    step = jax.jit(update.make_update(gd, tx, grpo.loss, c))
+    step = jax.jit(update.make_update(gd, tx, grpo.loss, c, reference=grpo.reference_mode(c)))  # adapters off
     before = jax.tree.map(np.asarray, state)
     prep = grpo.prepare(
         c, progs, state.model_params(), lora_reference(c, state), host, load_tokenizer(), jax.random.key(0)

@@ -24,11 +24,12 @@ def setup(tmp_path_factory):
     return model, host, load_tokenizer()
 
 
-def _config(mu=1, beta=0.1, dtype="float32"):
+def _config(mu=1, beta=0.1, dtype="float32", in_update=True):
     c = base_config()
     c.model.dtype = dtype
     c.grpo.group_size, c.grpo.max_new_tokens, c.grpo.mu, c.grpo.beta = 3, 6, mu, beta
     c.grpo.ref_dtype = dtype
+    c.grpo.ref_in_update = in_update
     c.optim.lr = 1e-3
     return c
 
@@ -39,18 +40,25 @@ def _wire(config, model):
     progs = grpo.programs(config, gd, nnx.eval_shape(lambda: model), None, ())
     tx, _ = update.make_optimizer(config, params, 10)
     state = update.TrainState(params=params, opt_state=tx.init(params))
-    step = jax.jit(update.make_update(gd, tx, grpo.loss, config))
-    return progs, state, step, grpo.reference_params(config, params, progs)
+    ref = grpo.reference_params(config, params, progs)
+    mode = grpo.reference_mode(config)
+    fn = jax.jit(update.make_update(gd, tx, grpo.loss, config, reference=mode))
+    step = (lambda s, b: fn(s, b, ref)) if mode == "argument" else fn
+    return progs, state, step, ref
 
 
+@pytest.mark.parametrize("in_update", [True, False])
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
-def test_reference_equals_policy_bit_for_bit_at_identical_weights(setup, dtype):
+def test_reference_equals_policy_bit_for_bit_at_identical_weights(setup, dtype, in_update):
     model, host, tok = setup
-    config = _config(dtype=dtype)
+    config = _config(dtype=dtype, in_update=in_update)
     progs, state, step, ref = _wire(config, model)
     prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(0))
     batch = prep.batch.replace(advantages=jnp.zeros_like(prep.batch.advantages))  # all-zero advantages
-    assert np.asarray(batch.anchor_logp).tobytes() == np.asarray(batch.ref_logp).tobytes()
+    if in_update:  # the update computes the reference's log-probs: prepare only says the weights are equal
+        assert batch.ref_logp is None and batch.anchor_logp is None and bool(batch.pin_anchor)
+    else:
+        assert np.asarray(batch.anchor_logp).tobytes() == np.asarray(batch.ref_logp).tobytes()
     new, m = step(state, batch)
     assert float(m["kl"]) == 0.0 and float(m["grad_norm"]) == 0.0 and float(m["loss"]) == 0.0
     for a, b in zip(jax.tree.leaves(new.params), jax.tree.leaves(state.params)):
@@ -84,11 +92,13 @@ def test_mu2_reference_once_per_rollout_and_first_ratio_exactly_one(setup, monke
     assert len(traced) == 1 and float(m1["ratio_mean"]) != 1.0  # later inner steps see the moved policy
 
 
-def test_mu1_runs_one_forward_per_rollout_and_pins_only_at_identical_weights(setup):
-    """mu = 1, beta > 0: the reference's forward is the only one; at identical weights it doubles as the anchor
-    (KL exactly 0), once the weights moved the loss uses its own live log-probs."""
+@pytest.mark.parametrize("in_update", [True, False])
+def test_mu1_runs_one_forward_per_rollout_and_pins_only_at_identical_weights(setup, in_update):
+    """mu = 1, beta > 0: the reference's forward is the only one besides the policy's (inside the update with
+    `grpo.ref_in_update`, else its own pass); at identical weights it doubles as the anchor (KL exactly 0), once
+    the weights moved the loss uses its own live log-probs."""
     model, host, tok = setup
-    config = _config(mu=1)
+    config = _config(mu=1, in_update=in_update)
     progs, state, step, ref = _wire(config, model)
     calls = []
 
@@ -98,19 +108,43 @@ def test_mu1_runs_one_forward_per_rollout_and_pins_only_at_identical_weights(set
 
     counted = dataclasses.replace(progs, logprobs=counting)
     prep = grpo.prepare(config, counted, state.params, ref, host, tok, jax.random.key(3))
-    assert len(calls) == 1 and bool(prep.batch.pin_anchor)
-    # the skipped anchor forward would have given exactly the reference's bits
-    policy = progs.logprobs(progs.to_compute(state.params), prep.batch.prompts, prep.batch.tokens)
-    assert np.asarray(policy).tobytes() == np.asarray(prep.batch.ref_logp).tobytes()
+    assert len(calls) == int(not in_update) and bool(prep.batch.pin_anchor)
+    if not in_update:  # the skipped anchor forward would have given exactly the reference's bits
+        policy = progs.logprobs(progs.to_compute(state.params), prep.batch.prompts, prep.batch.tokens)
+        assert np.asarray(policy).tobytes() == np.asarray(prep.batch.ref_logp).tobytes()
     rng = np.random.default_rng(1)
     batch = prep.batch.replace(advantages=jnp.asarray(rng.standard_normal(prep.batch.advantages.shape), jnp.float32))
     state1, m0 = step(state, batch)
     assert float(m0["kl"]) == 0.0 and float(m0["ratio_mean"]) == 1.0
 
     prep1 = grpo.prepare(config, counted, state1.params, ref, host, tok, jax.random.key(3))
-    assert len(calls) == 2 and not bool(prep1.batch.pin_anchor)
+    assert len(calls) == 2 * int(not in_update) and not bool(prep1.batch.pin_anchor)
     _, m1 = step(state1, prep1.batch.replace(advantages=batch.advantages))
     assert float(m1["kl"]) > 0.0 and float(m1["ratio_mean"]) == 1.0  # the moved policy's own live log-probs
+
+
+def test_reference_inside_the_update_equals_its_own_pass(setup):
+    """mu = 1: the reference's log-probs computed inside the update give the step the separate pass gives (the
+    same KL, loss, gradient and new weights to float tolerance), from weights that differ from the reference's."""
+    model, host, tok = setup
+    out = {}
+    for in_update in (True, False):
+        config = _config(mu=1, in_update=in_update)
+        progs, state, step, ref = _wire(config, model)
+        state = state.replace(params=jax.tree.map(lambda x: x * 1.01, state.params))  # not the reference
+        prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(4))
+        assert not bool(prep.batch.pin_anchor)
+        rng = np.random.default_rng(2)
+        adv = jnp.asarray(rng.standard_normal(prep.batch.advantages.shape), jnp.float32)
+        new, m = step(state, prep.batch.replace(advantages=adv))
+        out[in_update] = (jax.device_get(m), jax.device_get(new.params), np.asarray(prep.batch.tokens))
+    (m_in, p_in, t_in), (m_out, p_out, t_out) = out[True], out[False]
+    assert np.array_equal(t_in, t_out)  # the same rollout
+    assert float(m_in["kl"]) > 0.0
+    for k in ("kl", "loss", "grad_norm"):
+        np.testing.assert_allclose(float(m_in[k]), float(m_out[k]), rtol=1e-5, err_msg=k)
+    for a, b in zip(jax.tree.leaves(p_in), jax.tree.leaves(p_out)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-7)
 
 
 def test_beta0_mu1_skips_reference_and_anchor(setup):

@@ -23,7 +23,7 @@ from seedr1_jax.models.checkpoint import model_config
 from seedr1_jax.models.config import ConfigError
 from seedr1_jax.parallel import sharding
 from seedr1_jax.perf import roofline
-from seedr1_jax.rl import update
+from seedr1_jax.rl import grpo, update
 
 REMAT_CHOICES = ("full", "dots_with_no_batch_dims_saveable", "none")  # what --search tries
 
@@ -100,14 +100,17 @@ def abstract_batch(config, cfg, mesh, algo):
         return SFTBatch(prompts=prompt, loss_mask=sds((b, t), jnp.int32)), prompt
     n, c = b * g.group_size, g.max_new_tokens
     logp = sds((n, c), jnp.float32)
+    in_update = grpo.reference_in_update(config)
+    scalar = lambda dt: jax.ShapeDtypeStruct((), dt, sharding=NamedSharding(mesh, P()))  # noqa: E731
     upd = GRPOBatch(
         prompts=prompt,
         tokens=sds((n, c), jnp.int32),
         mask=sds((n, c), jnp.int32),
         advantages=sds((n,), jnp.float32),
-        inner_step=jax.ShapeDtypeStruct((), jnp.int32, sharding=NamedSharding(mesh, P())),
-        anchor_logp=logp if g.beta > 0 or g.mu > 1 else None,
-        ref_logp=logp if g.beta > 0 else None,
+        inner_step=scalar(jnp.int32),
+        anchor_logp=logp if (g.beta > 0 or g.mu > 1) and not in_update else None,
+        ref_logp=logp if g.beta > 0 and not in_update else None,
+        pin_anchor=scalar(jnp.bool_) if g.beta > 0 and g.mu == 1 else None,
     )
     return upd, prompt
 
@@ -115,7 +118,7 @@ def abstract_batch(config, cfg, mesh, algo):
 def compile_update(config, cfg, mesh, rules):
     """Compiles the jitted update at the config's sizes, with the trainer's shardings (`update.py`).
     Returns (compiled, parameter count, prompt batch)."""
-    from seedr1_jax.rl import grpo, sft
+    from seedr1_jax.rl import sft
 
     algo, use_lora = config.algo, lora.enabled(config)
     model = lora.abstract_policy(config, cfg)
@@ -129,10 +132,15 @@ def compile_update(config, cfg, mesh, rules):
         base_dtype = config.model.lora.get("base_dtype") or None
         train_state = train_state.replace(frozen=lora.cast_floats(train_state.frozen, base_dtype))
     batch, prompt = abstract_batch(config, cfg, mesh, algo)
-    fn = update.make_update(graphdef, tx, grpo.loss if algo == "grpo" else sft.loss, config)
-    step = update.jit_update(fn, shardings, update.batch_shardings(batch, mesh), mesh)
+    mode = grpo.reference_mode(config)  # mu = 1, beta > 0: the reference's log-probs run inside the update
+    fn = update.make_update(graphdef, tx, grpo.loss if algo == "grpo" else sft.loss, config, reference=mode)
+    ref = ()
+    if mode == "argument":  # the frozen reference as the trainer holds it (`grpo.ref_dtype`, training shardings)
+        ref = (abstract_params(config, cfg, mesh, rules, dtype=jnp.dtype(config.grpo.ref_dtype))[1],)
+    ref_sh = jax.tree.map(lambda x: x.sharding, ref[0]) if ref else None
+    step = update.jit_update(fn, shardings, update.batch_shardings(batch, mesh), mesh, ref_sh)
     with jax.set_mesh(mesh):
-        return step.lower(train_state, batch).compile(), n_params, prompt
+        return step.lower(train_state, batch, *ref).compile(), n_params, prompt
 
 
 def compile_sampler(config, cfg, mesh, rules, prompt):
@@ -173,7 +181,6 @@ def compile_sampler(config, cfg, mesh, rules, prompt):
 def compile_logprobs(config, cfg, mesh, rules, prompt):
     """Compiles grpo.prepare's teacher-forced log-probs (reference and anchor) with compute-dtype weights in the
     training shardings. Returns (compiled, bytes per chip resident meanwhile: fp32 state + Adam + reference)."""
-    from seedr1_jax.rl import grpo
 
     model = lora.abstract_policy(config, cfg)
     graphdef, params = abstract_params(config, cfg, mesh, rules, dtype=jnp.dtype(cfg.dtype))
@@ -256,14 +263,15 @@ def compile_programs(
     if "update" in programs:
         t0 = time.time()
         step_c, _, _ = compile_update(config, cfg, mesh, rules)
-        ref = 0
-        if grpo_ and g.beta > 0 and not lora.enabled(config):  # the frozen reference stays resident beside the
-            # train state during the update (with LoRA the reference is the base inside the state)
+        ref, mode = 0, grpo.reference_mode(config) if grpo_ else ""
+        if grpo_ and g.beta > 0 and not lora.enabled(config) and mode != "argument":  # the frozen reference stays
+            # resident beside the train state during the update (with LoRA the reference is the base inside the
+            # state; as the update's argument it is counted in the program's arguments)
             ref = _per_chip_bytes(abstract_params(config, cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))[1])
-        label = "train step (fwd/bwd + AdamW)" + (" + ref held" if ref else "")
+        label = "train step (fwd/bwd + AdamW)" + (" + ref held" if ref else " + ref fwd" if mode else "")
         add("update", label, step_c, t0, ref)
         del step_c
-    if grpo_ and (g.beta > 0 or g.mu > 1) and "logprobs" in programs:
+    if grpo_ and calls_per_step(config)["logprobs"] and "logprobs" in programs:
         t0 = time.time()
         lp_c, resident = compile_logprobs(config, cfg, mesh, rules, prompt)
         add("logprobs", "ref/anchor log-probs (fwd) + state held", lp_c, t0, resident)
@@ -297,8 +305,9 @@ def model_flops(config, cfg) -> dict:
     g = config.grpo
     n, c = b * g.group_size, g.max_new_tokens
     fwd = vis + roofline.text_flops(cfg, b * t + n * c, t + c) + roofline.logits_flops(cfg, n * c)
+    in_update = int(grpo.reference_in_update(config))  # the reference's forward inside the update (mu = 1)
     return dict(
-        update=(2 if lora.enabled(config) else 3) * fwd,
+        update=(2 + in_update if lora.enabled(config) else 3 + in_update) * fwd,
         logprobs=fwd,
         sampler=vis + roofline.text_flops(cfg, b * t, t + c) + roofline.logits_flops(cfg, b),
         decode=roofline.text_flops(cfg, n, t + c) + roofline.logits_flops(cfg, n),
@@ -308,11 +317,13 @@ def model_flops(config, cfg) -> dict:
 
 def calls_per_step(config) -> dict:
     """How often each program runs in one GRPO/SFT step (a rollout batch): the log-probs forward runs for the
-    reference (beta > 0) and, with mu > 1, for the anchor (`grpo.logprob_fields`)."""
+    reference (beta > 0; inside the update at mu = 1, `grpo.reference_in_update`) and, with mu > 1, for the anchor
+    (`grpo.logprob_fields`)."""
     if config.algo == "sft":
         return dict(update=1)
     g = config.grpo
-    return dict(update=g.mu, logprobs=int(g.beta > 0) + int(g.mu > 1), sampler=1, decode=g.max_new_tokens)
+    ref = int(g.beta > 0 and not grpo.reference_in_update(config))
+    return dict(update=g.mu, logprobs=ref + int(g.mu > 1), sampler=1, decode=g.max_new_tokens)
 
 
 def predict(config, cfg, progs: list[Program], chip: roofline.Chip, chips: int) -> roofline.StepPrediction:

@@ -256,6 +256,21 @@ def reference_params(config, initial_params, progs: Programs):
     return jax.jit(lambda p: jax.tree.map(lambda x: x.astype(dt), p))(initial_params)
 
 
+def reference_in_update(config) -> bool:
+    """Whether the reference's log-probs run inside the update (mu = 1, beta > 0, `grpo.ref_in_update`): then
+    `prepare` runs no teacher-forced pass at all, and the update reads the reference model (`reference_mode`)."""
+    g = config.grpo
+    return config.algo == "grpo" and g.mu == 1 and g.beta > 0 and bool(g.get("ref_in_update", True))
+
+
+def reference_mode(config) -> str:
+    """`update.make_update`'s `reference`: "" (none in the update), "argument" (full fine-tuning: the frozen
+    `reference_params` are the update's third argument) or "adapters_off" (LoRA: the state's base, B zeroed)."""
+    if not reference_in_update(config):
+        return ""
+    return "adapters_off" if lora.enabled(config) else "argument"
+
+
 def logprob_fields(config, progs: Programs, params, ref_params, prompts: Prompts, tokens) -> dict:
     """The reference and anchor log-probs of one rollout (`GRPOBatch` fields), each forward run at most once.
 
@@ -263,9 +278,13 @@ def logprob_fields(config, progs: Programs, params, ref_params, prompts: Prompts
     log-probs of later inner steps). mu = 1 with beta > 0 needs no anchor forward: its only role is to make the
     first step's KL exactly 0 when the policy's weights equal the reference's, and then the reference's
     log-probs ARE the policy's (same program, same bits), so anchor_logp = ref_logp with `pin_anchor` telling
-    the loss whether the weights are equal. beta = 0 and mu = 1: no forward at all.
+    the loss whether the weights are equal. With `reference_in_update` (mu = 1 by default) the update computes
+    the reference's log-probs itself and uses them as that anchor: only `pin_anchor` is made here. beta = 0 and
+    mu = 1: no forward at all.
     """
     g, out = config.grpo, {}
+    if reference_in_update(config):
+        return dict(pin_anchor=progs.same_as(params, ref_params))
     if g.beta > 0:
         out["ref_logp"] = progs.logprobs(progs.to_compute(ref_params), prompts, tokens)
     if g.mu > 1:
@@ -472,19 +491,29 @@ def prepare_dynamic(
     return prep, len(rounds)
 
 
-def loss(model, batch: GRPOBatch, *, config):
+def loss(model, batch: GRPOBatch, *, config, reference=None):
     """GRPO loss of one prepared batch (`prepare`) -> (f32[], metrics).
 
     On the first optimizer step of a rollout (`inner_step == 0`, and `pin_anchor` unless None) the weights are
     those that produced `anchor_logp` through the same code path, so its value is used exactly (gradient from
     the live pass): the ratio is exactly 1 and, at weights equal to the reference's, the KL and its gradient are
-    exactly 0.
+    exactly 0. reference: the frozen reference model when its log-probs run here (`reference_in_update`): they
+    are then both `ref_logp` and, pinned by `pin_anchor`, the anchor.
     """
     from seedr1_jax.rl.sampler import completion_logprobs
 
     g = config.grpo
     logp = completion_logprobs(model, batch.prompts, batch.tokens, g.group_size, g.temperature)
-    anchor = batch.anchor_logp
+    anchor, ref_logp = batch.anchor_logp, batch.ref_logp
+    if reference is None and ref_logp is None and reference_in_update(config):
+        raise ValueError(
+            "grpo.ref_in_update: the reference's log-probs belong inside this update, which was built without a "
+            "reference; build it with update.make_update(..., reference=grpo.reference_mode(config))"
+        )
+    if reference is not None:
+        ref_logp = anchor = jax.lax.stop_gradient(
+            completion_logprobs(reference, batch.prompts, batch.tokens, g.group_size, g.temperature)
+        )
     if anchor is not None:
         pinned = anchor + (logp - jax.lax.stop_gradient(logp))
         pin = batch.inner_step == 0
@@ -494,7 +523,7 @@ def loss(model, batch: GRPOBatch, *, config):
     return policy_loss(
         logp,
         anchor if g.mu > 1 else None,
-        batch.ref_logp,
+        ref_logp,
         batch.advantages,
         batch.mask,
         beta=g.beta,

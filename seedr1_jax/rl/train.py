@@ -195,13 +195,16 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
             if step_fn is None:
                 if step == start:
                     _log("compiling the update step (the first step takes longer)...")
-                fn = update.make_update(graphdef, tx, loss_fn, config)
-                step_fn = update.jit_update(fn, shardings, update.batch_shardings(batch, mesh), mesh)
+                ref_mode = grpo.reference_mode(config)  # the reference's log-probs inside the update (mu = 1)
+                fn = update.make_update(graphdef, tx, loss_fn, config, reference=ref_mode)
+                ref_sh = shardings.params if ref_mode == "argument" and shardings is not None else None
+                step_fn = update.jit_update(fn, shardings, update.batch_shardings(batch, mesh), mesh, ref_sh)
+                ref_arg = (ref_params,) if ref_mode == "argument" else ()
             t1 = time.perf_counter()
             for i in range(passes):
                 if i:
                     batch = batch.replace(inner_step=jax.numpy.asarray(i, jax.numpy.int32))
-                state, m = step_fn(state, batch)
+                state, m = step_fn(state, batch, *ref_arg)
             m = jax.device_get(m)
             timings["update"] = time.perf_counter() - t1
             dt = time.perf_counter() - t0

@@ -136,16 +136,32 @@ def batch_shardings(batch, mesh):
 
 
 # ---- the update ---------------------------------------------------------------------------------------
-def make_update(graphdef, tx, loss_fn, config):
-    """update(state: TrainState, batch) -> (TrainState, metrics): one optimizer step on `loss_fn`.
+REFERENCE_MODES = ("", "argument", "adapters_off")
 
+
+def make_update(graphdef, tx, loss_fn, config, reference: str = ""):
+    """update(state: TrainState, batch[, reference params]) -> (TrainState, metrics): one optimizer step on
+    `loss_fn`.
+
+    reference: where a loss that reads a frozen reference model inside the step (`grpo.reference_mode`) gets it:
+      "" none (the loss is called without one); "argument": its parameters are the update's third argument (not
+      donated, not differentiated); "adapters_off": LoRA's reference, the state's own base with every B zeroed,
+      built inside the program (no argument, no copy). The loss then receives `reference=` an nnx model.
     A non-finite loss, gradient or update leaves the state unchanged (`metrics["finite"] = 0`); the loop then
     stops or skips by `train.on_nonfinite`.
     """
+    if reference not in REFERENCE_MODES:
+        raise ValueError(f"reference={reference!r}: use one of {REFERENCE_MODES}")
 
-    def update(state: TrainState, batch):
+    def update(state: TrainState, batch, ref_params=None):
+        kw = {}
+        if reference:
+            if reference == "adapters_off":
+                ref_params = lora.combine(lora.switched_off(state.params), state.frozen)
+            kw["reference"] = nnx.merge(graphdef, jax.lax.stop_gradient(ref_params))
+
         def f(p):  # gradients for the trained parameters only (with LoRA: not for the frozen base)
-            return loss_fn(nnx.merge(graphdef, lora.combine(p, state.frozen)), batch, config=config)
+            return loss_fn(nnx.merge(graphdef, lora.combine(p, state.frozen)), batch, config=config, **kw)
 
         (loss, metrics), grads = jax.value_and_grad(f, has_aux=True)(state.params)
         gnorm = optax.global_norm(grads)
@@ -159,15 +175,16 @@ def make_update(graphdef, tx, loss_fn, config):
     return update
 
 
-def jit_update(update, shardings: TrainState | None, batch_sh, mesh):
+def jit_update(update, shardings: TrainState | None, batch_sh, mesh, ref_sh=None):
     """The update jitted once: explicit state/batch shardings in, the state's shardings out (metrics
-    replicated), the old state donated so parameters and Adam moments are updated in place."""
+    replicated), the old state donated so parameters and Adam moments are updated in place. ref_sh: the
+    shardings of a reference-params third argument (`make_update(reference="argument")`), never donated."""
     if mesh is None:
         return jax.jit(update, donate_argnums=0)
     replicated = NamedSharding(mesh, P())
     return jax.jit(
         update,
-        in_shardings=(shardings, batch_sh),
+        in_shardings=(shardings, batch_sh) if ref_sh is None else (shardings, batch_sh, ref_sh),
         out_shardings=(shardings, replicated),
         donate_argnums=0,
     )
