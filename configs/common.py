@@ -60,6 +60,8 @@ def base_config() -> ConfigDict:
     c.grpo.dynamic_sampling = False
     c.grpo.dynamic_max_rounds = 3
     c.grpo.reward_noise = 0.0  # probability of flipping each accuracy reward (seeded): the noisy-reward experiment
+    # decoder layers whose attention the rollout's summary averages, for rewards that ask for it (`grounding`)
+    c.grpo.attention_layers = (-1,)
     c.grpo.ref_dtype = "bfloat16"  # frozen reference weights
     # mu = 1, beta > 0: the reference's log-probs run inside the update program (one program and one dispatch
     # fewer per step); False runs them as their own pass before it, as mu > 1 always does (bench/ref_in_update.py)

@@ -224,21 +224,35 @@ def test_eval_attention_stats_join_the_accuracy_summary(prepared, tmp_path, caps
     assert att["response"]["tokens"] == 4 and 0 < att["response"]["visual"] < 1
 
 
-def test_grounding_reward_is_the_reasoning_visual_share(prepared):
+def test_rollout_attention_summary_equals_the_analysis(prepared):
+    """`rl/grounding.summary` (what a GRPO rollout gives the rewards that ask for attention) = `seedr1 attention`'s
+    reasoning-span metrics of the same completion (visual, video, evidence share), from the pipeline's `evidence`
+    host field; a completion without `<think>` gets zeros and no evidence share."""
+    import jax.numpy as jnp
+
+    from seedr1_jax.data.batch import Prompts
     from seedr1_jax.models.checkpoint import load_params
     from seedr1_jax.models.processor import PAD_ID, encode, load_tokenizer
+    from seedr1_jax.rl import grounding
 
     tfr, (a, _) = prepared
     model, tok = load_params(a), load_tokenizer()
-    (batch, _), *_ = list(A.samples(tfr, "L1", model.cfg, tok, num=1, max_frames=4, max_prompt_len=512))
+    batch, ev = next(
+        (b, e) for b, e in A.samples(tfr, "L1", model.cfg, tok, num=8, max_frames=4, max_prompt_len=512) if e
+    )
+    assert str(batch["evidence"][0]) == ",".join(map(str, ev))
     think = encode(tok, "<think>the red square moves</think><answer>B</answer><|im_end|>")
     plain = encode(tok, "B<|im_end|>")
     tokens = np.full((2, len(think)), PAD_ID, np.int32)
     tokens[0], tokens[1, : len(plain)] = think, plain
-    got = A.grounding_reward(model, batch, tokens, tok, group_size=2, layers=[0, 1])
-    want = A.analyse(model, batch, tok, (0, 1), tokens=think)["metrics"]["reasoning"]["visual"]
-    assert got.shape == (2,) and got[1] == 0.0
-    assert 0 < want < 1 and abs(got[0] - want) < 1e-5
+    mask = (np.arange(len(think))[None] < np.array([[len(think)], [len(plain)]])).astype(np.int32)
+    prompts = Prompts.of({k: jnp.asarray(batch[k]) for k in Prompts.FIELDS if k in batch})
+    got = grounding.summary(model, prompts, tokens, mask, tok, list(batch["evidence"]), group_size=2, layers=(0, 1))
+    want = A.analyse(model, batch, tok, (0, 1), tokens=think, evidence=ev)["metrics"]["reasoning"]
+    assert got[0]["tokens"] == want["tokens"] > 0
+    for k in ("visual", "video", "evidence"):
+        assert 0 < want[k] < 1 and abs(got[0][k] - want[k]) < 1e-5, k
+    assert got[1] == dict(visual=0.0, video=0.0, evidence=None, tokens=0)
 
 
 def test_evidence_field_forms():

@@ -343,3 +343,50 @@ def test_preflight_checks_the_overlong_buffer_only_when_the_reward_is_on():
         preflight.check_values(c)
     c.grpo.overlong_buffer = 16
     preflight.check_values(c)
+
+
+def test_attention_reaches_only_the_rewards_that_ask_for_it(monkeypatch):
+    """A process reward that names `attention` receives each completion's summary; the others' ctx is unchanged;
+    without a summary (outside a rollout) the asking reward gets None."""
+    seen = {"asks": [], "plain": []}
+
+    def asks(completion, sample, *, attention=None, **ctx):
+        seen["asks"].append((attention, ctx))
+        return 0.0 if attention is None else attention["visual"]
+
+    def plain(completion, sample, **ctx):
+        seen["plain"].append(ctx)
+        return 1.0
+
+    assert rewards.wants_attention(asks) and rewards.wants_attention(rewards.grounding_reward)
+    assert not rewards.wants_attention(plain) and not rewards.wants_attention(rewards.accuracy_reward)
+    assert not rewards.wants_attention(lambda completion, ground_truth, attention=None: 0.0)  # not a process reward
+    fns = {"asks": asks, "plain": plain}
+    summaries = [
+        dict(visual=0.25, video=0.2, evidence=0.5, tokens=3),
+        dict(visual=0.75, video=0, evidence=None, tokens=0),
+    ]
+    monkeypatch.setattr(rewards, "resolve_reward", lambda name: fns[name])  # as if named in grpo.rewards
+    total, values = rewards.compute_rewards(["a", "b"], ["A", "B"], {"asks": 1.0, "plain": 0.0},
+                                            ctx={"step": 3}, attention=summaries)  # fmt: skip
+    assert values["asks"].tolist() == [0.25, 0.75] and total.tolist() == [0.25, 0.75]
+    assert [a for a, _ in seen["asks"]] == summaries and all(c == {"step": 3} for _, c in seen["asks"])
+    assert seen["plain"] == [{"step": 3}, {"step": 3}]  # no `attention` key for a reward that did not ask
+    seen["asks"].clear()
+    _, values = rewards.compute_rewards(["a"], ["A"], {"asks": 1.0}, ctx={"step": 0})
+    assert values["asks"].tolist() == [0.0] and seen["asks"][0][0] is None
+
+
+@pytest.mark.parametrize(
+    "attention, expected",
+    [
+        (dict(visual=0.4, video=0.3, evidence=0.625, tokens=5), 0.625),
+        (dict(visual=0.4, video=0.3, evidence=None, tokens=5), 0.0),  # the record names no evidence frames
+        (dict(visual=0.0, video=0.0, evidence=None, tokens=0), 0.0),  # no <think>
+        (None, 0.0),  # outside a rollout
+    ],
+)
+def test_grounding_reward_is_the_evidence_share(attention, expected):
+    assert (
+        rewards.grounding_reward("<think>x</think><answer>A</answer>", {"answer": "A"}, attention=attention) == expected
+    )

@@ -211,8 +211,9 @@ def test_nonfinite_update_stops_or_skips(tfr, tmp_path, mode, capsys):
 def test_train_with_a_module_function_reward(tfr, tmp_path):
     """The documented custom rewards through the door users use: `seedr1 train` with an outcome reward
     `my_rewards:brevity(completion, ground_truth)` and a process reward `my_rewards:seen(completion, sample, **ctx)`
-    runs; both are computed and logged, the process reward sees the record's fields and the step; and
-    `grpo.reward_noise` flips accuracy rewards (the clean values logged beside)."""
+    runs; both are computed and logged, the process reward sees the record's fields and the step; a process reward
+    naming `attention` gets the rollout's attention summary (and only it); and `grpo.reward_noise` flips accuracy
+    rewards (the clean values logged beside)."""
     pkg = tmp_path / "pkg"
     pkg.mkdir()
     (pkg / "my_rewards.py").write_text(
@@ -222,11 +223,15 @@ def test_train_with_a_module_function_reward(tfr, tmp_path):
         "    with open(os.environ['SEEN_LOG'], 'a') as f:\n"
         "        f.write(json.dumps(dict(sample=sample, ctx=ctx)) + '\\n')\n"
         "    return 1.0\n"
+        "def looked(completion, sample, *, attention, **ctx):\n"
+        "    with open(os.environ['SEEN_LOG'] + '.att', 'a') as f:\n"
+        "        f.write(json.dumps(attention) + '\\n')\n"
+        "    return attention['visual']\n"
     )
     work = str(tmp_path / "run")
     rewards = (
         '--config.grpo.rewards={"accuracy": 1.0, "my_rewards:brevity": 0.5, "my_rewards:seen": 0.0, "overlong": 1.0, '
-        '"visual_consistency": 0.0}'
+        '"visual_consistency": 0.0, "my_rewards:looked": 0.0, "grounding": 0.0}'
     )
     log = tmp_path / "seen.jsonl"
     env = dict(_env(), PYTHONPATH=str(pkg), SEEN_LOG=str(log))
@@ -246,6 +251,12 @@ def test_train_with_a_module_function_reward(tfr, tmp_path):
     assert len(n) == 4 and ((1 <= n) & (n <= 8)).all()  # 2 prompts x G = 2
     assert np.isclose(row["reward_overlong"], np.mean(np.minimum(0.0, (8 - 4 - n) / 4)))
     assert np.isclose(row["completion_length"], n.mean())
+    # a reward naming `attention` gets the rollout's summary per completion (the others' ctx above has none)
+    att = [json.loads(x) for x in open(str(log) + ".att")]
+    assert len(att) == 4 and all(set(a) == {"visual", "video", "evidence", "tokens"} for a in att)
+    assert all(0.0 <= a["video"] <= a["visual"] <= 1.0 for a in att) and "time_attention" in row
+    assert np.isclose(row["reward_my_rewards:looked"], np.mean([a["visual"] for a in att]))
+    assert 0.0 <= row["reward_grounding"] <= 1.0
 
 
 def test_train_with_a_bad_reward_path_stops_before_training(tfr, tmp_path):

@@ -208,3 +208,21 @@ def test_trimmed_completions_give_the_same_update(setup):
     assert grpo.trim_completions(tokens, np.ones_like(mask), bucket=2)[0].shape[1] == 6
     assert grpo.trim_completions(tokens, mask, bucket=0)[0].shape[1] == 6
     assert grpo.trim_completions(tokens, mask, bucket=5)[0].shape[1] == 5
+
+
+def test_the_attention_summary_runs_only_when_a_reward_asks(setup, monkeypatch):
+    """`grpo.prepare` runs the rollout's attention pass (`rl/grounding.py`) only when a reward names `attention`
+    (here the built-in `grounding`, logged at weight 0); otherwise nothing beyond the rollout runs."""
+    from seedr1_jax.rl import grounding
+
+    model, host, tok = setup
+    calls = []
+    real = grounding.summary
+    monkeypatch.setattr(grounding, "summary", lambda *a, **k: calls.append(1) or real(*a, **k))
+    config = _config(beta=0.0)
+    progs, state, _, ref = _wire(config, model)
+    prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(5))
+    assert not calls and "attention" not in prep.timings and "reward_grounding" not in prep.scalars
+    config.grpo.rewards = {"accuracy": 1.0, "grounding": 0.0}
+    prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(5))
+    assert len(calls) == 1 and prep.timings["attention"] > 0 and prep.scalars["reward_grounding"] == 0.0  # no evidence

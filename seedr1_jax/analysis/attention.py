@@ -8,90 +8,21 @@ not change. `vision_sources` maps each vision token back to its frame pair and m
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import math
 import os
 
-import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from seedr1_jax.analysis.attention_figures import _fmt, heat_to_pixels  # noqa: F401 (attention.heat_to_pixels kept)
+from seedr1_jax.data.pipeline import evidence_frames  # noqa: F401 (attention.evidence_frames kept)
+from seedr1_jax.models.attention_maps import attention_maps, check_layers, decoder_attention  # noqa: F401
 from seedr1_jax.models.config import ConfigError
-from seedr1_jax.models.layers import attention_probs
-from seedr1_jax.models.qwen2_vl.llm import add_deepstack
-from seedr1_jax.parallel.sharding import BATCH, constrain
+from seedr1_jax.rl.grounding import token_spans  # noqa: F401 (attention.token_spans kept)
 
 TEXT, IMAGE, VIDEO = 0, 1, 2
-
-
-# ---- the analysis forward ------------------------------------------------------------------------
-def check_layers(layers, num_layers: int) -> tuple[int, ...]:
-    """Layer indices (negative counts from the end) -> sorted unique non-negative ints; ConfigError if out of range."""
-    out = []
-    for x in layers:
-        i = int(x)
-        if not -num_layers <= i < num_layers:
-            raise ConfigError(f"--layers: layer {x} does not exist; the model has layers 0..{num_layers - 1}")
-        out.append(i % num_layers)
-    if not out:
-        raise ConfigError("--layers: give at least one layer index")
-    return tuple(sorted(set(out)))
-
-
-def _layer_probs(layer, h, cos, sin, mask, query_start: int):
-    """This layer's attention probabilities f32[B, N, T - q0, S] for queries from `query_start` on."""
-    q, k, _ = layer.qkv(layer.input_layernorm(h), cos, sin)
-    return attention_probs(q[:, query_start:], k, mask[:, query_start:], dtype=layer.dtype)
-
-
-def decoder_attention(text_model, x, positions, mask, layers: tuple[int, ...], query_start: int = 0, deepstack=None):
-    """The decoder over embeddings x [B, T, D] (positions int32[3, B, T], mask bool[B, T, T]), collecting the
-    attention probabilities of `layers` (sorted ints): returns (normed hidden [B, T, D],
-    float32[len(layers), B, N, T - query_start, T])."""
-    cos, sin = text_model.rotary(positions)
-    graphdef, state = nnx.split(text_model.layers)
-    nl = text_model.cfg.text.num_layers
-    slot = np.full(nl, -1, np.int32)
-    slot[list(layers)] = np.arange(len(layers))
-    b, t, _ = x.shape
-    n = text_model.cfg.text.num_heads
-    buf = jnp.zeros((len(layers), b, n, t - query_start, t), jnp.float32)
-
-    def body(carry, xs):
-        (h, buf), (layer_state, s, i) = carry, xs
-        h = constrain(h, BATCH, None, None)
-        layer = nnx.merge(graphdef, layer_state)
-        buf = jax.lax.cond(
-            s >= 0,
-            lambda buf: buf.at[s].set(_layer_probs(layer, h, cos, sin, mask, query_start)),
-            lambda buf: buf,
-            buf,
-        )
-        h, _ = layer(h, cos, sin, mask)
-        return (add_deepstack(h, i, deepstack), buf), None
-
-    (x, buf), _ = jax.lax.scan(body, (x, buf), (state, jnp.asarray(slot), jnp.arange(nl)))
-    return text_model.norm(x), buf
-
-
-@functools.partial(nnx.jit, static_argnames=("layers", "query_start"))
-def attention_maps(model, inputs: dict, layers: tuple[int, ...], query_start: int = 0):
-    """`Qwen2VL.forward` inputs (see `qwen2_vl.prepare_inputs` / `sampler.teacher_forced_inputs`) ->
-    attention probabilities float32[len(layers), B, N, T - query_start, T] (all heads).
-
-    layers: sorted layer indices (`check_layers`); query rows start at `query_start` (e.g. the prompt length,
-    to keep only the generated tokens' rows). Same mask as `forward`: causal and padding keys masked.
-    """
-    vis = {k: inputs[k] for k in ("pixels", "hw_pos", "valid", "vision_index") if inputs.get(k) is not None}
-    x, deepstack = model.embed(inputs["input_ids"], **vis)
-    t = inputs["input_ids"].shape[1]
-    mask = jnp.tril(jnp.ones((t, t), bool))[None] & inputs["attention_mask"].astype(bool)[:, None, :]
-    _, probs = decoder_attention(model.model, x, inputs["positions"], mask, layers, query_start, deepstack)
-    return probs
 
 
 # ---- vision tokens -> their source ---------------------------------------------------------------
@@ -184,24 +115,6 @@ def data_grids(ids, cfg, grid: int = 18):
     return ([(1, grid, grid)] if ni else None), ([(nv // per, grid, grid)] if nv else None)
 
 
-def token_spans(tokenizer, tokens) -> tuple[list[str], dict[str, list[int]]]:
-    """Per-token labels and the generated-token indices of `<think>` content, `<answer>` content and all."""
-    tokens = [int(t) for t in tokens]
-    labels = [tokenizer.decode([t], skip_special_tokens=False) for t in tokens]
-    ends = np.cumsum([len(s) for s in labels])
-    starts = ends - np.array([len(s) for s in labels], int)
-    text = "".join(labels)
-    spans = {"response": list(range(len(tokens)))}
-    for name, tag in (("reasoning", "think"), ("answer", "answer")):
-        a, b = text.find(f"<{tag}>"), text.find(f"</{tag}>")
-        if a < 0 or b < a:
-            spans[name] = []
-            continue
-        lo, hi = a + len(tag) + 2, b  # content chars [lo, hi)
-        spans[name] = [i for i in range(len(tokens)) if starts[i] < hi and ends[i] > lo and labels[i].strip()]
-    return labels, spans
-
-
 def span_metrics(weights, src: dict, evidence=None) -> dict:
     """Metrics of one span from its tokens' attention float[n, S] (rows sum to 1; n may be 0).
 
@@ -228,27 +141,6 @@ def span_metrics(weights, src: dict, evidence=None) -> dict:
             frames = np.repeat(pairs / 2, 2)
             out["evidence"] = float(frames[[f for f in evidence if f < len(frames)]].sum())
     return out
-
-
-def evidence_frames(ex: dict):
-    """The record's evidence as indices into its sampled frames (sorted list), or None where it has none.
-
-    Optional prepared-record fields, any of: `evidence_frames` as a list of sampled-frame indices, or as
-    {"start_frame", "stop_frame"} (inclusive, the clip's own numbering: the synthetic annotations' form), or
-    flat `evidence_start_frame` / `evidence_stop_frame` (negative: none). Clip numbers are matched to the
-    sampled frames through the record's `frame_indices`.
-    """
-    ev = ex.get("evidence_frames")
-    if isinstance(ev, dict):
-        lo, hi = ev.get("start_frame"), ev.get("stop_frame")
-    elif ev is not None and np.size(ev):
-        return sorted({int(i) for i in np.asarray(ev).reshape(-1)})
-    else:
-        lo, hi = ex.get("evidence_start_frame"), ex.get("evidence_stop_frame")
-    if lo is None or hi is None or int(lo) < 0 or int(hi) < int(lo) or "frame_indices" not in ex:
-        return None
-    clip = np.asarray(ex["frame_indices"]).reshape(-1)
-    return [j for j, f in enumerate(clip) if int(lo) <= int(f) <= int(hi)] or None
 
 
 def analyse(
@@ -509,32 +401,3 @@ def eval_stats(model, data_cfg, tfrecord_dir, split, *, num, max_new_tokens, rep
     )
     summary = summarize(per)
     return summary, format_summary(summary, len(per))
-
-
-# ---- experimental: a grounding reward (off by default; not wired into training) ------------------
-def grounding_reward(model, batch, tokens, tokenizer, *, group_size: int, layers=None) -> np.ndarray:
-    """Visual attention share of each completion's reasoning (`<think>` content) span: float32[B*G] in [0, 1]
-    (0 without a span). Process supervision in the spirit of the paper's open question 1, to be weighted into
-    the GRPO reward by a trainer that opts in; nothing calls it by default.
-
-    batch: the B prompts (data-pipeline layout); tokens int32[B*G, C] (rows b * G + g, pads after the stop).
-    One teacher-forced pass (the vision tower runs G times per prompt); memory grows with the layers kept
-    (default: the last one) x heads x B*G x C x (T + C).
-    """
-    from seedr1_jax.rl import grpo
-    from seedr1_jax.rl.sampler import teacher_forced_inputs
-
-    nl = model.cfg.text.num_layers
-    layers = check_layers([-1] if layers is None else layers, nl)
-    tokens = np.asarray(tokens, np.int32)
-    valid = np.asarray(grpo.completion_mask(jnp.asarray(tokens))).astype(bool)
-    span = np.zeros(tokens.shape, np.float32)
-    for i, row in enumerate(tokens):
-        span[i, token_spans(tokenizer, row[valid[i]])[1]["reasoning"]] = 1.0
-    fields = {k: jnp.asarray(batch[k]) for k in MODEL_KEYS if k in batch}
-    inputs = teacher_forced_inputs(fields, jnp.asarray(tokens), group_size)
-    t = fields["input_ids"].shape[1]
-    probs = attention_maps(model, inputs, layers, query_start=t).mean(axis=(0, 2))  # [N, C, T + C]
-    visual = jnp.einsum("ncs,ns->nc", probs, (inputs["vision_index"] >= 0).astype(jnp.float32))
-    share = (np.asarray(visual) * span).sum(-1) / np.maximum(span.sum(-1), 1.0)
-    return share.astype(np.float32)

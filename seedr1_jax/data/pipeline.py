@@ -15,7 +15,8 @@ tokenizes the prompt and assembles the batch. Static shapes (one jit for the who
   vision_index   int32[B, T]        row of the sample's merged vision output (S * 81 rows) for each vision
                                     pad token, -1 for text (`qwen2_vl.per_sample_inputs` builds it)
   host fields (numpy): sample_id, answer (letter), prompt (rendered text), num_options, options, answer_text,
-  domain, valid (False on eval padding rows); SFT records add loss_mask int32[B, T] (1 on response tokens).
+  domain, evidence (the sampled frames that show the answer's evidence, "1,2,3"; "" where the record has none:
+  `evidence_frames`), valid (False on eval padding rows); SFT records add loss_mask int32[B, T] (1 on response tokens).
 B is the per-process batch (`batch_size / process_count`); `to_global` makes global jax.Arrays.
 """
 
@@ -301,6 +302,27 @@ def check_geometry(cfg, model_cfg: ModelConfig | None) -> P.Geometry:
     return geom
 
 
+def evidence_frames(ex: dict):
+    """The record's evidence as indices into its sampled frames (sorted list), or None where it has none.
+
+    Optional prepared-record fields, any of: `evidence_frames` as a list of sampled-frame indices, or as
+    {"start_frame", "stop_frame"} (inclusive, the clip's own numbering: the synthetic annotations' form), or
+    flat `evidence_start_frame` / `evidence_stop_frame` (negative: none). Clip numbers are matched to the
+    sampled frames through the record's `frame_indices`.
+    """
+    ev = ex.get("evidence_frames")
+    if isinstance(ev, dict):
+        lo, hi = ev.get("start_frame"), ev.get("stop_frame")
+    elif ev is not None and np.size(ev):
+        return sorted({int(i) for i in np.asarray(ev).reshape(-1)})
+    else:
+        lo, hi = ex.get("evidence_start_frame"), ex.get("evidence_stop_frame")
+    if lo is None or hi is None or int(lo) < 0 or int(hi) < int(lo) or "frame_indices" not in ex:
+        return None
+    clip = np.asarray(ex["frame_indices"]).reshape(-1)
+    return [j for j, f in enumerate(clip) if int(lo) <= int(f) <= int(hi)] or None
+
+
 def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 0) -> dict:
     """One decoded example (numpy) -> one batch row; raises ValueError when the prompt exceeds max_prompt_len.
 
@@ -370,6 +392,7 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
         options="\n".join(options),
         answer_text=answer,
         domain=_str(ex["domain"]),
+        evidence=",".join(str(f) for f in evidence_frames(ex) or ()),
         valid=True,
     )
 

@@ -346,8 +346,9 @@ def _rollout(config, progs: Programs, params, host_batch: dict, tokenizer, rng, 
     timings = {}
     t0 = time.perf_counter()
     prompts = Prompts.of(sharding.shard_batch({k: v for k, v in host_batch.items() if k in Prompts.FIELDS}, mesh))
+    model = nnx.merge(progs.rollout_graphdef, progs.to_rollout(params))
     out = generate(
-        nnx.merge(progs.rollout_graphdef, progs.to_rollout(params)),
+        model,
         prompts,
         rng=rng,
         group_size=g.group_size,
@@ -363,6 +364,18 @@ def _rollout(config, progs: Programs, params, host_batch: dict, tokenizer, rng, 
     mine = sharding.local_rows(len(tokens))
     tokens, mask = tokens[mine], mask[mine]
     timings["rollout"] = time.perf_counter() - t0
+
+    attention = None
+    if any(rw.wants_attention(f) for f in rw.resolve_rewards(dict(g.rewards)).values()):  # only when asked
+        from seedr1_jax.rl import grounding
+
+        t0 = time.perf_counter()
+        evidence = host_batch.get("evidence", [""] * len(host_batch["answer"]))
+        layers = tuple(g.get("attention_layers", (-1,)))
+        attention = grounding.summary(
+            model, prompts, tokens, mask, tokenizer, evidence, group_size=g.group_size, layers=layers, mesh=mesh
+        )
+        timings["attention"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
     texts = tokenizer.batch_decode([row[: int(m.sum())] for row, m in zip(tokens, mask)], skip_special_tokens=True)
@@ -382,6 +395,7 @@ def _rollout(config, progs: Programs, params, host_batch: dict, tokenizer, rng, 
         },
         noise=float(g.get("reward_noise", 0.0)),
         noise_seed=(int(config.train.seed), int(step), 0x5EED),
+        attention=attention,
     )
     timings["reward"] = time.perf_counter() - t0
     return _Rollout(prompts, tokens, mask, texts, total, per_fn, timings)

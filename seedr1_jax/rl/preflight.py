@@ -95,6 +95,9 @@ def check_values(config) -> None:
         _need(imp in IMPORTANCE, "grpo.importance", imp, f"use one of {', '.join(IMPORTANCE)}")
         _need(g.ref_dtype in DTYPES, "grpo.ref_dtype", g.ref_dtype, f"use one of {', '.join(DTYPES)}")
         resolve_rewards(dict(g.rewards))  # built-ins and `module:function` alike, as training resolves them
+        layers = g.get("attention_layers", (-1,))
+        ok = isinstance(layers, (list, tuple)) and len(layers) > 0 and all(isinstance(x, int) for x in layers)
+        _need(ok, "grpo.attention_layers", layers, "give decoder layer indices, e.g. (-1,) for the last layer")
     if config.algo == "sft":
         _need(config.sft.max_response_len >= 1, "sft.max_response_len", config.sft.max_response_len, "must be >= 1")
 

@@ -11,7 +11,10 @@ A function is called in one of two ways, read from its signature:
 - `fn(completion: str, sample: dict, **ctx)`: a process reward, whose second parameter is named `sample`. `sample`
   holds the record's fields (`answer`: the letter, `options`: list of option texts, `answer_text`, `sample_id`,
   `domain`, `prompt`, and in a GRPO rollout `completion_tokens`: this completion's length); `ctx` holds `step` (the
-  training step), `max_new_tokens` and `overlong_buffer` (grpo's), and, later, what the rollout adds on request.
+  training step), `max_new_tokens` and `overlong_buffer` (grpo's), and `attention` for a reward that names that
+  keyword parameter (`wants_attention`): this completion's attention summary from the rollout (`rl/grounding.py`:
+  `visual`, `video`, `evidence`, `tokens`), computed in a GRPO rollout only when some reward asks for it, None
+  elsewhere.
 
 `grpo.reward_noise` = p flips the accuracy rewards (`accuracy`, `exact`: v -> 1 - v) of a fraction p of the
 completions, drawn from a generator seeded by (train seed, step): the noisy-reward experiment. The clean values
@@ -114,12 +117,24 @@ def visual_consistency_reward(completion: str, sample: dict, **ctx) -> float:
     return 1.0 if shown is not None and think is not None and scene_colour(think.group(1)) == shown else 0.0
 
 
+def grounding_reward(completion: str, sample: dict, *, attention: dict | None = None, **ctx) -> float:
+    """A process reward from the rollout's attention (issue 21; the paper's missed-visual-cue failure): the share of
+    the `<think>` tokens' video attention that falls on the frames showing the answer's evidence
+    (`attention["evidence"]`, in [0, 1]; `rl/grounding.py`). 0 where the record names no evidence frames (only
+    `seedr1 synth` data does: real SEED-Bench-R1 records carry none, so on them every completion gets 0, which the
+    logged `reward_grounding` shows), where the completion has no `<think>`, or outside a rollout (no summary)."""
+    del completion, sample, ctx
+    share = (attention or {}).get("evidence")
+    return 0.0 if share is None or not (attention or {}).get("tokens") else float(share)
+
+
 REWARD_FNS: dict[str, Callable[[str, str], float]] = {
     "accuracy": accuracy_reward,
     "exact": exact_reward,
     "format": format_reward,
     "overlong": overlong_reward,
     "visual_consistency": visual_consistency_reward,
+    "grounding": grounding_reward,
 }
 
 
@@ -164,6 +179,17 @@ def takes_sample(fn) -> bool:
     return len(params) >= 2 and params[1].name == "sample"
 
 
+def wants_attention(fn) -> bool:
+    """Whether a process reward asks for the rollout's attention summary: it names a parameter `attention`."""
+    if not takes_sample(fn):
+        return False
+    params = inspect.signature(fn).parameters
+    return "attention" in params and params["attention"].kind in (
+        params["attention"].KEYWORD_ONLY,
+        params["attention"].POSITIONAL_OR_KEYWORD,
+    )
+
+
 NOISY = ("accuracy", "exact")  # the rewards `reward_noise` flips
 
 
@@ -197,6 +223,7 @@ def compute_rewards(
     ctx: Mapping | None = None,
     noise: float = 0.0,
     noise_seed: Sequence[int] = (0,),
+    attention: Sequence[Mapping | None] | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Weighted total reward per completion, plus each named reward for logging.
 
@@ -208,6 +235,8 @@ def compute_rewards(
       samples: N record dicts for process rewards (module docstring); default {"answer": ground truth}.
       ctx: keyword arguments for process rewards (e.g. {"step": 7}).
       noise: the probability of flipping each accuracy reward (`NOISY`); noise_seed seeds the draw.
+      attention: N attention summaries (`rl/grounding.py`), given as `attention=` to the rewards that ask for it
+        (`wants_attention`) and to no other; None gives them None.
     Returns:
       total f32[N] = sum_k weights[k] * values[k], and values: name -> f32[N] (with noise, the flipped values;
       the clean ones as `<name>_clean`, not in the total).
@@ -222,12 +251,19 @@ def compute_rewards(
     if not 0.0 <= noise <= 1.0:
         raise ConfigError(f"grpo.reward_noise is {noise}; use a probability in [0, 1]")
     samples = samples if samples is not None else [None] * len(completions)
-    values = {
-        name: np.asarray(
-            [_call(name, fn, c, g, s, ctx) for c, g, s in zip(completions, ground_truths, samples)], np.float32
+    attention = attention if attention is not None else [None] * len(completions)
+
+    def one(name, fn):
+        asks = wants_attention(fn)
+        return np.asarray(
+            [
+                _call(name, fn, c, g, s, dict(ctx or {}, attention=a) if asks else ctx)
+                for c, g, s, a in zip(completions, ground_truths, samples, attention)
+            ],
+            np.float32,
         ).reshape(-1)
-        for name, fn in fns.items()
-    }
+
+    values = {name: one(name, fn) for name, fn in fns.items()}
     if noise > 0:
         flip = np.random.default_rng([int(x) for x in noise_seed]).random(len(completions)) < noise
         for name in [n for n in values if n in NOISY]:
