@@ -62,6 +62,11 @@ def base_config() -> ConfigDict:
     c.grpo.reward_noise = 0.0  # probability of flipping each accuracy reward (seeded): the noisy-reward experiment
     # decoder layers whose attention the rollout's summary averages, for rewards that ask for it (`grounding`)
     c.grpo.attention_layers = (-1,)
+    # GRPO-CARE (the SEED-Bench-R1 authors' follow-up): a slowly moving reference, ref <- d ref + (1 - d) policy after
+    # each step (0 keeps model.init's, the paper's), and the `care_consistency` reward's confidence cap and margin
+    c.grpo.ema_ref_decay = 0.0
+    c.grpo.care_confidence_cap = 1.0
+    c.grpo.care_margin = 0.0
     c.grpo.ref_dtype = "bfloat16"  # frozen reference weights
     # mu = 1, beta > 0: the reference's log-probs run inside the update program (one program and one dispatch
     # fewer per step); False runs them as their own pass before it, as mu > 1 always does (bench/ref_in_update.py)

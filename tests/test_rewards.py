@@ -390,3 +390,36 @@ def test_grounding_reward_is_the_evidence_share(attention, expected):
     assert (
         rewards.grounding_reward("<think>x</think><answer>A</answer>", {"answer": "A"}, attention=attention) == expected
     )
+
+
+@pytest.mark.parametrize(
+    "acc, conf, kw, want",
+    [
+        # accurate = right and >= the group's mean accuracy (0.75); their mean confidence 0.7; confident >= 0.7
+        ([1, 1, 0, 1], [0.9, 0.5, 0.99, 0.7], {}, [1, 0, 0, 1]),
+        ([1, 1, 0, 1], [0.9, 0.5, 0.99, 0.7], dict(cap=0.8), [1, 0, 0, 1]),  # capped: mean 0.667, same cut
+        ([1, 1, 0, 1], [0.9, 0.5, 0.99, 0.7], dict(margin=0.25), [1, 1, 0, 1]),  # the cut at 0.45
+        ([1, 1, 1, 1], [0.6, 0.6, 0.6, 0.6], {}, [1, 1, 1, 1]),  # all alike: all at the mean
+        ([0, 0, 0, 0], [0.9, 0.8, 0.7, 0.6], {}, [0, 0, 0, 0]),  # nobody right: no bonus
+    ],
+)
+def test_care_consistency_by_hand(acc, conf, kw, want):
+    """GRPO-CARE's bonus: within a group, the relatively accurate completions whose reference answer confidence is at
+    least their mean (minus the margin; confidences capped) get their accuracy reward."""
+    got = rewards.care_consistency(np.asarray(acc, np.float32), np.asarray(conf, np.float32), 4, **kw)
+    assert got.tolist() == want
+
+
+def test_care_consistency_through_compute_rewards_per_group():
+    """Groups are scored apart (2 groups of 2), from the exact reward when weighted; its weight is the bonus
+    coefficient; without the reference's confidences (outside a rollout) the bonus is 0."""
+    done = ["<answer>A</answer>"] * 4
+    truth = ["A", "A", "B", "A"]  # group 0 both right; group 1: only the second
+    conf = [0.9, 0.4, 0.99, 0.2]
+    total, values = rewards.compute_rewards(
+        done, truth, {"exact": 1.0, "care_consistency": 0.5}, group_size=2, answer_confidence=conf
+    )
+    assert values["exact"].tolist() == [1, 1, 0, 1] and values["care_consistency"].tolist() == [1, 0, 0, 1]
+    assert total.tolist() == [1.5, 1.0, 0.0, 1.5]
+    _, values = rewards.compute_rewards(done, truth, {"exact": 1.0, "care_consistency": 0.5}, group_size=2)
+    assert values["care_consistency"].tolist() == [0, 0, 0, 0]

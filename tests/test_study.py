@@ -130,3 +130,19 @@ def test_reasoning_reads_the_evidence_and_the_answer():
     got = study.reasoning(rows)
     assert got == dict(think_sees=50.0, answer_follows=25.0, format=75.0, one_letter=25.0)  # C, B, none, A: each once
     assert study.reasoning(rows[:2] + rows[:2])["one_letter"] == 50.0  # C, B, C, B
+
+
+def test_every_shipped_arm_file_builds_its_arms():
+    """The ready experiments in configs/arms/ load, and every arm's config passes `seedr1 train`'s value checks (what
+    `seedr1 study --arms FILE` verifies before it builds or trains anything)."""
+    import glob
+
+    from seedr1_jax.analysis import study
+
+    files = sorted(glob.glob(os.path.join(os.path.dirname(study.default_arms_file()), "[!_]*.py")))
+    assert {os.path.basename(f) for f in files} >= {"paper.py", "process_rewards.py", "reward_noise.py",
+                                                    "sensitivity.py", "loss_variants.py"}  # fmt: skip
+    for f in files:
+        spec = study.load_arms(f)
+        study.check_arms(spec["arms"], study.BUDGETS["default"], study.TUNED)
+        assert spec["baseline"] in [a.name for a in spec["arms"]] and len(spec["arms"]) >= 3, f

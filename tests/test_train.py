@@ -68,25 +68,42 @@ def _env():
     return dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="", HF_HUB_OFFLINE="1", TF_CPP_MIN_LOG_LEVEL="3")
 
 
-def _params(workdir, step):
-    path = os.path.join(workdir, "checkpoints", str(step), "params")
+def _params(workdir, step, item="params"):
+    path = os.path.join(workdir, "checkpoints", str(step), item)
     return ocp.StandardCheckpointer().restore(path)
+
+
+# GRPO-CARE's pieces ride on the GRPO case: the moving-average reference (checkpointed beside the parameters) and
+# the consistency bonus, which reads the reference's log-probs before the rewards (plain GRPO's resume is shown by
+# the dynamic-sampling, LoRA and two-process tests)
+# (a reward that differs per completion, so that the update and the KL are not zero)
+CARE = [
+    "--config.grpo.ema_ref_decay=0.9",
+    '--config.grpo.rewards={"accuracy": 0.0, "brevity:fn": 1.0, "care_consistency": 0.5}',
+]
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("algo", ["sft", "grpo"])
 def test_kill_and_resume_is_bit_identical(tfr, tmp_path, algo):
     steps = 4
+    cmd = lambda d: _cmd(algo, d, tfr, steps) + (CARE if algo == "grpo" else [])  # noqa: E731
+    (tmp_path / "brevity.py").write_text(
+        "def fn(completion, ground_truth):\n    return 1.0 / (1.0 + len(completion))\n"
+    )
+    env = dict(_env(), PYTHONPATH=str(tmp_path))
     full = str(tmp_path / "full")
-    subprocess.run(_cmd(algo, full, tfr, steps), cwd=ROOT, env=_env(), check=True, capture_output=True)
+    subprocess.run(cmd(full), cwd=ROOT, env=env, check=True, capture_output=True)
     rows = [json.loads(x) for x in open(os.path.join(full, "metrics.jsonl"))]
     assert [r["step"] for r in rows] == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) for r in rows)
     assert os.path.isfile(os.path.join(full, "metrics.png"))
+    if algo == "grpo":  # the bonus is logged; the reference moved away from model.init's, and is checkpointed
+        assert all(0.0 <= r["reward_care_consistency"] <= r["reward_accuracy"] for r in rows)
+        assert rows[0]["kl"] == 0.0 and any(r["kl"] > 0.0 for r in rows[1:])
+        assert os.path.isdir(os.path.join(full, "checkpoints", str(steps), "ref"))
 
     killed = str(tmp_path / "killed")
-    proc = subprocess.Popen(
-        _cmd(algo, killed, tfr, steps), cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
+    proc = subprocess.Popen(cmd(killed), cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not os.path.isdir(os.path.join(killed, "checkpoints", "2")) and time.time() < deadline:
         time.sleep(0.2)
@@ -94,20 +111,20 @@ def test_kill_and_resume_is_bit_identical(tfr, tmp_path, algo):
     proc.wait()
     done = sorted(int(s) for s in os.listdir(os.path.join(killed, "checkpoints")) if s.isdigit())
     assert 2 <= done[-1] < steps, f"the kill came too late to test resuming (checkpoints {done})"
-    out = subprocess.run(
-        _cmd(algo, killed, tfr, steps), cwd=ROOT, env=_env(), check=True, capture_output=True, text=True
-    )
+    out = subprocess.run(cmd(killed), cwd=ROOT, env=env, check=True, capture_output=True, text=True)
     assert f"resumed from step {done[-1]}" in out.stdout
-    _assert_same_run(full, killed, steps)
+    _assert_same_run(full, killed, steps, items=("params", "ref") if algo == "grpo" else ("params",))
 
 
-def _assert_same_run(full, other, steps):
-    """Final parameters bit-identical; metrics.jsonl has every step exactly once with the same values."""
+def _assert_same_run(full, other, steps, items=("params",)):
+    """Final parameters (and the other checkpoint `items`) bit-identical; metrics.jsonl has every step exactly once
+    with the same values."""
     import jax
 
-    a, b = _params(full, steps), _params(other, steps)
-    for (path, x), (_, y) in zip(jax.tree.leaves_with_path(a), jax.tree.leaves_with_path(b)):
-        assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), path
+    for item in items:
+        a, b = _params(full, steps, item), _params(other, steps, item)
+        for (path, x), (_, y) in zip(jax.tree.leaves_with_path(a), jax.tree.leaves_with_path(b)):
+            assert np.asarray(x).tobytes() == np.asarray(y).tobytes(), (item, path)
     rows = [[json.loads(x) for x in open(os.path.join(d, "metrics.jsonl"))] for d in (full, other)]
     assert [r["step"] for r in rows[1]] == list(range(1, steps + 1))
     # TensorBoard's reader drops the rows an interrupted run wrote past its checkpoint (out-of-order steps)

@@ -226,3 +226,30 @@ def test_the_attention_summary_runs_only_when_a_reward_asks(setup, monkeypatch):
     config.grpo.rewards = {"accuracy": 1.0, "grounding": 0.0}
     prep = grpo.prepare(config, progs, state.params, ref, host, tok, jax.random.key(5))
     assert len(calls) == 1 and prep.timings["attention"] > 0 and prep.scalars["reward_grounding"] == 0.0  # no evidence
+
+
+def test_ema_reference_moves_by_its_decay_and_is_the_kl_reference(setup):
+    """`grpo.ema_ref_decay` = d: after each step the state's reference is d ref + (1 - d) params (GRPO-CARE), the
+    update reads it as its reference (mu = 1: inside the program), and it starts equal to the policy (KL 0)."""
+    model, host, tok = setup
+    config = _config(mu=1)
+    config.grpo.ema_ref_decay = 0.5
+    gd, st = nnx.split(model)
+    params = jax.tree.map(lambda x: x.astype(jnp.float32), st.to_pure_dict())
+    progs = grpo.programs(config, gd, nnx.eval_shape(lambda: model), None, ())
+    tx, _ = update.make_optimizer(config, params, 10)
+    state = update.TrainState(params=params, opt_state=tx.init(params), ref=jax.tree.map(jnp.copy, params))
+    assert grpo.reference_mode(config) == "ema" and grpo.reference_params(config, params, progs) is None
+    step = jax.jit(update.make_update(gd, tx, grpo.loss, config, reference="ema"))
+    for i in range(2):
+        prep = grpo.prepare(config, progs, state.params, state.ema_reference(), host, tok, jax.random.key(6 + i))
+        assert bool(prep.batch.pin_anchor) == (i == 0)
+        rng = np.random.default_rng(i)
+        adv = jnp.asarray(rng.standard_normal(prep.batch.advantages.shape), jnp.float32)
+        new, m = step(state, prep.batch.replace(advantages=adv))
+        assert (float(m["kl"]) == 0.0) == (i == 0)
+        for r0, r1, p1 in zip(*(jax.tree.leaves(t) for t in (state.ref, new.ref, new.params))):
+            np.testing.assert_allclose(
+                np.asarray(r1), 0.5 * np.asarray(r0) + 0.5 * np.asarray(p1), rtol=1e-6, atol=1e-7
+            )
+        state = new

@@ -363,12 +363,14 @@ def checkpoint_manager(workdir: str, keep: int):
 
 def save_state(mngr, step: int, state, meta: dict) -> None:
     """Saves an `update.TrainState` at `step` (async; `mngr.wait_until_finished()` before exiting)."""
+    ref = {"ref": ocp.args.StandardSave(state.ref)} if state.ref else {}  # the moving-average reference, if any
     mngr.save(
         step,
         args=ocp.args.Composite(
             params=ocp.args.StandardSave(state.params),
             opt_state=ocp.args.StandardSave(state.opt_state),
             meta=ocp.args.JsonSave(meta),
+            **ref,
         ),
     )
 
@@ -379,12 +381,20 @@ def restore_state(mngr, step: int, target):
     abstract = lambda t: jax.tree.map(  # noqa: E731
         lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=getattr(x, "sharding", None)), t
     )
+    ref = {"ref": ocp.args.StandardRestore(abstract(target.ref))} if target.ref else {}
+    if target.ref and not fs.exists(os.path.join(str(mngr.directory), str(step), "ref")):
+        raise ConfigError(
+            f"checkpoint {step} in {mngr.directory} holds no moving-average reference: it was saved with "
+            "grpo.ema_ref_decay = 0; resume with that setting, or start a new workdir"
+        )
     r = mngr.restore(
         step,
         args=ocp.args.Composite(
             params=ocp.args.StandardRestore(abstract(target.params)),
             opt_state=ocp.args.StandardRestore(abstract(target.opt_state)),
             meta=ocp.args.JsonRestore(),
+            **ref,
         ),
     )
-    return target.replace(params=r["params"], opt_state=r["opt_state"]), r["meta"]
+    out = target.replace(params=r["params"], opt_state=r["opt_state"])
+    return (out.replace(ref=r["ref"]) if target.ref else out), r["meta"]

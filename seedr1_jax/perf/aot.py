@@ -126,8 +126,9 @@ def compile_update(config, cfg, mesh, rules):
     n_params = sum(int(np.prod(x.shape)) for x in jax.tree.leaves(state.to_pure_dict()))
     params, _ = update.trained_and_frozen(state.to_pure_dict(), use_lora)
     tx, _ = update.make_optimizer(config, params, max(int(config.train.num_steps), 1))
-    shardings = update.state_shardings(tx, model, mesh, rules, use_lora=use_lora)
-    train_state = update.abstract_state(tx, model, shardings, use_lora=use_lora)
+    ema = update.ema_decay(config) > 0  # GRPO-CARE's moving-average reference rides in the train state
+    shardings = update.state_shardings(tx, model, mesh, rules, use_lora=use_lora, ema=ema)
+    train_state = update.abstract_state(tx, model, shardings, use_lora=use_lora, ema=ema)
     if use_lora:  # the frozen base as the trainer holds it (`model.lora.base_dtype`)
         base_dtype = config.model.lora.get("base_dtype") or None
         train_state = train_state.replace(frozen=lora.cast_floats(train_state.frozen, base_dtype))
@@ -264,7 +265,7 @@ def compile_programs(
         t0 = time.time()
         step_c, _, _ = compile_update(config, cfg, mesh, rules)
         ref, mode = 0, grpo.reference_mode(config) if grpo_ else ""
-        if grpo_ and g.beta > 0 and not lora.enabled(config) and mode != "argument":  # the frozen reference stays
+        if grpo_ and g.beta > 0 and not lora.enabled(config) and mode != "argument" and not update.ema_decay(config):
             # resident beside the train state during the update (with LoRA the reference is the base inside the
             # state; as the update's argument it is counted in the program's arguments)
             ref = _per_chip_bytes(abstract_params(config, cfg, mesh, rules, dtype=jnp.dtype(g.ref_dtype))[1])

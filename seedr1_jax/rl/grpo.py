@@ -248,30 +248,46 @@ def reference_params(config, initial_params, progs: Programs):
     """The frozen reference: a `grpo.ref_dtype` copy of the weights `model.init` gave, or None when beta = 0.
 
     Made from the initial weights before any checkpoint is restored: a resumed run must still measure KL
-    against model.init, not against its own trained parameters.
+    against model.init, not against its own trained parameters. None too with `grpo.ema_ref_decay` > 0: the
+    reference then lives in the train state (`update.TrainState.ref`).
     """
-    if config.grpo.beta == 0:
+    from seedr1_jax.rl.update import ema_decay
+
+    if config.grpo.beta == 0 and not reads_reference(config) or ema_decay(config) > 0:
         return None
     dt = jnp.dtype(config.grpo.ref_dtype)
     return jax.jit(lambda p: jax.tree.map(lambda x: x.astype(dt), p))(initial_params)
 
 
 def reference_in_update(config) -> bool:
-    """Whether the reference's log-probs run inside the update (mu = 1, beta > 0, `grpo.ref_in_update`): then
-    `prepare` runs no teacher-forced pass at all, and the update reads the reference model (`reference_mode`)."""
+    """Whether the reference's log-probs run inside the update (mu = 1, beta > 0, `grpo.ref_in_update`, and no
+    reward reads them, as `care_consistency` does before the update): then `prepare` runs no teacher-forced pass
+    at all, and the update reads the reference model (`reference_mode`)."""
     g = config.grpo
-    return config.algo == "grpo" and g.mu == 1 and g.beta > 0 and bool(g.get("ref_in_update", True))
+    if config.algo != "grpo" or g.mu != 1 or g.beta <= 0 or not bool(g.get("ref_in_update", True)):
+        return False
+    return not reads_reference(config)
+
+
+def reads_reference(config) -> bool:
+    """Whether a reward reads the reference's log-probs of the rollout (`care_consistency`)."""
+    return "care_consistency" in dict(config.grpo.rewards)
 
 
 def reference_mode(config) -> str:
     """`update.make_update`'s `reference`: "" (none in the update), "argument" (full fine-tuning: the frozen
-    `reference_params` are the update's third argument) or "adapters_off" (LoRA: the state's base, B zeroed)."""
+    `reference_params` are the update's third argument), "adapters_off" (LoRA: the state's base, B zeroed) or
+    "ema" (`grpo.ema_ref_decay` > 0: the state's moving average)."""
+    from seedr1_jax.rl.update import ema_decay
+
     if not reference_in_update(config):
         return ""
+    if ema_decay(config) > 0:
+        return "ema"
     return "adapters_off" if lora.enabled(config) else "argument"
 
 
-def logprob_fields(config, progs: Programs, params, ref_params, prompts: Prompts, tokens) -> dict:
+def logprob_fields(config, progs: Programs, params, ref_params, prompts: Prompts, tokens, ref_logp=None) -> dict:
     """The reference and anchor log-probs of one rollout (`GRPOBatch` fields), each forward run at most once.
 
     beta > 0: ref_logp from the reference weights. mu > 1: anchor_logp from the current weights (the old
@@ -280,13 +296,16 @@ def logprob_fields(config, progs: Programs, params, ref_params, prompts: Prompts
     log-probs ARE the policy's (same program, same bits), so anchor_logp = ref_logp with `pin_anchor` telling
     the loss whether the weights are equal. With `reference_in_update` (mu = 1 by default) the update computes
     the reference's log-probs itself and uses them as that anchor: only `pin_anchor` is made here. beta = 0 and
-    mu = 1: no forward at all.
+    mu = 1: no forward at all. ref_logp: the reference's log-probs when the rollout already made them (a reward
+    read them: `reads_reference`).
     """
     g, out = config.grpo, {}
     if reference_in_update(config):
         return dict(pin_anchor=progs.same_as(params, ref_params))
     if g.beta > 0:
-        out["ref_logp"] = progs.logprobs(progs.to_compute(ref_params), prompts, tokens)
+        out["ref_logp"] = (
+            ref_logp if ref_logp is not None else progs.logprobs(progs.to_compute(ref_params), prompts, tokens)
+        )
     if g.mu > 1:
         out["anchor_logp"] = progs.logprobs(progs.to_compute(params), prompts, tokens)
     elif g.beta > 0:
@@ -322,7 +341,7 @@ def prepare(config, progs: Programs, params, ref_params, host_batch: dict, token
     `progs.logprobs` (outside the mu loop, in the update's compute dtype) for the reference (beta > 0) and, with
     mu > 1, for the current policy ("anchor": the old log-probs); see `logprob_fields`.
     """
-    r = _rollout(config, progs, params, host_batch, tokenizer, rng, step, trim=True)
+    r = _rollout(config, progs, params, host_batch, tokenizer, rng, step, trim=True, ref_params=ref_params)
     return _assemble(config, progs, params, ref_params, host_batch, r)
 
 
@@ -334,10 +353,15 @@ class _Rollout(NamedTuple):
     total: np.ndarray  # f32[N] weighted reward
     per_fn: dict  # name -> f32[N]
     timings: dict
+    ref_logp: Any = None  # device f32[N, C] (global) when a reward read the reference's log-probs (`reads_reference`)
 
 
-def _rollout(config, progs: Programs, params, host_batch: dict, tokenizer, rng, step: int, trim: bool) -> _Rollout:
-    """G completions per prompt of `host_batch`, decoded and scored (this process's rows)."""
+def _rollout(
+    config, progs: Programs, params, host_batch: dict, tokenizer, rng, step: int, trim: bool, ref_params=None
+) -> _Rollout:
+    """G completions per prompt of `host_batch`, decoded and scored (this process's rows). With a reward that reads
+    the reference (`reads_reference`), the reference's log-probs of the completions are made here, before the
+    rewards, and kept for the update's KL (`_Rollout.ref_logp`)."""
     from seedr1_jax.parallel import sharding
     from seedr1_jax.rl import rewards as rw
     from seedr1_jax.rl.sampler import generate
@@ -377,6 +401,14 @@ def _rollout(config, progs: Programs, params, host_batch: dict, tokenizer, rng, 
         )
         timings["attention"] = time.perf_counter() - t0
 
+    ref_logp = confidence = None
+    if reads_reference(config):  # GRPO-CARE: the reference's confidence in each completion's answer
+        t0 = time.perf_counter()
+        dev_tokens = sharding.shard_batch({"tokens": tokens.astype(np.int32)}, mesh)["tokens"]
+        ref_logp = progs.logprobs(progs.to_compute(ref_params), prompts, dev_tokens)
+        confidence = answer_confidence(tokenizer, tokens, mask, sharding.to_host(ref_logp)[mine])
+        timings["logprobs"] = time.perf_counter() - t0
+
     t0 = time.perf_counter()
     texts = tokenizer.batch_decode([row[: int(m.sum())] for row, m in zip(tokens, mask)], skip_special_tokens=True)
     answers = np.repeat(np.asarray(host_batch["answer"]), g.group_size)
@@ -396,9 +428,27 @@ def _rollout(config, progs: Programs, params, host_batch: dict, tokenizer, rng, 
         noise=float(g.get("reward_noise", 0.0)),
         noise_seed=(int(config.train.seed), int(step), 0x5EED),
         attention=attention,
+        group_size=g.group_size,
+        answer_confidence=confidence,
+        care=dict(cap=float(g.get("care_confidence_cap", 1.0)), margin=float(g.get("care_margin", 0.0))),
     )
     timings["reward"] = time.perf_counter() - t0
-    return _Rollout(prompts, tokens, mask, texts, total, per_fn, timings)
+    return _Rollout(prompts, tokens, mask, texts, total, per_fn, timings, ref_logp)
+
+
+def answer_confidence(tokenizer, tokens, mask, ref_logp) -> np.ndarray:
+    """GRPO-CARE's consistency signal per completion: exp of the mean reference log-prob of its `<answer>` content
+    tokens (how likely the reference finds this answer after this reasoning); 0 without an answer span.
+
+    tokens, mask: int[N, C]; ref_logp: f32[N, C] (host)."""
+    from seedr1_jax.rl.grounding import token_spans
+
+    out = np.zeros(len(tokens), np.float32)
+    for i, row in enumerate(np.asarray(tokens)):
+        span = token_spans(tokenizer, row[: int(np.asarray(mask)[i].sum())])[1]["answer"]
+        if span:
+            out[i] = np.exp(np.mean(np.asarray(ref_logp)[i, span]))
+    return out
 
 
 def _assemble(config, progs: Programs, params, ref_params, host_batch: dict, r: _Rollout) -> Prepared:
@@ -417,7 +467,7 @@ def _assemble(config, progs: Programs, params, ref_params, host_batch: dict, r: 
         prompts = Prompts.of(sharding.shard_batch({k: v for k, v in host_batch.items() if k in Prompts.FIELDS}, mesh))
     extra = dict(tokens=r.tokens.astype(np.int32), mask=r.mask.astype(np.int32), advantages=adv.astype(np.float32))
     batch = GRPOBatch(prompts=prompts, inner_step=jnp.zeros((), jnp.int32), **sharding.shard_batch(extra, mesh))
-    batch = batch.replace(**logprob_fields(config, progs, params, ref_params, prompts, batch.tokens))
+    batch = batch.replace(**logprob_fields(config, progs, params, ref_params, prompts, batch.tokens, r.ref_logp))
     timings["logprobs"] = time.perf_counter() - t0
 
     # the scalars are over the whole batch (every process's rows)
@@ -475,7 +525,8 @@ def prepare_dynamic(
     rounds, flags, hosts = [], [], []
     while True:
         hb = next_batch()
-        r = _rollout(config, progs, params, hb, tokenizer, jax.random.fold_in(rng, len(rounds)), step, trim=False)
+        key = jax.random.fold_in(rng, len(rounds))
+        r = _rollout(config, progs, params, hb, tokenizer, key, step, trim=False, ref_params=ref_params)
         rounds.append(r)
         hosts.append(hb)
         flags.append(informative_groups(r.total, g.group_size))

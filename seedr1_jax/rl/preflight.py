@@ -95,6 +95,11 @@ def check_values(config) -> None:
         _need(imp in IMPORTANCE, "grpo.importance", imp, f"use one of {', '.join(IMPORTANCE)}")
         _need(g.ref_dtype in DTYPES, "grpo.ref_dtype", g.ref_dtype, f"use one of {', '.join(DTYPES)}")
         resolve_rewards(dict(g.rewards))  # built-ins and `module:function` alike, as training resolves them
+        d = g.get("ema_ref_decay", 0.0)
+        _need(0 <= d < 1, "grpo.ema_ref_decay", d, "must be in [0, 1) (0 keeps model.init's reference)")
+        cap = g.get("care_confidence_cap", 1.0)
+        _need(0 < cap <= 1, "grpo.care_confidence_cap", cap, "must be in (0, 1]")
+        _need(g.get("care_margin", 0.0) >= 0, "grpo.care_margin", g.get("care_margin", 0.0), "must be >= 0")
         layers = g.get("attention_layers", (-1,))
         ok = isinstance(layers, (list, tuple)) and len(layers) > 0 and all(isinstance(x, int) for x in layers)
         _need(ok, "grpo.attention_layers", layers, "give decoder layer indices, e.g. (-1,) for the last layer")

@@ -145,7 +145,8 @@ def resolve_reward(name: str) -> Callable[[str, str], float]:
     where = f"grpo.rewards: {name!r}"
     if ":" not in name:
         raise ConfigError(
-            f"grpo.rewards: unknown reward {name!r}: choose from {', '.join(sorted(REWARD_FNS))}, or give an "
+            f"grpo.rewards: unknown reward {name!r}: choose from {', '.join(sorted({*REWARD_FNS, *GROUP_REWARDS}))}, "
+            "or give an "
             "importable 'module:function'"
         )
     mod_name, _, attr = name.partition(":")
@@ -179,6 +180,30 @@ def takes_sample(fn) -> bool:
     return len(params) >= 2 and params[1].name == "sample"
 
 
+def care_consistency(accuracy, confidence, group_size: int, *, cap: float = 1.0, margin: float = 0.0) -> np.ndarray:
+    """GRPO-CARE's consistency bonus (Chen et al. 2025, the SEED-Bench-R1 authors' follow-up), before its weight
+    (the weight is GRPO-CARE's bonus coefficient): within each group of `group_size` completions, those whose
+    accuracy reward is > 0.1 and >= the group's mean accuracy ("relatively accurate"), and whose reference answer
+    confidence (`grpo.answer_confidence`, capped at `cap`) is >= the mean capped confidence of the group's accurate
+    ones minus `margin`, get their accuracy reward; every other completion 0. Without confidences (no reference),
+    0 everywhere.
+
+    accuracy, confidence: f32[N] in group order (rows g * group_size + k)."""
+    acc = np.asarray(accuracy, np.float32).reshape(-1, group_size)
+    if confidence is None:
+        return np.zeros(acc.size, np.float32)
+    conf = np.minimum(np.asarray(confidence, np.float32).reshape(-1, group_size), cap)
+    accurate = (acc > 0.1) & (acc >= acc.mean(1, keepdims=True))
+    n = np.maximum(accurate.sum(1, keepdims=True), 1)
+    mean_conf = np.where(accurate, conf, 0.0).sum(1, keepdims=True) / n
+    bonus = accurate & (conf >= mean_conf - margin)
+    return np.where(bonus, acc, 0.0).astype(np.float32).reshape(-1)
+
+
+# rewards of a whole group at once, from the per-completion ones (`compute_rewards`); name -> function
+GROUP_REWARDS = {"care_consistency": care_consistency}
+
+
 def wants_attention(fn) -> bool:
     """Whether a process reward asks for the rollout's attention summary: it names a parameter `attention`."""
     if not takes_sample(fn):
@@ -200,7 +225,7 @@ def resolve_rewards(weights: Mapping[str, float]) -> dict[str, Callable[[str, st
     for name, w in weights.items():
         if isinstance(w, bool) or not isinstance(w, (int, float)):
             raise ConfigError(f"grpo.rewards: the weight of {name!r} is {w!r}; use a number")
-    return {name: resolve_reward(name) for name in weights}
+    return {name: GROUP_REWARDS.get(name) or resolve_reward(name) for name in weights}
 
 
 def _call(name, fn, completion, ground_truth, sample=None, ctx=None) -> float:
@@ -224,6 +249,9 @@ def compute_rewards(
     noise: float = 0.0,
     noise_seed: Sequence[int] = (0,),
     attention: Sequence[Mapping | None] | None = None,
+    group_size: int = 1,
+    answer_confidence: Sequence[float] | None = None,
+    care: Mapping | None = None,
 ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """Weighted total reward per completion, plus each named reward for logging.
 
@@ -237,6 +265,9 @@ def compute_rewards(
       noise: the probability of flipping each accuracy reward (`NOISY`); noise_seed seeds the draw.
       attention: N attention summaries (`rl/grounding.py`), given as `attention=` to the rewards that ask for it
         (`wants_attention`) and to no other; None gives them None.
+      group_size, answer_confidence, care: for the group rewards (`GROUP_REWARDS`): completions per prompt, the
+        reference's confidence in each answer, and `care_consistency`'s `cap` / `margin`. Its accuracy is the
+        (noisy, if `noise`) `exact` reward when weighted, else `accuracy`.
     Returns:
       total f32[N] = sum_k weights[k] * values[k], and values: name -> f32[N] (with noise, the flipped values;
       the clean ones as `<name>_clean`, not in the total).
@@ -263,12 +294,19 @@ def compute_rewards(
             np.float32,
         ).reshape(-1)
 
-    values = {name: one(name, fn) for name, fn in fns.items()}
+    values = {name: one(name, fn) for name, fn in fns.items() if name not in GROUP_REWARDS}
     if noise > 0:
         flip = np.random.default_rng([int(x) for x in noise_seed]).random(len(completions)) < noise
         for name in [n for n in values if n in NOISY]:
             values[name + "_clean"] = values[name]
             values[name] = np.where(flip, 1.0 - values[name], values[name]).astype(np.float32)
+    for name in [n for n in fns if n in GROUP_REWARDS]:
+        if len(completions) % group_size:
+            raise ValueError(f"{len(completions)} completions do not split into groups of {group_size}")
+        acc = next((values[k] for k in ("exact", "accuracy") if k in values), None)
+        if acc is None:
+            acc = np.asarray([accuracy_reward(c, g) for c, g in zip(completions, ground_truths)], np.float32)
+        values[name] = GROUP_REWARDS[name](acc, answer_confidence, group_size, **dict(care or {}))
     total = np.zeros(len(completions), np.float32)
     for name, w in weights.items():
         total += np.float32(w) * values[name]

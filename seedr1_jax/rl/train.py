@@ -9,6 +9,7 @@ import signal
 import time
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
@@ -67,9 +68,17 @@ def lora_reference(config, state):
     """The LoRA run's GRPO reference: the frozen base with every B zeroed (x A B = 0 exactly: the base's output,
     no second copy of the weights). A is kept, so before the first update the reference's weights equal the
     policy's bit for bit and the first step's KL is exactly 0 (`grpo.logprob_fields`' pin). None when beta = 0."""
-    if config.grpo.beta == 0:
+    if config.grpo.beta == 0 and not grpo.reads_reference(config):
         return None
     return lora.combine(lora.switched_off(state.params), state.frozen)
+
+
+def reference_of(config, state, ref_params):
+    """The GRPO reference's whole parameters for `grpo.prepare`: the moving average (`grpo.ema_ref_decay` > 0),
+    LoRA's base with adapters off, or the frozen copy of `model.init` (`ref_params`; None when none is needed)."""
+    if update.ema_decay(config) > 0:
+        return state.ema_reference()
+    return lora_reference(config, state) if lora.enabled(config) else ref_params
 
 
 def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> int:
@@ -106,7 +115,10 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
         abstract_model = nnx.eval_shape(lambda: model)
         tx, schedule = update.make_optimizer(config, params, total)
         allow = bool(config.mesh.get("allow_uneven", False))
-        shardings = update.state_shardings(tx, abstract_model, mesh, rules, allow_uneven=allow, use_lora=use_lora)
+        ema = update.ema_decay(config) > 0  # GRPO-CARE's moving-average reference, kept in the train state
+        shardings = update.state_shardings(
+            tx, abstract_model, mesh, rules, allow_uneven=allow, use_lora=use_lora, ema=ema
+        )
         if use_lora:
             frozen = lora.cast_floats(frozen, config.model.lora.get("base_dtype") or None)
             kind = config.model.lora.get("base_quant") or "float"
@@ -116,6 +128,11 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
                 params, frozen = jax.device_put((params, frozen), (shardings.params, shardings.frozen))
         init_opt = jax.jit(tx.init, out_shardings=None if shardings is None else shardings.opt_state)
         state = update.TrainState(params=params, opt_state=init_opt(params), frozen=frozen)
+        if ema:  # starts as model.init's weights (fp32, the trained params' shardings), then moves every step
+            copy = jax.jit(
+                lambda p: jax.tree.map(jnp.copy, p), out_shardings=None if shardings is None else shardings.ref
+            )
+            state = state.replace(ref=copy(params))
 
         progs = ref_params = None
         if algo == "grpo":
@@ -169,7 +186,7 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
                     config,
                     progs,
                     state.model_params(),
-                    lora_reference(config, state) if use_lora else ref_params,
+                    reference_of(config, state, ref_params),
                     lambda first=first: first.pop() if first else next(batches),
                     tokenizer,
                     jax.random.fold_in(key, step),
@@ -182,7 +199,7 @@ def main(config, workdir: str, batches=None, tokenizer=None, callbacks=()) -> in
                     config,
                     progs,
                     state.model_params(),
-                    lora_reference(config, state) if use_lora else ref_params,
+                    reference_of(config, state, ref_params),
                     host_batch,
                     tokenizer,
                     jax.random.fold_in(key, step),

@@ -32,15 +32,28 @@ class TrainState:
     opt_state: the optax state; Adam moments take their parameter's sharding, counters are replicated.
     frozen: with LoRA, the rest of the model (the base; no gradient, no optimizer state, not checkpointed: it is
       `model.init`'s); {} otherwise. The update passes it through unchanged (donated, so without a copy).
+    ref: with `grpo.ema_ref_decay` = d > 0, the GRPO reference's trained part, an exponential moving average of
+      `params` (GRPO-CARE's slowly moving reference: after each step ref <- d ref + (1 - d) params, fp32, same
+      shardings; checkpointed); {} otherwise (the reference is `model.init`'s, frozen).
     """
 
     params: Any
     opt_state: Any
     frozen: Any = flax.struct.field(default_factory=dict)
+    ref: Any = flax.struct.field(default_factory=dict)
 
     def model_params(self):
         """The whole model's pure-dict parameters (adapters and base joined)."""
         return lora.combine(self.params, self.frozen)
+
+    def ema_reference(self):
+        """The moving-average reference's whole parameters (its trained part and the frozen base joined)."""
+        return lora.combine(self.ref, self.frozen)
+
+
+def ema_decay(config) -> float:
+    """`grpo.ema_ref_decay` of a GRPO run (0: the reference is frozen at `model.init`); 0 for SFT."""
+    return float(config.grpo.get("ema_ref_decay", 0.0)) if config.algo == "grpo" else 0.0
 
 
 # ---- optimizer ----------------------------------------------------------------------------------------
@@ -90,7 +103,7 @@ def trained_and_frozen(params: dict, use_lora: bool) -> tuple[dict, dict]:
 
 
 def state_shardings(
-    tx, abstract_model, mesh, rules, *, allow_uneven: bool = False, use_lora: bool = False
+    tx, abstract_model, mesh, rules, *, allow_uneven: bool = False, use_lora: bool = False, ema: bool = False
 ) -> TrainState | None:
     """The train state's shardings: parameters by their logical axes, Adam moments like their parameter,
     optimizer counters replicated. The single source for init, restore, update and AOT."""
@@ -106,14 +119,16 @@ def state_shardings(
     opt_sh = optax.tree_map_params(
         tx, lambda _, p: p.sharding, abstract_opt, shaped, transform_non_params=lambda _: replicated
     )
-    return TrainState(params=p_sh, opt_state=opt_sh, frozen=frozen_sh)
+    return TrainState(params=p_sh, opt_state=opt_sh, frozen=frozen_sh, ref=p_sh if ema else {})
 
 
-def abstract_state(tx, abstract_model, shardings: TrainState | None, use_lora: bool = False) -> TrainState:
+def abstract_state(
+    tx, abstract_model, shardings: TrainState | None, use_lora: bool = False, ema: bool = False
+) -> TrainState:
     """ShapeDtypeStructs (with shardings) of the train state: an orbax restore target and an AOT argument."""
     params, frozen = trained_and_frozen(nnx.state(abstract_model).to_pure_dict(), use_lora)
     opt = jax.eval_shape(tx.init, params)
-    state = TrainState(params=params, opt_state=opt, frozen=frozen)
+    state = TrainState(params=params, opt_state=opt, frozen=frozen, ref=params if ema else {})
     if shardings is None:
         return jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype), state)
     return jax.tree.map(lambda x, s: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=s), state, shardings)
@@ -136,7 +151,7 @@ def batch_shardings(batch, mesh):
 
 
 # ---- the update ---------------------------------------------------------------------------------------
-REFERENCE_MODES = ("", "argument", "adapters_off")
+REFERENCE_MODES = ("", "argument", "adapters_off", "ema")
 
 
 def make_update(graphdef, tx, loss_fn, config, reference: str = ""):
@@ -146,18 +161,23 @@ def make_update(graphdef, tx, loss_fn, config, reference: str = ""):
     reference: where a loss that reads a frozen reference model inside the step (`grpo.reference_mode`) gets it:
       "" none (the loss is called without one); "argument": its parameters are the update's third argument (not
       donated, not differentiated); "adapters_off": LoRA's reference, the state's own base with every B zeroed,
-      built inside the program (no argument, no copy). The loss then receives `reference=` an nnx model.
+      built inside the program (no argument, no copy); "ema": the state's moving average (`TrainState.ref`).
+      The loss then receives `reference=` an nnx model.
+    With `grpo.ema_ref_decay` = d > 0 the step also moves the reference: ref <- d ref + (1 - d) new params.
     A non-finite loss, gradient or update leaves the state unchanged (`metrics["finite"] = 0`); the loop then
     stops or skips by `train.on_nonfinite`.
     """
     if reference not in REFERENCE_MODES:
         raise ValueError(f"reference={reference!r}: use one of {REFERENCE_MODES}")
+    decay = ema_decay(config)
 
     def update(state: TrainState, batch, ref_params=None):
         kw = {}
         if reference:
             if reference == "adapters_off":
                 ref_params = lora.combine(lora.switched_off(state.params), state.frozen)
+            elif reference == "ema":
+                ref_params = state.ema_reference()
             kw["reference"] = nnx.merge(graphdef, jax.lax.stop_gradient(ref_params))
 
         def f(p):  # gradients for the trained parameters only (with LoRA: not for the frozen base)
@@ -170,7 +190,10 @@ def make_update(graphdef, tx, loss_fn, config, reference: str = ""):
         new = (optax.apply_updates(state.params, updates), new_opt)
         params, opt = jax.tree.map(lambda a, b: jnp.where(finite, a, b), new, (state.params, state.opt_state))
         metrics = dict(metrics, loss=loss, grad_norm=gnorm, finite=finite.astype(jnp.int32))
-        return TrainState(params=params, opt_state=opt, frozen=state.frozen), metrics
+        ref = state.ref
+        if decay > 0:  # GRPO-CARE's slowly moving reference (a skipped step leaves the weights, so it too)
+            ref = jax.tree.map(lambda r, p: decay * r + (1.0 - decay) * p.astype(r.dtype), state.ref, params)
+        return TrainState(params=params, opt_state=opt, frozen=state.frozen, ref=ref), metrics
 
     return update
 
