@@ -360,3 +360,36 @@ def test_take_rows_concatenates_picked_rows_and_pads_segments():
     assert (out["pixels"][1, 1:] == 0).all() and (out["pixels"][1, 0] == 10).all()  # zero-padded segments
     np.testing.assert_array_equal(out["hw_pos"][1, :, 0, 0], [0, 0, 0])  # edge-padded positions
     np.testing.assert_array_equal(out["hw_pos"][0, :, 0, 0], [0, 1, 2])
+
+
+def test_uniform_frame_sampling_keeps_evenly_spread_frames():
+    """`data.frame_sampling="uniform"`: a clip stored with 8 frames read at max_frames 4 keeps frames 0, 2, 5, 7
+    (linspace over the stored ones), with their `frame_indices`: the same pixels as a clip stored with exactly those
+    frames; "first" keeps 0..3. And `data.max_frames=0` (image-only/text-only data) passes the trainer's checks."""
+    import tensorflow as tf
+
+    from configs.tiny import get_config
+    from seedr1_jax.data.pipeline import vision_fn
+    from seedr1_jax.rl import preflight
+
+    rng = np.random.default_rng(0)
+    frames = [tf.io.encode_png(rng.integers(0, 255, (252, 252, 3), dtype=np.uint8)).numpy() for _ in range(8)]
+    ex = lambda idx: dict(  # noqa: E731
+        frames=tf.constant([frames[i] for i in idx]), image=tf.constant([], tf.string),
+        frame_indices=tf.constant([3 * i for i in idx], tf.int32),
+    )  # fmt: skip
+    uniform = vision_fn(4, sampling="uniform")(ex(range(8)))
+    assert uniform["frame_indices"].numpy().tolist() == [0, 6, 15, 21] and int(uniform["num_frames"]) == 4
+    same = vision_fn(4)(ex([0, 2, 5, 7]))
+    assert np.array_equal(uniform["pixels"].numpy(), same["pixels"].numpy())
+    first = vision_fn(4)(ex(range(8)))
+    assert np.array_equal(first["pixels"].numpy(), vision_fn(4)(ex(range(4)))["pixels"].numpy())
+    assert not np.array_equal(first["pixels"].numpy(), same["pixels"].numpy())
+    short = vision_fn(4, sampling="uniform")(ex(range(3)))  # fewer than max_frames: an even count of them
+    assert short["frame_indices"].numpy().tolist() == [0, 6] and int(short["num_frames"]) == 2
+    c = get_config("sft")
+    c.data.max_frames, c.data.frame_sampling = 0, "uniform"
+    preflight.check_values(c)
+    c.data.frame_sampling = "random"
+    with pytest.raises(ConfigError, match="data.frame_sampling"):
+        preflight.check_values(c)

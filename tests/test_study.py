@@ -141,8 +141,21 @@ def test_every_shipped_arm_file_builds_its_arms():
 
     files = sorted(glob.glob(os.path.join(os.path.dirname(study.default_arms_file()), "[!_]*.py")))
     assert {os.path.basename(f) for f in files} >= {"paper.py", "process_rewards.py", "reward_noise.py",
-                                                    "sensitivity.py", "loss_variants.py"}  # fmt: skip
+                                                    "sensitivity.py", "loss_variants.py", "frames.py"}  # fmt: skip
     for f in files:
         spec = study.load_arms(f)
         study.check_arms(spec["arms"], study.BUDGETS["default"], study.TUNED)
         assert spec["baseline"] in [a.name for a in spec["arms"]] and len(spec["arms"]) >= 3, f
+
+
+def test_a_workdir_prepared_with_fewer_frames_is_refused(tmp_path):
+    """Arms that read more frames than a workdir's clips were prepared with stop before anything runs (the frames
+    arms prepare 8; the paper's arms 4), instead of silently training on fewer."""
+    from seedr1_jax.analysis import study
+    from seedr1_jax.models.config import ConfigError
+
+    (tmp_path / "data_done").write_text("12.5")
+    (tmp_path / "data_frames").write_text("4")
+    assert study._prepare_data(str(tmp_path), study.BUDGETS["smoke"], 4)[2] == 12.5  # the same: reused
+    with pytest.raises(ConfigError, match="prepared with 4 frames, these arms read up to 8"):
+        study._prepare_data(str(tmp_path), study.BUDGETS["smoke"], 8)

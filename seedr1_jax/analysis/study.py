@@ -223,16 +223,26 @@ def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer, step=None, 
     return out
 
 
-def _prepare_data(workdir: str, budget: dict) -> tuple[str, str, float]:
+def _prepare_data(workdir: str, budget: dict, frames: int | None = None) -> tuple[str, str, float]:
     """(TFRecords of train/train_cot/L1/L2/L3, TFRecords of the L1 validation split, seconds). The validation
-    samples come from another seed of the same generator: the same kind of L1 sample, none of the test split's."""
+    samples come from another seed of the same generator: the same kind of L1 sample, none of the test split's.
+    frames: the most video frames a clip is prepared with (default configs/tiny.py's `data.max_frames`; an arm that
+    reads fewer takes them with its `data.frame_sampling`)."""
     from configs.tiny import get_config
     from data_prep import prep, synth
 
     root, val_root = os.path.join(workdir, "data"), os.path.join(workdir, "data_l1val")
     tfr, val_tfr = os.path.join(workdir, "tfrecords"), os.path.join(workdir, "tfrecords_l1val")
-    frames = get_config().data.max_frames
-    done = os.path.join(workdir, "data_done")
+    from seedr1_jax.models.config import ConfigError
+
+    frames = frames or get_config().data.max_frames
+    done, stamp = os.path.join(workdir, "data_done"), os.path.join(workdir, "data_frames")
+    had = int(open(stamp).read()) if os.path.exists(stamp) else get_config().data.max_frames
+    if os.path.exists(done) and had != frames:
+        raise ConfigError(
+            f"--workdir {workdir}: its clips were prepared with {had} frames, these arms read up to {frames}; "
+            "run them in another --workdir"
+        )
     if os.path.exists(done):
         return tfr, val_tfr, _seconds(done)
     t0 = time.time()
@@ -245,6 +255,8 @@ def _prepare_data(workdir: str, budget: dict) -> tuple[str, str, float]:
             prep.prepare(root, split, tfr, max_frames=frames, progress=False, workers=1)
     if not os.path.exists(os.path.join(val_tfr, "prep_report_L1.json")):
         prep.prepare(val_root, "L1", val_tfr, max_frames=frames, progress=False, workers=1)
+    with open(stamp, "w") as f:
+        f.write(str(frames))
     with open(done, "w") as f:
         f.write(f"{time.time() - t0:.1f}")
     return tfr, val_tfr, _seconds(done)
@@ -322,7 +334,8 @@ def run_study(
     t0 = time.time()
     os.makedirs(workdir, exist_ok=True)
     base = toy_base.build(size=budget["base"])
-    tfr, val_tfr, work = _prepare_data(workdir, budget)  # work: seconds of every stage, over all invocations
+    frames = max(int(a.overrides.get("data.max_frames", 0)) for a in arms) or None  # the most any arm reads
+    tfr, val_tfr, work = _prepare_data(workdir, budget, frames)  # work: seconds of every stage, over all invocations
     tok = load_tokenizer()
     if tune_arms and not os.path.exists(tuned_path):
         chosen, trials, secs = tune(workdir, budget, base["dir"], tfr, val_tfr, tok, methods)

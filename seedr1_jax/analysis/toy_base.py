@@ -31,7 +31,7 @@ STAGES = {
 
 # config fields added after bases were built, and the value at which they build the same base (so the key, and the
 # cached base, stay the same): data.shards 0 = one shard per process, the data order of one process before it existed
-KEY_NEUTRAL = {"data.shards": 0, "data.frame_size": 0}
+KEY_NEUTRAL = {"data.shards": 0, "data.frame_size": 0, "data.frame_sampling": "first"}
 # model config fields added after bases were built (the Qwen2.5-VL and Qwen3-VL families), at the value that builds
 # the same Qwen2-VL network: dropped from the key, so a new family's fields do not orphan the built bases
 MODEL_KEY_NEUTRAL = {

@@ -72,6 +72,9 @@ def default_config() -> ml_collections.ConfigDict:
     c.eval_batch_size = 0  # prompts per evaluation batch (`eval_batches`), global; 0 = batch_size
     c.max_prompt_len = 1024  # T: every prompt is left-padded to this; longer prompts are skipped (or raise)
     c.max_frames = 16  # video frames per sample at most (the prep setting); S = max_frames / 2 + 1 segments
+    # which stored frames a clip with more than max_frames keeps: "first" (the first max_frames) or "uniform" (an
+    # even count spread evenly over the stored ones, first and last included: the frame-budget arms)
+    c.frame_sampling = "first"
     # frame side in pixels the model reads; 0 = its family's (252 at patch 14, 256 at Qwen3-VL's 16). It must be
     # the size `seedr1 prep --frame-size` stored: checked before any sample is read
     c.frame_size = 0
@@ -202,9 +205,14 @@ def _patchify_tf(frames, tf, geom: P.Geometry):
     return tf.reshape(x, [n // tp, geom.patches, geom.dim])
 
 
-def vision_fn(max_frames: int, family: str = "qwen2_vl", geom: P.Geometry = P.QWEN2_GEOMETRY):
+FRAME_SAMPLING = ("first", "uniform")
+
+
+def vision_fn(max_frames: int, family: str = "qwen2_vl", geom: P.Geometry = P.QWEN2_GEOMETRY, sampling: str = "first"):
     """tf.data map: encoded frames/image -> `pixels` float32[S, L, P] (normalised as `family`'s processor does,
-    patches of `geom`, whose size the stored frames must have) and `num_frames` int32."""
+    patches of `geom`, whose size the stored frames must have) and `num_frames` int32. A clip stored with more
+    than `max_frames` frames keeps its first ones, or with `sampling="uniform"` an even number spread evenly over
+    them (`frame_indices` follows, so evidence frames and timestamps stay right)."""
     import tensorflow as tf
 
     mean, std = (tf.constant(x) for x in P.pixel_norm(family))
@@ -225,6 +233,15 @@ def vision_fn(max_frames: int, family: str = "qwen2_vl", geom: P.Geometry = P.QW
         return (tf.cast(imgs, tf.float32) * tf.constant(1 / 255, tf.float32) - mean) / std
 
     def fn(ex):
+        ex = dict(ex)
+        if sampling == "uniform":
+            total = tf.shape(ex["frames"])[0]
+            k = tf.minimum(total, max_frames)
+            k -= k % geom.temporal
+            pick = tf.cast(tf.round(tf.linspace(0.0, tf.cast(tf.maximum(total - 1, 0), tf.float32), k)), tf.int32)
+            ex["frames"] = tf.gather(ex["frames"], pick)
+            if "frame_indices" in ex:
+                ex["frame_indices"] = tf.gather(ex["frame_indices"], pick)
         frames = decode(ex["frames"])[:max_frames]
         n = tf.shape(frames)[0]
         frames = tf.pad(frames, [[0, max_frames - n], [0, 0], [0, 0], [0, 0]])
@@ -535,7 +552,7 @@ def examples(
     ds = ds.repeat(None if not epochs else int(epochs)).skip(int(start))
     if geom is None:
         geom = P.Geometry(stored_frame_size(find_split_dir(cfg.tfrecord_dir, cfg.split)))
-    fn = vision_fn(int(cfg.max_frames), family, geom)
+    fn = vision_fn(int(cfg.max_frames), family, geom, cfg.get("frame_sampling", "first"))
     ds = ds.map(fn, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     for i, ex in enumerate(ds.prefetch(2).as_numpy_iterator(), int(start)):
         yield i // n_local, ex

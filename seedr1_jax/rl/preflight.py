@@ -65,8 +65,17 @@ def check_values(config) -> None:
     _need(d.get("eval_batch_size", 0) >= 0, "data.eval_batch_size", d.get("eval_batch_size"), "must be >= 0")
     _need(d.max_prompt_len >= 1, "data.max_prompt_len", d.max_prompt_len, "must be >= 1")
     _need(d.get("shards", 0) >= 0, "data.shards", d.get("shards"), "must be >= 0 (0 = one per process)")
-    _need(d.max_frames >= 2 and d.max_frames % 2 == 0, "data.max_frames", d.max_frames, "must be even and >= 2")
+    _need(
+        d.max_frames == 0 or (d.max_frames >= 2 and d.max_frames % 2 == 0),
+        "data.max_frames",
+        d.max_frames,
+        "must be even and >= 2, or 0 (image-only or text-only data: no video is read)",
+    )
     _need(d.split in TRAIN_SPLITS, "data.split", d.split, f"use one of {', '.join(TRAIN_SPLITS)}")
+    from seedr1_jax.data.pipeline import FRAME_SAMPLING
+
+    fs_ = d.get("frame_sampling", "first")
+    _need(fs_ in FRAME_SAMPLING, "data.frame_sampling", fs_, f"use one of {', '.join(FRAME_SAMPLING)}")
     order = d.get("option_order", "shuffle")
     _need(order in ("shuffle", "sorted"), "data.option_order", order, "use 'shuffle' (the reference) or 'sorted'")
 
