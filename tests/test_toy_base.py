@@ -95,6 +95,33 @@ def test_lookup_stage_is_image_only_colour_choices(tmp_path):
     assert letters == set("ABCD")
 
 
+def test_read_stage_reads_the_options_in_order(tmp_path):
+    """The `read` stage: every question multiple choice; the `<think>` describes the scene, then copies the options
+    in order (`A is ...`) up to the one the description names, and the answer is the last letter copied; the colour
+    question's options are phrases half the time; never a task word."""
+    kinds = curriculum.generate(str(tmp_path), 120, seed=0, media=False, style="read")
+    assert set(kinds) == set(curriculum.QUESTIONS)
+    task_words = set(synth.VERBS + synth.OBJECTS + synth.GOALS) - {"open", "move", "take"}
+    letters, phrased = set(), 0
+    for line in open(tmp_path / "annotations" / "training_with_cot_6k.jsonl"):
+        r = json.loads(line)
+        text = r["prompt"][0]["content"][-1]["text"]
+        assert not any(re.search(rf"\b{re.escape(w)}\b", text) for w in task_words), text
+        options = re.findall(r"^[A-E]\. (.+)$", text, flags=re.M)
+        m = re.fullmatch(r"<think>([^<]+?)((?: [A-E] is [^.<]+\.)+)</think><answer>([A-E])</answer>", r["response"])
+        assert m and len(options) >= 2, r["response"]
+        scene, read, letter = m.groups()
+        right = options["ABCDE".index(letter)]
+        assert read == "".join(f" {'ABCDE'[i]} is {o}." for i, o in enumerate(options[: "ABCDE".index(letter) + 1]))
+        values = {"colour": synth.COLORS, "shape": curriculum.SHAPES, "motion": curriculum.MOTIONS.values()}
+        if r["question_kind"] in values:  # the one option naming the value the description states
+            named = [v for v in values[r["question_kind"]] if re.search(rf"\b{v}\b", scene)]
+            assert [bool(re.search(rf"\b{named[0]}\b", o)) for o in options] == [o == right for o in options]
+        phrased += r["question_kind"] == "colour" and options[0] not in synth.COLORS
+        letters.add(letter)
+    assert letters == set("ABCD") and phrased > 0
+
+
 def test_environments_cover_the_study_styles():
     """The base's rendering family contains the study's kinds of pixels (kitchen, and L2/L3's): every background,
     shape and camera motion the four environments use is drawn."""
@@ -125,7 +152,7 @@ def test_base_rebuilds_bit_identically_and_is_cached(smoke_base_cache, tmp_path,
     other, _ = toy_base.recipe("smoke", seed=1)
     assert toy_base.key(other) != b["key"]  # another recipe, another cache entry
     stages = list(toy_base.STAGES["smoke"])
-    assert [s[0] for s in b["recipe"]["stages"]] == stages == ["plain", "full"]
+    assert [s[0] for s in b["recipe"]["stages"]] == stages == ["plain", "full", "read"]
     assert list(b["perception_stages"]) == stages
     # each stage is trained on the cached base of the stages before it: a recipe with one more stage reuses it
     prior = json.loads((tmp_path / "cache_b" / f"toy_base-{b['prior']}" / "base.json").read_text())
@@ -175,11 +202,16 @@ def test_key_ignores_grpo_fields_and_fields_at_their_neutral_value():
 
 
 def test_built_bases_keep_their_keys_when_model_families_add_config_fields():
-    """The bases built and documented in docs/results.md (default 12f8bea4e34fe57e, quick ecfd339df3fef940) keep
-    their keys: model config fields added for other families (Qwen2.5-VL's windows, Qwen3-VL's DeepStack, ...) are
-    left out of the key at the value that builds the same Qwen2-VL, and still count when they differ."""
-    assert toy_base.key(toy_base.recipe("default")[0]) == "12f8bea4e34fe57e"
-    assert toy_base.key(toy_base.recipe("quick")[0]) == "ecfd339df3fef940"
+    """The bases built and documented in docs/results.md keep their keys: the two-stage bases of sessions 8-11
+    (default 12f8bea4e34fe57e, quick ecfd339df3fef940) are the recipes' first two stages, the three-stage quick base
+    of session 12 a3f4d696465f6099. Model config fields added for other families (Qwen2.5-VL's windows, Qwen3-VL's
+    DeepStack, ...) are left out of the key at the value that builds the same Qwen2-VL, and still count when they
+    differ."""
+    for size, two_stage in (("default", "12f8bea4e34fe57e"), ("quick", "ecfd339df3fef940")):
+        rec = toy_base.recipe(size)[0]
+        assert [s[0] for s in rec["stages"]][:2] == ["plain", "full"]
+        assert toy_base.key(dict(rec, stages=rec["stages"][:2])) == two_stage
+    assert toy_base.key(toy_base.recipe("quick")[0]) == "a3f4d696465f6099"
     rec, _ = toy_base.recipe("smoke")
     assert not {"family", "frame_blocks", "window_size"} & {*rec["model"], *rec["model"]["vision"]}
     other = dict(rec, model=dict(rec["model"], family="qwen3_vl"))

@@ -32,11 +32,14 @@ DOMAINS = ("Daily life", "Hobbies", "Recreation", "Work")
 COLUMNS = SPLITS + DOMAINS
 FRACTIONS = (0.25, 0.5, 1.0)  # of the budget, for the budget curve
 
-# base: the toy base's recipe size; steps x batch prompts for SFT and for GRPO each; l1val: L1 validation samples
+# base: the toy base's recipe size; steps x batch prompts for SFT and for GRPO each; l1val: L1 validation samples;
+# tokens: the completion budget of eval and GRPO rollouts (the base reads the options in its <think> before it
+# answers, the toy base's `read` stage: a scene description, then `A is ...` per option up to the one it names,
+# ~65 tokens at most; smoke: the tiny config's 48)
 BUDGETS = {
-    "default": dict(base="default", num_train=256, num_val=96, num_l1val=64, steps=32, batch=8, seeds=5),
-    "quick": dict(base="quick", num_train=64, num_val=48, num_l1val=32, steps=16, batch=8, seeds=1),
-    "smoke": dict(base="smoke", num_train=8, num_val=8, num_l1val=4, steps=4, batch=2, seeds=1),
+    "default": dict(base="default", num_train=256, num_val=96, num_l1val=64, steps=32, batch=8, seeds=5, tokens=96),
+    "quick": dict(base="quick", num_train=64, num_val=48, num_l1val=32, steps=16, batch=8, seeds=1, tokens=96),
+    "smoke": dict(base="smoke", num_train=8, num_val=8, num_l1val=4, steps=4, batch=2, seeds=1, tokens=48),
 }
 # Config overrides per method (over configs/tiny.py:sft and :grpo) chosen on L1-val by the last `seedr1 study --tune`
 # of the default study (session 8, default base 12f8bea4e34fe57e: SFT L1-val 98.4%, GRPO 48.4%; docs/results.md).
@@ -153,6 +156,7 @@ def arm_config(method: str, budget: dict, tfr: str, base_dir: str, seed: int, ov
     c.train.checkpoint_every = max(budget["steps"] // 4, 1)
     c.train.keep_checkpoints = len(FRACTIONS) + 2
     c.train.eval_every = 0
+    c.eval.max_new_tokens = c.grpo.max_new_tokens = budget["tokens"]
     return apply_overrides(c, overrides, f"arm {where or method!r}")
 
 

@@ -20,12 +20,13 @@ import time
 
 import numpy as np
 
-# per recipe size, the pre-training stages in order: curriculum style -> (records, SFT steps). Style `match` is in
-# no recipe: 300 + 600 steps of it on the default base left option letters at chance (docs/results.md).
+# per recipe size, the pre-training stages in order: curriculum style -> (records, SFT steps). Styles `match` and
+# `lookup` are in no recipe: they left option letters at chance (docs/results.md); `read` (the options read in order
+# in the <think>) is the one a random toy model learns in the text-only probe (scripts/probe_option_lookup.py).
 STAGES = {
-    "default": {"plain": (800, 300), "full": (2400, 900)},
-    "quick": {"plain": (400, 200), "full": (800, 250)},
-    "smoke": {"plain": (8, 1), "full": (8, 1)},
+    "default": {"plain": (800, 300), "full": (2400, 900), "read": (3200, 900)},
+    "quick": {"plain": (400, 200), "full": (800, 250), "read": (1600, 400)},
+    "smoke": {"plain": (8, 1), "full": (8, 1), "read": (8, 1)},
 }
 
 
@@ -179,7 +180,7 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
             media = {c["type"]: os.path.join(root, c[c["type"]]) for c in content if c["type"] in ("video", "image")}
             question = lines[0] if options else lines[0].split(INSTRUCTION)[0]
             batch = data.make_batch(question, options or ["yes", "no"], model_cfg=model.cfg, max_frames=4, **media)
-            out = greedy(model, batch, max_new_tokens=64)
+            out = greedy(model, batch, max_new_tokens=96)
             toks, k = np.asarray(out["tokens"][0]), int(np.asarray(out["mask"][0]).sum())
             text = tok.decode(toks[:k], skip_special_tokens=True)
             think = text.split("</think>")[0]
