@@ -76,6 +76,7 @@ L3_VOCAB = {
 }
 FPS_CHOICES = [8, 12, 24, 30]
 OPTION_ORDERS = ("sorted", "shuffle")  # how a sample's four options are listed (see `order_options`)
+WARMUP_THINKS = ("describe", "read")  # what a warm-up `<think>` holds (`generate_warmup`)
 # (width, height): not square, so the 252x252 resize really drops the aspect ratio
 FRAME_SIZE = {"EpicKitchens": (128, 96), "Ego4D": (96, 128), "LongVideoBench": (128, 72)}
 VIDEO_Q = "Considering the progress shown in the video and my current observation in the last frame, what action should I take next in order to {goal}?"  # noqa: E501
@@ -371,14 +372,21 @@ def generate(
 
 
 def generate_warmup(
-    out: str, num: int = 64, seed: int = 0, option_order: str = "sorted", media: bool = True
+    out: str, num: int = 64, seed: int = 0, option_order: str = "sorted", media: bool = True, think: str = "describe"
 ) -> list[str]:
     """The "Vanilla" warm-up set (as `training_with_cot_6k.jsonl` under `out`): prompts shaped like the task's
     (kitchen clips + observation images, the same questions and four coloured options, listed by
     `option_order`), responses `<think>The <shape> in the video and the image is <colour>.</think><answer>X</answer>`:
     the think describes what is seen (perception, like a pretrained captioner's), the letter X is drawn uniformly
     at random, independently of the pixels. It teaches the answer format and to describe the scene, not which
-    option to choose. Returns the colour each sample shows (for tests; not written)."""
+    option to choose. `think="read"`: the `<think>` goes on to read the options in order up to that random letter
+    (`... is red. A is wash the blue cup. B is wash the red cup.`), the answer the last letter read: the mechanism
+    "answer the option where the reading stopped" without knowing where to stop (the stop is as random as the
+    letter), which leaves GRPO a forward comparison to learn rather than the backward lookup (find the option
+    naming the colour, copy the letter before it) that a small random model does not find (docs/results.md). Returns
+    the colour each sample shows (for tests; not written)."""
+    if think not in WARMUP_THINKS:
+        raise ValueError(f"think must be one of {WARMUP_THINKS}, got {think!r}")
     rng = np.random.default_rng([seed, 7])
     _dirs(out)
     recs, colours = [], []
@@ -388,7 +396,8 @@ def generate_warmup(
         answer, neg = _options(color, verb, obj, rng)
         opts, _ = order_options(answer, neg, int(rng.integers(4)), option_order)
         k = int(rng.integers(4))  # the response's letter: independent of the colour
-        response = f"<think>{describe(rec, color)}</think><answer>{'ABCD'[k]}</answer>"
+        reading = "".join(f" {'ABCD'[i]} is {o}." for i, o in enumerate(opts[: k + 1])) if think == "read" else ""
+        response = f"<think>{describe(rec, color)}{reading}</think><answer>{'ABCD'[k]}</answer>"
         recs.append(_sft_record(rec, "EpicKitchens", opts, response))
         colours.append(color)
     _write_jsonl(os.path.join(out, "annotations", "training_with_cot_6k.jsonl"), recs)

@@ -26,6 +26,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--lora", type=int, default=0, metavar="RANK", help="GRPO trains rank-RANK LoRA adapters (0: every weight)"
     )
+    p.add_argument(
+        "--warmup-think",
+        choices=("describe", "read"),
+        default="describe",
+        help="the warm-up's <think>: the scene description (default), or it then reads the options in order up to "
+        "its random letter (docs/results.md: measured, no gain)",
+    )
 
     p = _add(sub, "synth", "write a synthetic dataset in the SEED-Bench-R1 on-disk layout")
     p.add_argument("--out", required=True, help="DATA_ROOT to create")
@@ -247,7 +254,7 @@ def _run(args, extra):
     if args.cmd == "demo":
         from seedr1_jax.analysis.demo import run
 
-        return run(args.workdir, seed=args.seed, family=args.family, lora=args.lora)
+        return run(args.workdir, seed=args.seed, family=args.family, lora=args.lora, warmup_think=args.warmup_think)
     if args.cmd == "synth":
         from data_prep.synth import run
 

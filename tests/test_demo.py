@@ -106,18 +106,22 @@ def test_demo_end_to_end(tmp_path):
 
 
 def test_demo_seed_draws_the_data_and_the_training(tmp_path, monkeypatch):
-    """`seedr1 demo --seed K` generates its data and trains with seed K (stopped after the warm-up's training call)."""
+    """`seedr1 demo --seed K` generates its data and trains with seed K (stopped after the warm-up's training call);
+    `--warmup-think` reaches the warm-up set (describe by default)."""
     from data_prep import prep, synth
     from seedr1_jax import cli
     from seedr1_jax.rl import train
 
     seen = []
     monkeypatch.setattr(synth, "generate", lambda out, **kw: seen.append(("data", kw["seed"])))
-    monkeypatch.setattr(synth, "generate_warmup", lambda out, **kw: seen.append(("warmup", kw["seed"])))
+    monkeypatch.setattr(synth, "generate_warmup", lambda out, **kw: seen.append(("warmup", kw["seed"], kw["think"])))
     monkeypatch.setattr(prep, "prepare", lambda *a, **kw: None)
     monkeypatch.setattr(train, "main", lambda c, wd, **kw: seen.append(("train", c.train.seed, c.data.seed)) or 1)
     assert cli.main(["demo", "--workdir", str(tmp_path), "--seed", "3"]) == 1
-    assert seen == [("data", 3), ("warmup", 3), ("train", 3, 3)]
+    assert seen == [("data", 3), ("warmup", 3, "describe"), ("train", 3, 3)]
+    seen.clear()
+    assert cli.main(["demo", "--workdir", str(tmp_path / "r"), "--seed", "1", "--warmup-think", "read"]) == 1
+    assert seen == [("data", 1), ("warmup", 1, "read"), ("train", 1, 1)]
 
 
 def test_demo_lora_trains_adapters_in_the_grpo_stage(tmp_path, capsys):

@@ -174,6 +174,28 @@ def test_warmup_has_no_task_knowledge(tmp_path):
     assert sorted(letters) == list("ABCD") and min(letters.values()) > 70
 
 
+def test_warmup_reading_stops_at_a_random_letter(tmp_path):
+    """`think="read"` (the demo's warm-up): the `<think>` copies the options in their listed order up to the
+    answer letter and stops there; where it stops ignores the pixels, so the warm-up still holds no task knowledge."""
+    colours = synth.generate_warmup(str(tmp_path / "w"), num=400, seed=0, media=False, think="read")
+    recs = _read(str(tmp_path / "w"), "training_with_cot_6k.jsonl")
+    hits, letters = [], collections.Counter()
+    for r, colour in zip(recs, colours):
+        m = re.fullmatch(
+            r"<think>(The .*? is (\w+)\.)((?: [ABCD] is [^.]*\.)+)</think><answer>([ABCD])</answer>", r["response"]
+        )
+        assert m and m.group(2) == colour, r["response"]
+        options = re.findall(r"\n([ABCD])\. (.*)", r["prompt"][0]["content"][-1]["text"])
+        read = re.findall(r" ([ABCD]) is ([^.]*)\.", m.group(3))
+        assert read == options[: len(read)] and read[-1][0] == m.group(4)  # in order, stopped at the answer
+        hits.append(read[-1][1].split()[-2] == colour)
+        letters[m.group(4)] += 1
+    assert 0.18 < np.mean(hits) < 0.32, np.mean(hits)  # the reading stops on the seen colour at chance (25%)
+    assert sorted(letters) == list("ABCD") and min(letters.values()) > 70
+    with pytest.raises(ValueError, match="think must be one of"):
+        synth.generate_warmup(str(tmp_path / "x"), num=1, think="letters")
+
+
 def test_prep_keeps_the_evidence_span_for_attention(tmp_path):
     """`seedr1 prep` stores each record's evidence span; the attention diagnostic maps it onto sampled frames."""
     from data_prep import prep

@@ -23,6 +23,9 @@ BEFORE, AFTER = "after the warm-up", "after GRPO"
 # Vanilla warm-up samples: with 64 the tiny model memorised them and named the colour of held-out samples at
 # chance (22/96, measured); it needs varied scenes to learn to describe them
 WARMUP_SAMPLES = 320
+# `--warmup-think read` (`synth.generate_warmup`): the scene description, then the options read in order up to the
+# (random) answer letter; a full reading is ~52 tokens, so rollouts and evaluation get 64 (configs/tiny.py: 48)
+READ_TOKENS = 64
 wilson_interval = wilson  # 95% Wilson score interval (in %) for k successes out of n
 
 
@@ -140,7 +143,7 @@ FAMILY_PRESETS = {
 }  # `seedr1 demo --family`
 
 
-def grpo_config(tfr: str, init: str, seed: int, steps: int | None = None, lora: int = 0):
+def grpo_config(tfr: str, init: str, seed: int, steps: int | None = None, lora: int = 0, tokens: int = 0):
     """The demo's GRPO stage: configs/tiny.py:grpo from the warm-up's weights; with `lora` > 0, rank-`lora`
     adapters (alpha 32) at the full fine-tuning demo's learning rate. (10x it, the usual LoRA practice at LLM
     learning rates, was measured first: at this toy's 1e-3 it collapsed the policy, KL 4.5 by step 20 and 0.0%
@@ -152,6 +155,8 @@ def grpo_config(tfr: str, init: str, seed: int, steps: int | None = None, lora: 
     c.train.seed = c.data.seed = seed
     c.model.init = init
     c.train.num_steps = steps or c.train.num_steps
+    if tokens:
+        c.grpo.max_new_tokens = c.eval.max_new_tokens = tokens
     if lora:
         c.model.lora.rank = int(lora)
     return c
@@ -164,11 +169,12 @@ def run(
     seed: int = 0,
     family="qwen2_vl",
     lora: int = 0,
+    warmup_think: str = "describe",
 ) -> int:
     """The demo on its own data and model; `seed` draws the synthetic data, the warm-up's and GRPO's shuffling,
     initialisation and sampling (every random choice), so `--seed K` is an independent rerun. `family`: the tiny
     model's family (`FAMILY_PRESETS`). `lora` > 0: GRPO trains LoRA adapters on the warm-up's weights
-    (`grpo_config`)."""
+    (`grpo_config`). `warmup_think`: what the warm-up's `<think>` holds (`synth.generate_warmup`)."""
     from configs.tiny import get_config
     from data_prep import prep, synth
     from seedr1_jax import data
@@ -196,7 +202,7 @@ def run(
     if not os.path.isdir(os.path.join(data_root, "annotations")):
         synth.generate(data_root, num_train=64, num_val=NUM_EVAL, seed=seed, option_order="sorted")
     if not os.path.isdir(os.path.join(warm_root, "annotations")):
-        synth.generate_warmup(warm_root, num=WARMUP_SAMPLES, seed=seed, option_order="sorted")
+        synth.generate_warmup(warm_root, num=WARMUP_SAMPLES, seed=seed, option_order="sorted", think=warmup_think)
     stage("prep")
     frames = get_config().data.max_frames
     size = geometry(preset(FAMILY_PRESETS[family]).vision).size  # 252 at patch 14, 256 at Qwen3-VL's 16
@@ -216,7 +222,7 @@ def run(
         return 1
 
     tok = load_tokenizer()
-    c = grpo_config(tfr, sft_dir, seed, grpo_steps, lora)
+    c = grpo_config(tfr, sft_dir, seed, grpo_steps, lora, READ_TOKENS if warmup_think == "read" else 0)
     accs, cis = {}, {}
 
     def held_out(name, src, tag):
