@@ -174,8 +174,6 @@ def _parse_cot(rec: dict, data_root: str, item: dict) -> dict:
             texts.append(str(c.get("text", "")))
     if not texts:
         raise BadSample("prompt has no text item")
-    if item["image"] is None and item["video"] is None:
-        raise BadSample("prompt has neither a video nor an image")
     item.update(user_text="".join(texts), response=_field(rec, "response"))
     item["sample_id"] = str(rec.get("sample_id", rec.get("id", "")))
     return item

@@ -95,11 +95,13 @@ def test_lookup_stage_is_image_only_colour_choices(tmp_path):
     assert letters == set("ABCD")
 
 
-def test_read_stage_reads_the_options_in_order(tmp_path):
+@pytest.mark.parametrize("style", ["read", "read_text"])
+def test_read_stage_reads_the_options_in_order(tmp_path, style):
     """The `read` stage: every question multiple choice; the `<think>` describes the scene, then copies the options
     in order (`A is ...`) up to the one the description names, and the answer is the last letter copied; the colour
-    question's options are phrases half the time; never a task word."""
-    kinds = curriculum.generate(str(tmp_path), 120, seed=0, media=False, style="read")
+    question's options are phrases half the time; never a task word. `read_text`: the same with a text-only prompt,
+    which `seedr1 prep` takes (no frames, no image)."""
+    kinds = curriculum.generate(str(tmp_path), 120, seed=0, media=False, style=style)
     assert set(kinds) == set(curriculum.QUESTIONS)
     task_words = set(synth.VERBS + synth.OBJECTS + synth.GOALS) - {"open", "move", "take"}
     letters, phrased = set(), 0
@@ -119,7 +121,13 @@ def test_read_stage_reads_the_options_in_order(tmp_path):
             assert [bool(re.search(rf"\b{named[0]}\b", o)) for o in options] == [o == right for o in options]
         phrased += r["question_kind"] == "colour" and options[0] not in synth.COLORS
         letters.add(letter)
+        assert (len(r["prompt"][0]["content"]) == 1) == (style == "read_text")  # the text item alone
     assert letters == set("ABCD") and phrased > 0
+    if style == "read_text":
+        from data_prep import prep
+
+        report = prep.prepare(str(tmp_path), "train_cot", str(tmp_path / "tfr"), max_frames=0, progress=False)
+        assert report["written"] == 120 and report["skipped"] == 0
 
 
 def test_environments_cover_the_study_styles():
@@ -152,11 +160,12 @@ def test_base_rebuilds_bit_identically_and_is_cached(smoke_base_cache, tmp_path,
     other, _ = toy_base.recipe("smoke", seed=1)
     assert toy_base.key(other) != b["key"]  # another recipe, another cache entry
     stages = list(toy_base.STAGES["smoke"])
-    assert [s[0] for s in b["recipe"]["stages"]] == stages == ["plain", "full", "read"]
+    assert [s[0] for s in b["recipe"]["stages"]] == stages == ["plain", "full", "read_text", "read"]
     assert list(b["perception_stages"]) == stages
     # each stage is trained on the cached base of the stages before it: a recipe with one more stage reuses it
     prior = json.loads((tmp_path / "cache_b" / f"toy_base-{b['prior']}" / "base.json").read_text())
-    assert prior["recipe"] == dict(b["recipe"], stages=b["recipe"]["stages"][:-1]) and prior["key"] == b["prior"]
+    assert prior["recipe"] == toy_base.with_stages(b["recipe"], b["recipe"]["stages"][:-1])
+    assert prior["key"] == b["prior"] and prior["recipe"]["stage_config"]["read_text"]["data.max_frames"] == 0
     assert b["seconds"] > prior["seconds"] and len(os.listdir(tmp_path / "cache_b")) == len(stages) - 1
     capsys.readouterr()
     toy_base.build(str(tmp_path / "c"), size="smoke")  # the same recipe elsewhere: only its last stage trains
@@ -165,13 +174,14 @@ def test_base_rebuilds_bit_identically_and_is_cached(smoke_base_cache, tmp_path,
     # what it perceives is measured at build time on held-out curriculum prompts (multiple choice, scored)
     p = a["perception"]
     assert p == b["perception"] and p["all"]["n"] == sum(
-        v["n"] for k, v in p.items() if k not in ("all", "descriptions", "by_chroma", "describes")
+        v["n"] for k, v in p.items() if k not in ("all", "descriptions", "by_chroma", "describes", "follows")
     )
     assert all(
         0 <= v["accuracy"] <= 100 and 0 < v["chance"] < 100
         for k, v in p.items()
         if k not in ("descriptions", "by_chroma", "describes")
     )
+    assert 0 <= p.get("follows", {"accuracy": 0})["accuracy"] <= 100
     # the descriptions are scored on every prompt, per attribute the truth states
     assert p["describes"] and set(p["describes"]) <= set(toy_base.ATTRIBUTES)
     assert all(0 <= v["accuracy"] <= 100 and v["n"] <= 16 for v in p["describes"].values())
@@ -204,14 +214,15 @@ def test_key_ignores_grpo_fields_and_fields_at_their_neutral_value():
 def test_built_bases_keep_their_keys_when_model_families_add_config_fields():
     """The bases built and documented in docs/results.md keep their keys: the two-stage bases of sessions 8-11
     (default 12f8bea4e34fe57e, quick ecfd339df3fef940) are the recipes' first two stages, the three-stage quick base
-    of session 12 a3f4d696465f6099. Model config fields added for other families (Qwen2.5-VL's windows, Qwen3-VL's
-    DeepStack, ...) are left out of the key at the value that builds the same Qwen2-VL, and still count when they
-    differ."""
+    of session 12 (plain, full, read) a3f4d696465f6099. Model config fields added for other families (Qwen2.5-VL's
+    windows, Qwen3-VL's DeepStack, ...) are left out of the key at the value that builds the same Qwen2-VL, and
+    still count when they differ."""
     for size, two_stage in (("default", "12f8bea4e34fe57e"), ("quick", "ecfd339df3fef940")):
         rec = toy_base.recipe(size)[0]
         assert [s[0] for s in rec["stages"]][:2] == ["plain", "full"]
-        assert toy_base.key(dict(rec, stages=rec["stages"][:2])) == two_stage
-    assert toy_base.key(toy_base.recipe("quick")[0]) == "a3f4d696465f6099"
+        assert toy_base.key(toy_base.with_stages(rec, rec["stages"][:2])) == two_stage
+    rec = toy_base.recipe("quick")[0]
+    assert toy_base.key(toy_base.with_stages(rec, rec["stages"][:2] + [["read", 1600, 400]])) == "a3f4d696465f6099"
     rec, _ = toy_base.recipe("smoke")
     assert not {"family", "frame_blocks", "window_size"} & {*rec["model"], *rec["model"]["vision"]}
     other = dict(rec, model=dict(rec["model"], family="qwen3_vl"))

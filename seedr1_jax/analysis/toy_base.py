@@ -24,10 +24,13 @@ import numpy as np
 # `lookup` are in no recipe: they left option letters at chance (docs/results.md); `read` (the options read in order
 # in the <think>) is the one a random toy model learns in the text-only probe (scripts/probe_option_lookup.py).
 STAGES = {
-    "default": {"plain": (800, 300), "full": (2400, 900), "read": (3200, 900)},
-    "quick": {"plain": (400, 200), "full": (800, 250), "read": (1600, 400)},
-    "smoke": {"plain": (8, 1), "full": (8, 1), "read": (8, 1)},
+    "default": {"plain": (800, 300), "full": (2400, 900), "read_text": (16000, 1000), "read": (3200, 900)},
+    "quick": {"plain": (400, 200), "full": (800, 250), "read_text": (8000, 500), "read": (1600, 400)},
+    "smoke": {"plain": (8, 1), "full": (8, 1), "read_text": (8, 1), "read": (8, 1)},
 }
+# per style, config fields its stage overrides (part of the recipe, so of the key): `read_text` prompts are text
+# only, ~100 tokens with the response, so no frames, short rows and 4x the prompts per step
+STAGE_CONFIG = {"read_text": {"data.max_frames": 0, "data.max_prompt_len": 192, "data.batch_size": 32}}
 
 
 # config fields added after bases were built, and the value at which they build the same base (so the key, and the
@@ -82,12 +85,20 @@ def recipe(size: str = "default", seed: int = 0, overrides: dict | None = None) 
     if not int(cfg["model"].get("lora", {}).get("rank", 0)):
         cfg["model"].pop("lora", None)  # LoRA off (rank 0): its other settings build nothing
     rec = dict(config=cfg, seed=seed)
-    rec["stages"] = [[style, n, steps] for style, (n, steps) in STAGES[size].items()]
+    rec = with_stages(rec, [[style, n, steps] for style, (n, steps) in STAGES[size].items()])
     rec["curriculum_version"] = curriculum.VERSION
     rec["model"] = config_to_dict(preset(c.model.init.removeprefix("preset:")))  # a changed preset is another base
     rec = json.loads(json.dumps(rec))  # as base.json holds it (lists, not tuples)
     _drop_neutral(rec["model"], MODEL_KEY_NEUTRAL)
     return rec, c
+
+
+def with_stages(rec: dict, stages: list) -> dict:
+    """`rec` with these stages and the STAGE_CONFIG of their styles (none: no field, so a recipe whose styles have
+    none keeps the key it had before the field existed)."""
+    rec = {k: v for k, v in rec.items() if k != "stage_config"}
+    over = {s[0]: STAGE_CONFIG[s[0]] for s in stages if s[0] in STAGE_CONFIG}
+    return dict(rec, stages=stages, **({"stage_config": over} if over else {}))
 
 
 def key(rec: dict) -> str:
@@ -158,7 +169,9 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
     "describes": per attribute, how often the `<think>` names the value the clip shows (every prompt; chance: 1 /
     the attribute's values), and "descriptions": the share of distinct `<think>` texts (1/n: one description
     whatever the clip). `style`: the curriculum's. A model can perceive (describe right) before it maps a value to
-    its option letter, so "describes" is the perception measure and the letters are the format's."""
+    its option letter, so "describes" is the perception measure and the letters are the format's; "follows": on
+    colour, shape and motion questions, how often the picked option names the value the `<think>` states (the
+    reading, right or wrong perception alike)."""
     import tempfile
 
     from data_prep import curriculum
@@ -169,7 +182,7 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
     from seedr1_jax.rl.sampler import greedy
 
     model, tok = load_params(run_dir), load_tokenizer()
-    scores, thinks, by_chroma, described = {}, [], {}, {}
+    scores, thinks, by_chroma, described, follows = {}, [], {}, {}, []
     with tempfile.TemporaryDirectory(dir=workdir) as root:
         curriculum.generate(root, num, seed=seed, style=style)
         for line in open(os.path.join(root, "annotations", "training_with_cot_6k.jsonl")):
@@ -190,7 +203,14 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
             if not options:  # free-form: its description is scored above, its answer is not
                 continue
             want = re.search(r"<answer>([A-E])", rec["response"]).group(1)
-            hit = ((extract_answer(text) or "")[:1] == want, len(options))
+            got = (extract_answer(text) or "")[:1]
+            hit = (got == want, len(options))
+            if rec["question_kind"] in ("colour", "shape", "motion"):  # the option it picks names what it stated?
+                said = think.split(" A is ")[0]  # the description, before any reading of the options
+                stated = [v for v in ATTRIBUTES[rec["question_kind"]] if re.search(rf"\b{re.escape(v)}\b", said)]
+                picked = options["ABCDE".index(got)] if got and "ABCDE".index(got) < len(options) else ""
+                ok = len(stated) == 1 and re.search(rf"\b{re.escape(stated[0])}\b", picked) is not None
+                follows.append((ok, len(options)))
             scores.setdefault(rec["question_kind"], []).append(hit)
             by_chroma.setdefault("chroma<0.5" if rec.get("chroma", 1) < 0.5 else "chroma>=0.5", []).append(hit)
     res = {k: _score(v) for k, v in scores.items()}
@@ -199,6 +219,8 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
     res["by_chroma"] = {k: _score(v) for k, v in sorted(by_chroma.items())}
     res["descriptions"] = len(set(thinks)) / max(len(thinks), 1)
     res["describes"] = {k: _score(v) for k, v in sorted(described.items())}
+    if follows:
+        res["follows"] = _score(follows)
     return res
 
 
@@ -225,7 +247,7 @@ def _build(rec: dict, c, out: str | None, smoke: bool) -> dict:
             return dict(meta, dir=os.path.join(out, "run"))
         raise ValueError(f"{out} holds another toy base ({meta.get('key')}, not {k}); pick another --out")
     *before, (style, n, steps) = rec["stages"]
-    prior = _build(dict(rec, stages=before), c, None, smoke) if before else None
+    prior = _build(with_stages(rec, before), c, None, smoke) if before else None
     t0 = time.time()
     os.makedirs(out, exist_ok=True)
     print(f"toy base {k}: stage {len(rec['stages'])} ({style}: {n} records, {steps} SFT steps) -> {out}", flush=True)
@@ -240,7 +262,9 @@ def _build(rec: dict, c, out: str | None, smoke: bool) -> dict:
             json.dump(kinds, f)
     if not os.path.exists(os.path.join(tfr, "prep_report_train_cot.json")):
         prep.prepare(root, "train_cot", tfr, max_frames=c.data.max_frames, progress=True)
-    sc = c.copy_and_resolve_references()
+    from configs.common import apply_overrides
+
+    sc = apply_overrides(c.copy_and_resolve_references(), rec.get("stage_config", {}).get(style, {}), style)
     sc.data.tfrecord_dir, sc.model.init = tfr, prior["dir"] if prior else c.model.init
     sc.train.num_steps, sc.train.checkpoint_every = steps, max(min(steps, 150), 1)  # an interrupted build resumes
     if train.main(sc, run) != 0:  # resumes an interrupted build
@@ -267,11 +291,17 @@ def _print_probe(style: str, p: dict) -> None:
             f"(chance {r['chance']:.0f}%)"
         )
     for kind, r in {**p, **p.get("by_chroma", {})}.items():
-        if kind not in ("descriptions", "by_chroma", "describes"):
+        if kind not in ("descriptions", "by_chroma", "describes", "follows"):
             print(
                 f"  held-out {style}: answer letter, {kind:<11} {r['accuracy']:5.1f}% of {r['n']:3d} "
                 f"(chance {r['chance']:.0f}%)"
             )
+    if "follows" in p:
+        r = p["follows"]
+        print(
+            f"  held-out {style}: answer names what its <think> states {r['accuracy']:5.1f}% of {r['n']:3d} "
+            f"(colour/shape/motion questions; chance {r['chance']:.0f}%)"
+        )
     print(f"  held-out {style}: distinct descriptions {100 * p['descriptions']:.0f}% of the answers", flush=True)
 
 
