@@ -24,11 +24,14 @@ import numpy as np
 # `lookup` are in no recipe: they left option letters at chance (docs/results.md); `read` (the options read in order
 # in the <think>) is the one a random toy model learns in the text-only probe (scripts/probe_option_lookup.py).
 STAGES = {
-    "default": {"plain": (800, 300), "full": (2400, 900), "read_text": (16000, 1000), "read": (3200, 900)},
-    "quick": {"plain": (400, 200), "full": (800, 250), "read_text": (8000, 500), "read": (1600, 400)},
-    "smoke": {"plain": (8, 1), "full": (8, 1), "read_text": (8, 1), "read": (8, 1)},
+    "default": {"plain": (800, 300), "full": (2400, 900), "read": (3200, 900)},
+    "quick": {"plain": (400, 200), "full": (800, 250), "read": (1600, 400)},
+    "smoke": {"plain": (8, 1), "full": (8, 1), "read": (8, 1)},
 }
-# per style, config fields its stage overrides (part of the recipe, so of the key): `read_text` prompts are text
+# `read_text` (500 steps x 32 text-only prompts before `read`, quick base 679cde9315b0b4fd) is in no recipe: its
+# answers named what its <think> stated 38% (chance 27) and the next `read` stage's `<think>` named the colour 40%
+# where the base without it names 71% (docs/results.md).
+# Per style, config fields its stage overrides (part of the recipe, so of the key): `read_text` prompts are text
 # only, ~100 tokens with the response, so no frames, short rows and 4x the prompts per step
 STAGE_CONFIG = {"read_text": {"data.max_frames": 0, "data.max_prompt_len": 192, "data.batch_size": 32}}
 
