@@ -63,6 +63,7 @@ from data_prep.synth import (
     _write_jsonl,
     clip_frames,
     observation_image,
+    read_options,
     write_mp4,
     write_png,
 )
@@ -161,7 +162,7 @@ def sample(rng, root: str, stem: str, media: bool = True, style: str = "full") -
         letter = "ABCDE"[opts.index(right)]
         text, answer = question_text(question, opts), f"{letter}. {right}"
         if reads:  # read the options in order up to the one that fits, answer the last letter read
-            think += "".join(f" {'ABCDE'[i]} is {o}." for i, o in enumerate(opts[: opts.index(right) + 1]))
+            think += read_options(opts, opts.index(right))
             answer = letter
     else:
         text, answer = question + INSTRUCTION, right

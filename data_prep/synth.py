@@ -371,6 +371,12 @@ def generate(
     return files
 
 
+def read_options(opts: list[str], upto: int) -> str:
+    """The options read in order up to index `upto` (` A is red. B is blue.`): the reading a `<think>` writes in the
+    curriculum's `read` styles and the `read` warm-up."""
+    return "".join(f" {'ABCDE'[i]} is {o}." for i, o in enumerate(opts[: upto + 1]))
+
+
 def generate_warmup(
     out: str, num: int = 64, seed: int = 0, option_order: str = "sorted", media: bool = True, think: str = "describe"
 ) -> list[str]:
@@ -396,7 +402,7 @@ def generate_warmup(
         answer, neg = _options(color, verb, obj, rng)
         opts, _ = order_options(answer, neg, int(rng.integers(4)), option_order)
         k = int(rng.integers(4))  # the response's letter: independent of the colour
-        reading = "".join(f" {'ABCD'[i]} is {o}." for i, o in enumerate(opts[: k + 1])) if think == "read" else ""
+        reading = read_options(opts, k) if think == "read" else ""
         response = f"<think>{describe(rec, color)}{reading}</think><answer>{'ABCD'[k]}</answer>"
         recs.append(_sft_record(rec, "EpicKitchens", opts, response))
         colours.append(color)

@@ -37,6 +37,7 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 from flax import nnx  # noqa: E402
 
+from data_prep.synth import read_options  # noqa: E402
 from seedr1_jax.models.config import preset  # noqa: E402
 from seedr1_jax.models.families import model_class  # noqa: E402
 from seedr1_jax.models.processor import load_tokenizer, question_text  # noqa: E402
@@ -63,8 +64,7 @@ def response(fmt: str, opts, seen: str) -> str:
     letter = LETTERS[opts.index(seen)]
     if fmt == "letter":
         return f"</think><answer>{letter}"
-    lines = " ".join(f"{LETTERS[i]} is {o}." for i, o in enumerate(opts[: opts.index(seen) + 1]))
-    return f" {lines}</think><answer>{letter}</answer>"
+    return f"{read_options(opts, opts.index(seen))}</think><answer>{letter}</answer>"
 
 
 def prompts(tok, n: int, rng, fmt: str = "letter", words: int = 4) -> tuple[np.ndarray, ...]:

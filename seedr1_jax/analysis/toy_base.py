@@ -211,7 +211,8 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
             if rec["question_kind"] in ("colour", "shape", "motion"):  # the option it picks names what it stated?
                 said = think.split(" A is ")[0]  # the description, before any reading of the options
                 stated = [v for v in ATTRIBUTES[rec["question_kind"]] if re.search(rf"\b{re.escape(v)}\b", said)]
-                picked = options["ABCDE".index(got)] if got and "ABCDE".index(got) < len(options) else ""
+                i = "ABCDE".find(got) if got else -1  # an answer that is no option letter picks nothing
+                picked = options[i] if 0 <= i < len(options) else ""
                 ok = len(stated) == 1 and re.search(rf"\b{re.escape(stated[0])}\b", picked) is not None
                 follows.append((ok, len(options)))
             scores.setdefault(rec["question_kind"], []).append(hit)
