@@ -38,19 +38,27 @@ What the base sees, fixed before any study result was looked at (docs/results.md
   the text probe took 800 x 32. A text-only prompt is ~100 tokens (`toy_base.STAGE_CONFIG`). 500 x 32 of it before
   `read` (quick base): the answer named what the `<think>` stated 38% of the time (chance 27), and the pixels were
   partly unlearned (colour named 40% after `read`, 71% without `read_text`). In no recipe (docs/results.md).
-- A fifth, `read` (session 12, the last stage of every recipe): every question multiple choice over the attribute's
+- A fifth, `read` (session 12): every question multiple choice over the attribute's
   values in a random order (the colour's as phrases half the time), the `<think>` the scene description followed by
   the options read in order up to the one it names (`A is red. B is blue.`), the answer the last letter read
   (`<answer>B</answer>`, the study's answer format). Each token is then a forward copy from the prompt or a
   comparison with the description, not the backward lookup (find the colour, copy the letter before it) that
   `letter`-style answers need: a random `toy` model learned it to 100% of held-out text prompts in 800 steps, the
-  backward lookup stayed at chance in 1000 (scripts/probe_option_lookup.py, docs/results.md).
+  backward lookup stayed at chance in 1000 (scripts/probe_option_lookup.py, docs/results.md). The quick base's 400
+  steps of it did not read: its `<think>` wrote a memorised list (`A is circle. B is square.` for `open the blue
+  box`), which fits a closed set of option texts as well as a copy does. In no recipe since session 13.
+- A seventh, `read_any` (session 13, the last stage of every recipe): `read` with the colour, shape and motion
+  options one phrase of two filler words around the value (`maka the green belonged`), the words drawn per sample
+  from ~18.5k single-token words of the tokenizer (`filler_words`: never a task word or an attribute value). No
+  list can be memorised; the reading must copy the prompt's options, as it must on the study's `open the blue box`.
 Everything is a function of the seed.
 """
 
 from __future__ import annotations
 
+import functools
 import os
+import re
 
 import numpy as np
 
@@ -58,6 +66,10 @@ from data_prep.synth import (
     COLORS,
     FPS_CHOICES,
     FRAME_SIZE,
+    GOALS,
+    L3_VOCAB,
+    OBJECTS,
+    VERBS,
     Environment,
     _dirs,
     _write_jsonl,
@@ -83,11 +95,27 @@ IMAGE_ONLY = ("colour", "shape")  # questions that an image without a clip can a
 
 
 # the curriculum's styles, a base's stages draw from them (module docstring)
-STYLES = ("plain", "full", "match", "lookup", "read", "read_text")
+STYLES = ("plain", "full", "match", "lookup", "read", "read_text", "read_any")
 # style "match": options that are phrases around the attribute's value, all of one template per sample (the study's
 # options, "wash the red cup", share their words but the colour: finding the option that names what was seen is a
 # reading skill an instruction-tuned model has, the action it names is not)
 PHRASES = ("the {v} {shape}", "a {shape} that is {v}", "something {v}", "{v} all over", "the one in {v}")
+FILLER_KINDS = ("colour", "shape", "motion")  # style "read_any": their options are `<word> the <value> <word>`
+
+
+@functools.lru_cache(maxsize=1)
+def filler_words() -> tuple[str, ...]:
+    """Style `read_any`'s filler: every lowercase word of 3-8 letters that is one token of the Qwen2 tokenizer
+    (~18.6k, in sorted order), less the study's task words (verbs, objects, goals, L3) and the attribute values. Drawn
+    at random around the value, the options can only be read by copying them from the prompt: a memorised option
+    list (what the `read` base wrote: `A is circle. B is square.` for `open the blue box`) no longer fits."""
+    from seedr1_jax.models.processor import load_tokenizer
+
+    task = " ".join([*VERBS, *OBJECTS, *GOALS, *(w for g, o in L3_VOCAB.values() for w in [*g, *o])])
+    values = [*COLORS, *SHAPES, *MOTIONS, *MOTIONS.values(), "yes", "no", "the", "stays", "leaves", "view"]
+    banned = set(task.split()) | set(values)
+    vocab = load_tokenizer().get_vocab()
+    return tuple(sorted(t[1:] for t in vocab if re.fullmatch(r"\u0120[a-z]{3,8}", t) and t[1:] not in banned))
 
 
 def random_environment(rng, style: str = "full") -> tuple[Environment, float]:
@@ -153,8 +181,12 @@ def sample(rng, root: str, stem: str, media: bool = True, style: str = "full") -
     question = template.format(shape=env.shape, colour=colour, where="video" if with_video else "image")
     right, values = _answers(kind, env, colour, stays, in_image)
     think = describe(env, colour, with_video, stays, brief=style == "plain")
-    reads = style in ("read", "read_text")
-    if style == "match" or (reads and kind == "colour" and rng.random() < 0.5):
+    reads = style in ("read", "read_text", "read_any")
+    if style == "read_any" and kind in FILLER_KINDS:  # every option one phrase of two random words around a value
+        words = filler_words()
+        w1, w2 = (words[int(i)] for i in rng.integers(len(words), size=2))
+        right, values = f"{w1} the {right} {w2}", [f"{w1} the {v} {w2}" for v in values]
+    elif style == "match" or (reads and kind == "colour" and rng.random() < 0.5):
         phrase = PHRASES[int(rng.integers(len(PHRASES)))]  # every option one phrase around a value
         right, values = phrase.format(v=right, shape=env.shape), [phrase.format(v=v, shape=env.shape) for v in values]
     if style in ("match", "lookup") or reads or rng.random() < 0.5:  # multiple choice, values in a random order

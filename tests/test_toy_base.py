@@ -95,16 +95,18 @@ def test_lookup_stage_is_image_only_colour_choices(tmp_path):
     assert letters == set("ABCD")
 
 
-@pytest.mark.parametrize("style", ["read", "read_text"])
+@pytest.mark.parametrize("style", ["read", "read_text", "read_any"])
 def test_read_stage_reads_the_options_in_order(tmp_path, style):
     """The `read` stage: every question multiple choice; the `<think>` describes the scene, then copies the options
     in order (`A is ...`) up to the one the description names, and the answer is the last letter copied; the colour
     question's options are phrases half the time; never a task word. `read_text`: the same with a text-only prompt,
-    which `seedr1 prep` takes (no frames, no image)."""
+    which `seedr1 prep` takes (no frames, no image). `read_any`: the colour, shape and motion options are one phrase
+    of two filler words around the value (`<w1> the <value> <w2>`), drawn afresh per sample from a large pool, so
+    only a copy of the prompt reads them."""
     kinds = curriculum.generate(str(tmp_path), 120, seed=0, media=False, style=style)
     assert set(kinds) == set(curriculum.QUESTIONS)
     task_words = set(synth.VERBS + synth.OBJECTS + synth.GOALS) - {"open", "move", "take"}
-    letters, phrased = set(), 0
+    letters, phrased, fillers = set(), 0, set()
     for line in open(tmp_path / "annotations" / "training_with_cot_6k.jsonl"):
         r = json.loads(line)
         text = r["prompt"][0]["content"][-1]["text"]
@@ -121,8 +123,14 @@ def test_read_stage_reads_the_options_in_order(tmp_path, style):
             assert [bool(re.search(rf"\b{named[0]}\b", o)) for o in options] == [o == right for o in options]
         phrased += r["question_kind"] == "colour" and options[0] not in synth.COLORS
         letters.add(letter)
+        if style == "read_any" and r["question_kind"] in values:
+            fill = {re.sub(rf"\b({'|'.join(values[r['question_kind']])})\b", "_", o) for o in options}
+            assert len(fill) == 1 and re.fullmatch(r"[a-z]+ the _ [a-z]+", fill.pop()), options
+            fillers.add(options[0].split(" the ")[0])
         assert (len(r["prompt"][0]["content"]) == 1) == (style == "read_text")  # the text item alone
     assert letters == set("ABCD") and phrased > 0
+    if style == "read_any":  # a fresh filler (nearly) every sample: no option list to memorise
+        assert len(fillers) >= 0.9 * phrased and len(curriculum.filler_words()) > 10000
     if style == "read_text":
         from data_prep import prep
 
@@ -160,7 +168,7 @@ def test_base_rebuilds_bit_identically_and_is_cached(smoke_base_cache, tmp_path,
     other, _ = toy_base.recipe("smoke", seed=1)
     assert toy_base.key(other) != b["key"]  # another recipe, another cache entry
     stages = list(toy_base.STAGES["smoke"])
-    assert [s[0] for s in b["recipe"]["stages"]] == stages == ["plain", "full", "read"]
+    assert [s[0] for s in b["recipe"]["stages"]] == stages == ["plain", "full", "read_any"]
     assert list(b["perception_stages"]) == stages
     # each stage is trained on the cached base of the stages before it: a recipe with one more stage reuses it
     prior = json.loads((tmp_path / "cache_b" / f"toy_base-{b['prior']}" / "base.json").read_text())
@@ -214,19 +222,24 @@ def test_key_ignores_grpo_fields_and_fields_at_their_neutral_value():
 def test_built_bases_keep_their_keys_when_model_families_add_config_fields():
     """The bases built and documented in docs/results.md keep their keys: the two-stage bases of sessions 8-11
     (default 12f8bea4e34fe57e, quick ecfd339df3fef940) are the recipes' first two stages, the three-stage quick base
-    of session 12 (plain, full, read) a3f4d696465f6099. Model config fields added for other families (Qwen2.5-VL's
+    of session 12 (plain, full, read) a3f4d696465f6099, session 13's (plain, full, read_any) ebdc7281d0f59c38.
+    Model config fields added for other families (Qwen2.5-VL's
     windows, Qwen3-VL's DeepStack, ...) are left out of the key at the value that builds the same Qwen2-VL, and
     still count when they differ."""
     for size, two_stage in (("default", "12f8bea4e34fe57e"), ("quick", "ecfd339df3fef940")):
         rec = toy_base.recipe(size)[0]
         assert [s[0] for s in rec["stages"]][:2] == ["plain", "full"]
         assert toy_base.key(toy_base.with_stages(rec, rec["stages"][:2])) == two_stage
-    assert toy_base.key(toy_base.recipe("quick")[0]) == "a3f4d696465f6099"
+    rec = toy_base.recipe("quick")[0]
+    assert toy_base.key(rec) == "ebdc7281d0f59c38"
+    assert rec["stage_config"] == {"read_any": toy_base.STAGE_CONFIG["read_any"]}
+    three = toy_base.with_stages(rec, rec["stages"][:2] + [["read", 1600, 400]])
+    assert toy_base.key(three) == "a3f4d696465f6099"
     # a stage with its own config (STAGE_CONFIG) carries it in the recipe, so in the key; the measured
     # four-stage quick base (plain, full, read_text, read) of session 12 is 679cde9315b0b4fd
     rec = toy_base.recipe("quick")[0]
-    four = toy_base.with_stages(rec, rec["stages"][:2] + [["read_text", 8000, 500], rec["stages"][2]])
-    assert four["stage_config"] == {"read_text": toy_base.STAGE_CONFIG["read_text"]} and "stage_config" not in rec
+    four = toy_base.with_stages(rec, rec["stages"][:2] + [["read_text", 8000, 500], ["read", 1600, 400]])
+    assert four["stage_config"] == {"read_text": toy_base.STAGE_CONFIG["read_text"]} and "stage_config" not in three
     assert toy_base.key(four) == "679cde9315b0b4fd"
     rec, _ = toy_base.recipe("smoke")
     assert not {"family", "frame_blocks", "window_size"} & {*rec["model"], *rec["model"]["vision"]}

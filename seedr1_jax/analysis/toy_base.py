@@ -24,16 +24,25 @@ import numpy as np
 # `lookup` are in no recipe: they left option letters at chance (docs/results.md); `read` (the options read in order
 # in the <think>) is the one a random toy model learns in the text-only probe (scripts/probe_option_lookup.py).
 STAGES = {
-    "default": {"plain": (800, 300), "full": (2400, 900), "read": (3200, 900)},
-    "quick": {"plain": (400, 200), "full": (800, 250), "read": (1600, 400)},
-    "smoke": {"plain": (8, 1), "full": (8, 1), "read": (8, 1)},
+    "default": {"plain": (800, 300), "full": (2400, 900), "read_any": (6400, 1200)},
+    "quick": {"plain": (400, 200), "full": (800, 250), "read_any": (3200, 1200)},
+    "smoke": {"plain": (8, 1), "full": (8, 1), "read_any": (8, 1)},
 }
+# `read` (the colour's options bare or one of five PHRASES, the other attributes' bare: a closed set) was the third
+# stage in session 12 (quick base a3f4d696465f6099): its <think> wrote a memorised option list (`A is circle. B is
+# square.` for `open the blue box`), not the prompt's. `read_any` draws two filler words per sample from ~18.5k, so
+# only a copy of the prompt's options fits (docs/results.md).
 # `read_text` (500 steps x 32 text-only prompts before `read`, quick base 679cde9315b0b4fd) is in no recipe: its
 # answers named what its <think> stated 38% (chance 27) and the next `read` stage's `<think>` named the colour 40%
 # where the base without it names 71% (docs/results.md).
 # Per style, config fields its stage overrides (part of the recipe, so of the key): `read_text` prompts are text
 # only, ~100 tokens with the response, so no frames, short rows and 4x the prompts per step
-STAGE_CONFIG = {"read_text": {"data.max_frames": 0, "data.max_prompt_len": 192, "data.batch_size": 32}}
+# `read_any` at the text probe's lr and warm-up (1e-3 after 100 steps: the one setting that learned to read,
+# scripts/probe_option_lookup.py), not the other stages' 3e-3
+STAGE_CONFIG = {
+    "read_text": {"data.max_frames": 0, "data.max_prompt_len": 192, "data.batch_size": 32},
+    "read_any": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 1200},
+}
 
 
 # config fields added after bases were built, and the value at which they build the same base (so the key, and the
