@@ -237,7 +237,6 @@ def test_built_bases_keep_their_keys_when_model_families_add_config_fields():
     assert toy_base.key(three) == "a3f4d696465f6099"
     # a stage with its own config (STAGE_CONFIG) carries it in the recipe, so in the key; the measured
     # four-stage quick base (plain, full, read_text, read) of session 12 is 679cde9315b0b4fd
-    rec = toy_base.recipe("quick")[0]
     four = toy_base.with_stages(rec, rec["stages"][:2] + [["read_text", 8000, 500], ["read", 1600, 400]])
     assert four["stage_config"] == {"read_text": toy_base.STAGE_CONFIG["read_text"]} and "stage_config" not in three
     assert toy_base.key(four) == "679cde9315b0b4fd"
