@@ -222,7 +222,8 @@ def test_key_ignores_grpo_fields_and_fields_at_their_neutral_value():
 def test_built_bases_keep_their_keys_when_model_families_add_config_fields():
     """The bases built and documented in docs/results.md keep their keys: the two-stage bases of sessions 8-11
     (default 12f8bea4e34fe57e, quick ecfd339df3fef940) are the recipes' first two stages, the three-stage quick base
-    of session 12 (plain, full, read) a3f4d696465f6099, session 13's (plain, full, read_any) ebdc7281d0f59c38.
+    of session 12 (plain, full, read) a3f4d696465f6099, session 13's (plain, full, read_any x 1200 steps)
+    ebdc7281d0f59c38, session 14's (read_any x 2400 steps, the same 100 warm-up steps) 832a02f9660c763a.
     Model config fields added for other families (Qwen2.5-VL's
     windows, Qwen3-VL's DeepStack, ...) are left out of the key at the value that builds the same Qwen2-VL, and
     still count when they differ."""
@@ -231,8 +232,11 @@ def test_built_bases_keep_their_keys_when_model_families_add_config_fields():
         assert [s[0] for s in rec["stages"]][:2] == ["plain", "full"]
         assert toy_base.key(toy_base.with_stages(rec, rec["stages"][:2])) == two_stage
     rec = toy_base.recipe("quick")[0]
-    assert toy_base.key(rec) == "ebdc7281d0f59c38"
+    assert toy_base.key(rec) == "832a02f9660c763a"
     assert rec["stage_config"] == {"read_any": toy_base.STAGE_CONFIG["read_any"]}
+    half = dict(rec, stages=rec["stages"][:2] + [["read_any", 3200, 1200]])
+    half["stage_config"] = {"read_any": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 1200}}
+    assert toy_base.key(half) == "ebdc7281d0f59c38"
     three = toy_base.with_stages(rec, rec["stages"][:2] + [["read", 1600, 400]])
     assert toy_base.key(three) == "a3f4d696465f6099"
     # a stage with its own config (STAGE_CONFIG) carries it in the recipe, so in the key; the measured

@@ -24,14 +24,16 @@ import numpy as np
 # `lookup` are in no recipe: they left option letters at chance (docs/results.md); `read` (the options read in order
 # in the <think>) is the one a random toy model learns in the text-only probe (scripts/probe_option_lookup.py).
 STAGES = {
-    "default": {"plain": (800, 300), "full": (2400, 900), "read_any": (6400, 1200)},
-    "quick": {"plain": (400, 200), "full": (800, 250), "read_any": (3200, 1200)},
+    "default": {"plain": (800, 300), "full": (2400, 900), "read_any": (6400, 2400)},
+    "quick": {"plain": (400, 200), "full": (800, 250), "read_any": (3200, 2400)},
     "smoke": {"plain": (8, 1), "full": (8, 1), "read_any": (8, 1)},
 }
 # `read` (the colour's options bare or one of five PHRASES, the other attributes' bare: a closed set) was the third
 # stage in session 12 (quick base a3f4d696465f6099): its <think> wrote a memorised option list (`A is circle. B is
 # square.` for `open the blue box`), not the prompt's. `read_any` draws two filler words per sample from ~18.5k, so
-# only a copy of the prompt's options fits (docs/results.md).
+# only a copy of the prompt's options fits (docs/results.md). Its 1200 steps (session 13, quick base ebdc7281d0f59c38)
+# copied the option values but not the fillers and left answers at chance; 2400 (the same 100 warm-up steps, so the
+# first 1200 are those) reached follows 37% (chance 26) at quick scale, still rising.
 # `read_text` (500 steps x 32 text-only prompts before `read`, quick base 679cde9315b0b4fd) is in no recipe: its
 # answers named what its <think> stated 38% (chance 27) and the next `read` stage's `<think>` named the colour 40%
 # where the base without it names 71% (docs/results.md).
@@ -41,7 +43,7 @@ STAGES = {
 # scripts/probe_option_lookup.py), not the other stages' 3e-3
 STAGE_CONFIG = {
     "read_text": {"data.max_frames": 0, "data.max_prompt_len": 192, "data.batch_size": 32},
-    "read_any": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 1200},
+    "read_any": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 2400},
 }
 
 
