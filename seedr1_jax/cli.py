@@ -12,6 +12,20 @@ def _add(sub, name, help_):
     return p
 
 
+def _reward_weights(text: str) -> dict:
+    """`accuracy,visual_consistency=0.5` -> {"accuracy": 1.0, "visual_consistency": 0.5}."""
+    out = {}
+    for item in filter(None, (x.strip() for x in text.split(","))):
+        name, _, w = item.partition("=")
+        try:
+            out[name.strip()] = float(w) if w else 1.0
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{item!r}: give NAME or NAME=WEIGHT (a number)") from None
+    if not out:
+        raise argparse.ArgumentTypeError("name at least one reward, e.g. accuracy")
+    return out
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="seedr1", description="SEED-Bench-R1 GRPO/SFT for Qwen2-VL in JAX")
     ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
@@ -32,6 +46,14 @@ def build_parser() -> argparse.ArgumentParser:
         default="describe",
         help="the warm-up's <think>: the scene description (default), or it then reads the options in order up to "
         "its random letter (docs/results.md: measured, no gain)",
+    )
+    p.add_argument(
+        "--rewards",
+        type=_reward_weights,
+        default=None,
+        metavar="NAME[=W],...",
+        help="GRPO's rewards, weight 1 unless given (default accuracy: the outcome only; e.g. "
+        "accuracy,visual_consistency adds the process reward; the accuracy reward must be one of them)",
     )
 
     p = _add(sub, "synth", "write a synthetic dataset in the SEED-Bench-R1 on-disk layout")
@@ -254,7 +276,14 @@ def _run(args, extra):
     if args.cmd == "demo":
         from seedr1_jax.analysis.demo import run
 
-        return run(args.workdir, seed=args.seed, family=args.family, lora=args.lora, warmup_think=args.warmup_think)
+        return run(
+            args.workdir,
+            seed=args.seed,
+            family=args.family,
+            lora=args.lora,
+            warmup_think=args.warmup_think,
+            rewards=args.rewards,
+        )
     if args.cmd == "synth":
         from data_prep.synth import run
 

@@ -135,3 +135,40 @@ def test_demo_lora_trains_adapters_in_the_grpo_stage(tmp_path, capsys):
     assert lora.optim.lr == full.optim.lr and lora.model.init == "sft"
     assert cli.main(["demo", "--workdir", str(tmp_path / "d"), "--lora", "-1"]) == 2
     assert "--lora -1" in capsys.readouterr().err and not (tmp_path / "d").exists()
+
+
+def test_demo_rewards_reach_grpo_and_bad_ones_stop_first(tmp_path, monkeypatch, capsys):
+    """`seedr1 demo --rewards NAME[=W],...` sets the GRPO stage's rewards (default: the outcome, `accuracy`); a
+    list without `accuracy`, an unknown reward or a weight that is not a number stops with exit 2 before anything
+    is written."""
+    from data_prep import prep, synth
+    from seedr1_jax import cli
+    from seedr1_jax.analysis import demo
+    from seedr1_jax.rl import train
+
+    class Stop(Exception):
+        pass
+
+    got = []
+
+    def grpo_config(*a, **kw):
+        got.append(demo_grpo_config(*a, **kw).grpo.rewards.to_dict())
+        raise Stop
+
+    demo_grpo_config = demo.grpo_config
+    monkeypatch.setattr(demo, "grpo_config", grpo_config)
+    monkeypatch.setattr(synth, "generate", lambda out, **kw: None)
+    monkeypatch.setattr(synth, "generate_warmup", lambda out, **kw: None)
+    monkeypatch.setattr(prep, "prepare", lambda *a, **kw: None)
+    monkeypatch.setattr(train, "main", lambda c, wd, **kw: 0)
+    for argv, want in (([], {"accuracy": 1.0}), (["--rewards", "accuracy,visual_consistency=0.5"], None)):
+        with pytest.raises(Stop):
+            cli.main(["demo", "--workdir", str(tmp_path / "ok"), *argv])
+        assert got.pop() == (want or {"accuracy": 1.0, "visual_consistency": 0.5})
+    for bad, named in (("visual_consistency", "include accuracy"), ("accuracy,nosuch", "nosuch")):
+        assert cli.main(["demo", "--workdir", str(tmp_path / "bad"), "--rewards", bad]) == 2
+        assert named in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(SystemExit) as e:
+        cli.main(["demo", "--workdir", str(tmp_path / "bad"), "--rewards", "accuracy=x"])
+    assert e.value.code == 2 and "NAME=WEIGHT" in capsys.readouterr().err

@@ -27,6 +27,11 @@ WARMUP_SAMPLES = 320
 # (random) answer letter; a full reading is ~52 tokens, so rollouts and evaluation get 64 (configs/tiny.py: 48)
 READ_TOKENS = 64
 wilson_interval = wilson  # 95% Wilson score interval (in %) for k successes out of n
+# GRPO's rewards in the demo (name -> weight, rl/rewards.py; `seedr1 demo --rewards`): the outcome (the answer letter),
+# as the paper. Adding the process reward `visual_consistency` (the <think> names the colour the scene shows) taught
+# seed 3 to see (its <think> right 45% -> 76%) but not to answer from it (24.0%; docs/results.md, "The demo's five
+# seeds").
+REWARDS = {"accuracy": 1.0}
 
 
 def _plot(workdir: str, grpo_dir: str, acc0: float, ci0, acc1: float, ci1, steps: int) -> str:
@@ -38,9 +43,13 @@ def _plot(workdir: str, grpo_dir: str, acc0: float, ci0, acc1: float, ci1, steps
 
     rows = [json.loads(x) for x in open(os.path.join(grpo_dir, "metrics.jsonl"))]
     fig, axes = plt.subplots(1, 3, figsize=(15, 3.5))
-    for ax, k in zip(axes[:2], ("reward_mean", "kl")):
-        ax.plot([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r], marker="o", ms=3)
-        ax.set_title(f"GRPO {k} (train batch)")
+    each = sorted({k for r in rows for k in r if k.startswith("reward_") and k not in ("reward_mean", "reward_std")})
+    for k in each:  # each reward's mean (the answer's: reward_accuracy)
+        axes[0].plot([r["step"] for r in rows if k in r], [r[k] for r in rows if k in r], marker="o", ms=3, label=k)
+    axes[0].set_title("GRPO rewards (train batch)")
+    axes[0].legend(fontsize=8)
+    axes[1].plot([r["step"] for r in rows if "kl" in r], [r["kl"] for r in rows if "kl" in r], marker="o", ms=3)
+    axes[1].set_title("GRPO kl (train batch)")
     pts = [(0, acc0)] + [(r["step"], r["eval_L1_accuracy"]) for r in rows if "eval_L1_accuracy" in r] + [(steps, acc1)]
     ax = axes[2]
     ax.plot(*zip(*sorted(set(pts))), marker="o", ms=4, color="C2")
@@ -143,14 +152,15 @@ FAMILY_PRESETS = {
 }  # `seedr1 demo --family`
 
 
-def grpo_config(tfr: str, init: str, seed: int, steps: int | None = None, lora: int = 0, tokens: int = 0):
-    """The demo's GRPO stage: configs/tiny.py:grpo from the warm-up's weights; with `lora` > 0, rank-`lora`
-    adapters (alpha 32) at the full fine-tuning demo's learning rate. (10x it, the usual LoRA practice at LLM
-    learning rates, was measured first: at this toy's 1e-3 it collapsed the policy, KL 4.5 by step 20 and 0.0%
-    held-out; docs/results.md.)"""
+def grpo_config(tfr: str, init: str, seed: int, steps: int | None = None, lora: int = 0, tokens: int = 0, rewards=None):
+    """The demo's GRPO stage: configs/tiny.py:grpo from the warm-up's weights with `rewards` (default `REWARDS`);
+    with `lora` > 0, rank-`lora` adapters (alpha 32) at the full fine-tuning demo's learning rate. (10x it, the usual
+    LoRA practice at LLM learning rates, was measured first: at this toy's 1e-3 it collapsed the policy, KL 4.5 by
+    step 20 and 0.0% held-out; docs/results.md.)"""
     from configs.tiny import get_config
 
     c = get_config("grpo")
+    c.grpo.rewards = dict(REWARDS if rewards is None else rewards)
     c.data.tfrecord_dir = tfr
     c.train.seed = c.data.seed = seed
     c.model.init = init
@@ -170,11 +180,13 @@ def run(
     family="qwen2_vl",
     lora: int = 0,
     warmup_think: str = "describe",
+    rewards: dict | None = None,
 ) -> int:
     """The demo on its own data and model; `seed` draws the synthetic data, the warm-up's and GRPO's shuffling,
     initialisation and sampling (every random choice), so `--seed K` is an independent rerun. `family`: the tiny
     model's family (`FAMILY_PRESETS`). `lora` > 0: GRPO trains LoRA adapters on the warm-up's weights
-    (`grpo_config`). `warmup_think`: what the warm-up's `<think>` holds (`synth.generate_warmup`)."""
+    (`grpo_config`). `warmup_think`: what the warm-up's `<think>` holds (`synth.generate_warmup`). `rewards`: GRPO's
+    rewards, name -> weight (default `REWARDS`)."""
     from configs.tiny import get_config
     from data_prep import prep, synth
     from seedr1_jax import data
@@ -188,6 +200,15 @@ def run(
         raise ConfigError(f"--family {family!r} is not supported; choose one of {', '.join(FAMILY_PRESETS)}")
     if lora < 0:
         raise ConfigError(f"--lora {lora}: give a rank > 0, or 0 to fine-tune every weight")
+    rewards = dict(REWARDS if rewards is None else rewards)
+    if "accuracy" not in rewards:
+        raise ConfigError(f"--rewards {','.join(rewards)}: include accuracy (the demo measures the answer's gain)")
+    from seedr1_jax.rl.rewards import resolve_rewards
+
+    try:
+        resolve_rewards(rewards)  # before anything is written
+    except ConfigError as e:
+        raise ConfigError(f"--rewards: {e}") from None
     t_start = time.time()
     os.makedirs(workdir, exist_ok=True)
     times = {}
@@ -222,7 +243,7 @@ def run(
         return 1
 
     tok = load_tokenizer()
-    c = grpo_config(tfr, sft_dir, seed, grpo_steps, lora, READ_TOKENS if warmup_think == "read" else 0)
+    c = grpo_config(tfr, sft_dir, seed, grpo_steps, lora, READ_TOKENS if warmup_think == "read" else 0, rewards)
     accs, cis = {}, {}
 
     def held_out(name, src, tag):
@@ -251,7 +272,7 @@ def run(
     cbs = (evaluate.eval_callback(c, tfr, "L1", every, tokenizer=tok, at_end=False),) if every else ()
     if train.main(c, grpo_dir, callbacks=cbs) != 0:
         return 1
-    r0, r1 = _metric_means(grpo_dir, "reward_mean", 10)
+    r0, r1 = _metric_means(grpo_dir, "reward_accuracy", 10)  # the answer's reward, whatever else is rewarded
 
     stage("evaluate (held-out L1, after GRPO)")
     held_out(AFTER, grpo_dir, "grpo")
@@ -271,8 +292,9 @@ def run(
     print("\nseedr1 demo summary")
     rows = (
         [
-            ("GRPO train reward, mean of the first 10 steps", f"{r0:.3f}"),
-            ("GRPO train reward, mean of the last 10 steps", f"{r1:.3f}"),
+            ("GRPO rewards (weights)", ", ".join(f"{k} {w:g}" for k, w in rewards.items())),
+            ("GRPO train accuracy reward, mean of the first 10 steps", f"{r0:.3f}"),
+            ("GRPO train accuracy reward, mean of the last 10 steps", f"{r1:.3f}"),
             *(
                 (f"held-out L1 accuracy {k} ({n_eval} samples)", f"{accs[k]:.1f}%  [95% CI {lo:.1f}-{hi:.1f}]")
                 for k, (lo, hi) in cis.items()
@@ -301,6 +323,7 @@ def run(
             if "eval_L1_accuracy" in r
         ],
         transformers_max_abs_diff=err,
+        rewards=rewards,
         seconds=time.time() - t_start,
         seed=seed,
     )
