@@ -95,12 +95,19 @@ IMAGE_ONLY = ("colour", "shape")  # questions that an image without a clip can a
 
 
 # the curriculum's styles, a base's stages draw from them (module docstring)
-STYLES = ("plain", "full", "match", "lookup", "read", "read_text", "read_any")
+STYLES = ("plain", "full", "match", "lookup", "read", "read_text", "read_any", "read_generic")
 # style "match": options that are phrases around the attribute's value, all of one template per sample (the study's
 # options, "wash the red cup", share their words but the colour: finding the option that names what was seen is a
 # reading skill an instruction-tuned model has, the action it names is not)
 PHRASES = ("the {v} {shape}", "a {shape} that is {v}", "something {v}", "{v} all over", "the one in {v}")
 FILLER_KINDS = ("colour", "shape", "motion")  # style "read_any": their options are `<word> the <value> <word>`
+# style "read_generic": `read_any`, with half of its colour/shape/motion questions one of these, which name no
+# attribute (the study's question names none either: which attribute the options differ in is to be read off them)
+GENERIC_QUESTIONS = (
+    "Which option fits the {where}?",
+    "Which of these is right about the {where}?",
+    "Pick the option that matches what you see.",
+)
 
 
 @functools.lru_cache(maxsize=1)
@@ -178,11 +185,13 @@ def sample(rng, root: str, stem: str, media: bool = True, style: str = "full") -
     template = QUESTIONS[kind][int(rng.integers(len(QUESTIONS[kind])))]
     if style == "match":
         template = "Which option describes the object in the {where}?"
+    if style == "read_generic" and kind in FILLER_KINDS and rng.random() < 0.5:
+        template = GENERIC_QUESTIONS[int(rng.integers(len(GENERIC_QUESTIONS)))]
     question = template.format(shape=env.shape, colour=colour, where="video" if with_video else "image")
     right, values = _answers(kind, env, colour, stays, in_image)
     think = describe(env, colour, with_video, stays, brief=style == "plain")
-    reads = style in ("read", "read_text", "read_any")
-    if style == "read_any" and kind in FILLER_KINDS:  # every option one phrase of two random words around a value
+    reads = style in ("read", "read_text", "read_any", "read_generic")
+    if style in ("read_any", "read_generic") and kind in FILLER_KINDS:  # options: two random words around a value
         words = filler_words()
         w1, w2 = (words[int(i)] for i in rng.integers(len(words), size=2))
         right, values = f"{w1} the {right} {w2}", [f"{w1} the {v} {w2}" for v in values]

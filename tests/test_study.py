@@ -130,6 +130,16 @@ def test_reasoning_reads_the_evidence_and_the_answer():
     got = study.reasoning(rows)
     assert got == dict(think_sees=50.0, answer_follows=25.0, format=75.0, one_letter=25.0)  # C, B, none, A: each once
     assert study.reasoning(rows[:2] + rows[:2])["one_letter"] == 50.0  # C, B, C, B
+    # a <think> that reads the options after its description (the toy base's reading stages): what it saw is the
+    # description's colour, though the reading names every colour; stopping at B (green) does not follow "red"
+    read = "<think>The square is red. A is rinse the blue cup. B is rinse the green cup.</think><answer>B</answer>"
+    stop = "<think>The square is red. A is rinse the blue cup. B is rinse the green cup. C is rinse the red cup."
+    stop += "</think><answer>C</answer>"  # stops at the option naming what it saw: follows
+    rows = [dict(prompt=prompt, answer="C", response=read), dict(prompt=prompt, answer="C", response=stop)]
+    assert study.reasoning(rows) == dict(think_sees=100.0, answer_follows=50.0, format=100.0, one_letter=50.0)
+    from seedr1_jax.rl.rewards import description
+
+    assert description("A is red. B is blue.") == "" and description("The cup is red.") == "The cup is red."
 
 
 def test_every_shipped_arm_file_builds_its_arms():

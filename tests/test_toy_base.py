@@ -95,18 +95,20 @@ def test_lookup_stage_is_image_only_colour_choices(tmp_path):
     assert letters == set("ABCD")
 
 
-@pytest.mark.parametrize("style", ["read", "read_text", "read_any"])
+@pytest.mark.parametrize("style", ["read", "read_text", "read_any", "read_generic"])
 def test_read_stage_reads_the_options_in_order(tmp_path, style):
     """The `read` stage: every question multiple choice; the `<think>` describes the scene, then copies the options
     in order (`A is ...`) up to the one the description names, and the answer is the last letter copied; the colour
     question's options are phrases half the time; never a task word. `read_text`: the same with a text-only prompt,
     which `seedr1 prep` takes (no frames, no image). `read_any`: the colour, shape and motion options are one phrase
     of two filler words around the value (`<w1> the <value> <w2>`), drawn afresh per sample from a large pool, so
-    only a copy of the prompt reads them."""
+    only a copy of the prompt reads them. `read_generic`: `read_any` with half of those questions naming no
+    attribute (`Which option fits the video?`)."""
     kinds = curriculum.generate(str(tmp_path), 120, seed=0, media=False, style=style)
     assert set(kinds) == set(curriculum.QUESTIONS)
     task_words = set(synth.VERBS + synth.OBJECTS + synth.GOALS) - {"open", "move", "take"}
-    letters, phrased, fillers = set(), 0, set()
+    letters, phrased, fillers, generic, filled = set(), 0, set(), 0, 0
+    generic_questions = {q.format(where=w) for q in curriculum.GENERIC_QUESTIONS for w in ("video", "image")}
     for line in open(tmp_path / "annotations" / "training_with_cot_6k.jsonl"):
         r = json.loads(line)
         text = r["prompt"][0]["content"][-1]["text"]
@@ -123,14 +125,21 @@ def test_read_stage_reads_the_options_in_order(tmp_path, style):
             assert [bool(re.search(rf"\b{named[0]}\b", o)) for o in options] == [o == right for o in options]
         phrased += r["question_kind"] == "colour" and options[0] not in synth.COLORS
         letters.add(letter)
-        if style == "read_any" and r["question_kind"] in values:
+        if style in ("read_any", "read_generic") and r["question_kind"] in values:
             fill = {re.sub(rf"\b({'|'.join(values[r['question_kind']])})\b", "_", o) for o in options}
             assert len(fill) == 1 and re.fullmatch(r"[a-z]+ the _ [a-z]+", fill.pop()), options
             fillers.add(options[0].split(" the ")[0])
+            filled += 1
+        question = text.split("\n")[0]
+        if question in generic_questions:  # names no attribute: the options say which one they differ in
+            assert style == "read_generic" and r["question_kind"] in values, r
+            generic += 1
         assert (len(r["prompt"][0]["content"]) == 1) == (style == "read_text")  # the text item alone
     assert letters == set("ABCD") and phrased > 0
-    if style == "read_any":  # a fresh filler (nearly) every sample: no option list to memorise
+    if style in ("read_any", "read_generic"):  # a fresh filler (nearly) every sample: no option list to memorise
         assert len(fillers) >= 0.9 * phrased and len(curriculum.filler_words()) > 10000
+    if style == "read_generic":  # about half of the colour/shape/motion questions
+        assert 0.25 * filled < generic < 0.75 * filled, (generic, filled)
     if style == "read_text":
         from data_prep import prep
 

@@ -441,14 +441,15 @@ _THINK = re.compile(r"<think>(.*?)</think>", re.DOTALL)
 
 def reasoning(rows: list[dict]) -> dict:
     """What the greedy completions of one cell say, read against the synthetic data's one visual fact (the object's
-    colour, named by the correct option): `think_sees` = % of completions whose `<think>` names the colour shown,
+    colour, named by the correct option): `think_sees` = % of completions whose `<think>` names the colour shown (in
+    its `description`, before any reading of the options),
     `answer_follows` = % whose answer letter is the option naming the colour their `<think>` names (whether
     the answer follows from the stated evidence, right or wrong), `format` = % with both tags, `one_letter` = % that
     give the cell's most common answer letter (100: the same letter whatever the pixels, so the accuracy is that
     letter's share of the split)."""
     from collections import Counter
 
-    from seedr1_jax.rl.rewards import extract_answer, format_reward
+    from seedr1_jax.rl.rewards import description, extract_answer, format_reward
     from seedr1_jax.rl.rewards import scene_colour as colour
 
     sees = follows = fmt = 0
@@ -456,7 +457,7 @@ def reasoning(rows: list[dict]) -> dict:
     for r in rows:
         options = dict(_OPTION.findall(r["prompt"]))
         think = _THINK.search(r["response"] or "")
-        said = colour(think.group(1)) if think else None
+        said = colour(description(think.group(1))) if think else None
         answer = (extract_answer(r["response"] or "") or "")[:1]
         sees += said is not None and said == colour(options.get(r["answer"]))
         follows += said is not None and answer in options and colour(options[answer]) == said

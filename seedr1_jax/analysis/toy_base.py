@@ -44,6 +44,7 @@ STAGES = {
 STAGE_CONFIG = {
     "read_text": {"data.max_frames": 0, "data.max_prompt_len": 192, "data.batch_size": 32},
     "read_any": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 2400},
+    "read_generic": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 2400},  # read_any's: 100 steps of 2400
 }
 
 
@@ -192,7 +193,7 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
     from seedr1_jax import data
     from seedr1_jax.models.checkpoint import load_params
     from seedr1_jax.models.processor import INSTRUCTION, load_tokenizer
-    from seedr1_jax.rl.rewards import extract_answer
+    from seedr1_jax.rl.rewards import description, extract_answer
     from seedr1_jax.rl.sampler import greedy
 
     model, tok = load_params(run_dir), load_tokenizer()
@@ -220,7 +221,7 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
             got = (extract_answer(text) or "")[:1]
             hit = (got == want, len(options))
             if rec["question_kind"] in ("colour", "shape", "motion"):  # the option it picks names what it stated?
-                said = think.split(" A is ")[0]  # the description, before any reading of the options
+                said = description(think)  # before any reading of the options
                 stated = [v for v in ATTRIBUTES[rec["question_kind"]] if re.search(rf"\b{re.escape(v)}\b", said)]
                 i = "ABCDE".find(got) if got else -1  # an answer that is no option letter picks nothing
                 picked = options[i] if 0 <= i < len(options) else ""

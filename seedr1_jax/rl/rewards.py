@@ -105,12 +105,24 @@ def scene_colour(text: str | None) -> str | None:
     return found[0] if len(found) == 1 else None
 
 
+_READING = re.compile(r"(?:^|\s)[A-E] is ")  # where a `<think>` starts reading the options (`A is ...`)
+
+
+def description(think: str) -> str:
+    """The part of a `<think>` that says what the model saw: all of it, or what comes before it reads the options
+    (the toy base's reading stages: `The square is red. A is wash the blue cup. B is ...`, whose reading names
+    every option's colour)."""
+    return _READING.split(think, maxsplit=1)[0]
+
+
 def visual_consistency_reward(completion: str, sample: dict, **ctx) -> float:
     """A process reward for the synthetic data (issue 21): 1.0 iff the completion's `<think>` names exactly one of
     the scenes' colours and it is the colour the scene shows, whatever the answer; else 0. The scene's colour is
     the one the correct option names (`sample["answer_text"]`: in `seedr1 synth` data that option is the only one
     naming the object's colour). Real data carries no scene facts: there every completion gets 0, which the logged
-    `reward_visual_consistency` shows. `study.reasoning`'s `think_sees` is this reward's mean over an evaluation."""
+    `reward_visual_consistency` shows. `study.reasoning`'s `think_sees` is this reward's mean over an evaluation of
+    completions that do not read the options (it scores a reading `<think>` by its `description`; this reward, a
+    training signal, keeps the stricter rule: naming every colour in a reading earns nothing)."""
     del ctx
     shown = scene_colour(sample.get("answer_text"))
     think = _THINK.search(completion) if isinstance(completion, str) else None
