@@ -51,6 +51,10 @@ What the base sees, fixed before any study result was looked at (docs/results.md
   options one phrase of two filler words around the value (`maka the green belonged`), the words drawn per sample
   from ~18.5k single-token words of the tokenizer (`filler_words`: never a task word or an attribute value). No
   list can be memorised; the reading must copy the prompt's options, as it must on the study's `open the blue box`.
+- An eighth, `read_generic` (session 14, in no recipe yet): `read_any` with half of its colour, shape and motion
+  questions one of `GENERIC_QUESTIONS` (`Which option fits the video?`), which name no attribute. The reading bases
+  read and stop on questions that name the attribute and stop at option A on the study's, which names none
+  (docs/results.md): which attribute to compare is then to be read off the options.
 Everything is a function of the seed.
 """
 
