@@ -297,6 +297,16 @@ def report_path(out: str, split: str) -> str:
     return os.path.join(out, f"prep_report_{split}.json")
 
 
+def prepared(out: str, split: str) -> bool:
+    """Whether `split` was prepared under `out`: its report is there and says no error (a failed prep writes its
+    report too, naming the error, so the report alone does not mean the split is there)."""
+    try:
+        rep = json.loads(fs.read_text(report_path(out, split)))
+    except (FileNotFoundError, ValueError):
+        return False
+    return "error" not in rep and rep.get("written", 0) > 0
+
+
 def run(data_root, split, out, strict=False, workers=None, frame_format="png", frame_size=SIZE) -> int:
     """`seedr1 prep`: returns 0 on success (bad samples skipped and reported), 1 on a --strict failure, 2 on a
     user error (unknown split, nothing usable in the annotation file)."""

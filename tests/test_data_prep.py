@@ -239,10 +239,12 @@ def test_empty_annotations_keep_previous_split(prepared_l1, capsys, content):
     """An annotation file that is empty (or whose every line is skipped at parse time) is a clear error naming
     the file, the report is written, and the previous split is byte-identical."""
     data_root, out, hashes = prepared_l1
+    assert prep.prepared(out, "L1") and not prep.prepared(out, "L2")
     ann_file = os.path.join(data_root, "annotations", "validation_L1.jsonl")
     with open(ann_file, "w") as f:
         f.write(content)
     assert prep.run(data_root, "L1", out, workers=1) == 2
+    assert not prep.prepared(out, "L1")  # its report names the error: a caller that skips prepared splits redoes it
     msg = capsys.readouterr().err
     assert "validation_L1.jsonl" in msg and "no usable sample" in msg and "Traceback" not in msg
     assert len(msg.strip().splitlines()) == 1

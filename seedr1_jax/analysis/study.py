@@ -257,9 +257,9 @@ def _prepare_data(workdir: str, budget: dict, frames: int | None = None) -> tupl
         synth.generate(val_root, num_train=1, num_val=budget["num_l1val"], seed=1, option_order="sorted")
         open(os.path.join(root, "done"), "w").close()
     for split in ("train", "train_cot", *SPLITS):
-        if not os.path.exists(os.path.join(tfr, f"prep_report_{split}.json")):
+        if not prep.prepared(tfr, split):
             prep.prepare(root, split, tfr, max_frames=frames, progress=False, workers=1)
-    if not os.path.exists(os.path.join(val_tfr, "prep_report_L1.json")):
+    if not prep.prepared(val_tfr, "L1"):
         prep.prepare(val_root, "L1", val_tfr, max_frames=frames, progress=False, workers=1)
     with open(stamp, "w") as f:
         f.write(str(frames))

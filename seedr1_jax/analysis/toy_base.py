@@ -276,7 +276,7 @@ def _build(rec: dict, c, out: str | None, smoke: bool) -> dict:
         kinds = curriculum.generate(root, n, seed=rec["seed"], style=style)
         with open(os.path.join(root, "done"), "w") as f:
             json.dump(kinds, f)
-    if not os.path.exists(os.path.join(tfr, "prep_report_train_cot.json")):
+    if not prep.prepared(tfr, "train_cot"):  # a failed prep (its report names the error) is redone
         prep.prepare(root, "train_cot", tfr, max_frames=c.data.max_frames, progress=True)
     from configs.common import apply_overrides
 
