@@ -1,11 +1,11 @@
 """A toy base as the study's Vanilla on L1-validation samples: the yardstick for curriculum decisions (issue 20),
-which never touches the study's test splits (`synth` seed 1, the study's L1-val seed; the test splits are seed 0).
+which never touches the study's test splits (`synth` seed `study.L1VAL_SEED`; the test splits are seed 0's).
 
     python scripts/vanilla_l1val.py ~/.cache/seedr1/toy_base-KEY/run [--step N] [--num 96] [--workdir /tmp/l1val]
 
 Prints one JSON line: accuracy and `study.reasoning` (the <think> names the colour shown, the answer follows it, both
-tags, the most common letter). The rows go to WORKDIR/<name>.jsonl (a rerun reuses them). docs/results.md, "The
-toy base", has what it measured.
+tags, the most common letter), as the study scores a cell. The rows go to WORKDIR/<name>/ (a rerun reuses them).
+docs/results.md, "The toy base", has what it measured.
 """
 
 import argparse
@@ -19,34 +19,24 @@ def main() -> None:
     ap.add_argument("--step", type=int, default=None, help="a checkpoint step (default: the last)")
     ap.add_argument("--num", type=int, default=96, help="L1-validation samples")
     ap.add_argument("--workdir", default="/tmp/seedr1_l1val")
-    ap.add_argument("--name", default=None, help="the rows' file name (default: from the run folder and step)")
+    ap.add_argument("--name", default=None, help="the rows' folder name (default: from the run folder and step)")
     a = ap.parse_args()
 
     from data_prep import prep, synth
-    from seedr1_jax import data
-    from seedr1_jax.analysis import evaluate, study
-    from seedr1_jax.models.checkpoint import load_params
+    from seedr1_jax.analysis import study
     from seedr1_jax.models.processor import load_tokenizer
 
     root, tfr = os.path.join(a.workdir, f"data_{a.num}"), os.path.join(a.workdir, f"tfrecords_{a.num}")
     if not os.path.isdir(os.path.join(root, "annotations")):
-        synth.generate(root, num_train=1, num_val=a.num, seed=1, option_order="sorted")
+        synth.generate(root, num_train=1, num_val=a.num, seed=study.L1VAL_SEED, option_order="sorted")
     if not prep.prepared(tfr, "L1"):
         prep.prepare(root, "L1", tfr, max_frames=4, progress=False, workers=1)
     c = study.arm_config("vanilla", study.BUDGETS["quick"], tfr, a.run, 0, {})
-    model = load_params(a.run, step=a.step)
     name = a.name or f"{os.path.basename(os.path.dirname(os.path.abspath(a.run)))}_{a.step or 'last'}"
-    rows = evaluate.evaluate(
-        model,
-        data.eval_batches(c.data, model.cfg, tfr, split="L1"),
-        os.path.join(a.workdir, f"{name}.jsonl"),
-        load_tokenizer(),
-        max_new_tokens=c.eval.max_new_tokens,
-        repetition_penalty=c.eval.repetition_penalty,
-        progress=False,
-    )
-    acc = evaluate.accuracy_table(rows, "L1")["L1"]
-    print(json.dumps(dict(name=name, n=len(rows), accuracy=acc, reasoning=study.reasoning(rows))))
+    out_dir = os.path.join(a.workdir, name)
+    os.makedirs(out_dir, exist_ok=True)
+    r = study._evaluate(a.run, "L1", c, tfr, load_tokenizer(), step=a.step, tag="val", out_dir=out_dir)
+    print(json.dumps(dict(name=name, n=r["n"], accuracy=r["accuracy"]["L1"], reasoning=r["reasoning"])))
 
 
 if __name__ == "__main__":  # prep spawns its workers: they import this file

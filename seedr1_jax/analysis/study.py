@@ -31,6 +31,7 @@ SPLITS = ("L1", "L2", "L3")
 DOMAINS = ("Daily life", "Hobbies", "Recreation", "Work")
 COLUMNS = SPLITS + DOMAINS
 FRACTIONS = (0.25, 0.5, 1.0)  # of the budget, for the budget curve
+L1VAL_SEED = 1  # `synth`'s seed of the L1 validation samples (the test splits are seed 0's)
 
 # base: the toy base's recipe size; steps x batch prompts for SFT and for GRPO each; l1val: L1 validation samples;
 # tokens: the completion budget of eval and GRPO rollouts (the base reads the options in its <think> before it
@@ -198,20 +199,24 @@ def _seconds(done: str) -> float:
         return float(f.read().strip() or 0)
 
 
-def _evaluate(run_dir: str, split: str, config, tfr: str, tokenizer, step=None, tag: str = "") -> dict:
-    """One (model, split) cell as `seedr1 eval` computes it (a checkpoint `step`, or the last); cached in run_dir.
-    Returns {split, n, accuracy, reasoning, seconds}; the per-sample rows are `eval_{split}{tag}.jsonl`."""
+def _evaluate(
+    run_dir: str, split: str, config, tfr: str, tokenizer, step=None, tag: str = "", out_dir: str | None = None
+) -> dict:
+    """One (model, split) cell as `seedr1 eval` computes it (a checkpoint `step`, or the last); cached in `out_dir`
+    (default run_dir). Returns {split, n, accuracy, reasoning, seconds}; the per-sample rows are
+    `eval_{split}{tag}.jsonl`."""
     from seedr1_jax import data
     from seedr1_jax.analysis import evaluate
     from seedr1_jax.models.checkpoint import load_params
 
-    summary = os.path.join(run_dir, f"eval_{split}{tag}_summary.json")
+    out_dir = out_dir or run_dir
+    summary = os.path.join(out_dir, f"eval_{split}{tag}_summary.json")
     if os.path.exists(summary):
         with open(summary) as f:
             return json.load(f)
     t0 = time.time()
     model = load_params(run_dir, step=step)
-    out_path = os.path.join(run_dir, f"eval_{split}{tag}.jsonl")
+    out_path = os.path.join(out_dir, f"eval_{split}{tag}.jsonl")
     rows = evaluate.evaluate(
         model,
         data.eval_batches(config.data, model.cfg, tfr, split=split),
@@ -254,7 +259,7 @@ def _prepare_data(workdir: str, budget: dict, frames: int | None = None) -> tupl
     t0 = time.time()
     if not os.path.exists(os.path.join(root, "done")):
         synth.generate(root, num_train=budget["num_train"], num_val=budget["num_val"], seed=0, option_order="sorted")
-        synth.generate(val_root, num_train=1, num_val=budget["num_l1val"], seed=1, option_order="sorted")
+        synth.generate(val_root, num_train=1, num_val=budget["num_l1val"], seed=L1VAL_SEED, option_order="sorted")
         open(os.path.join(root, "done"), "w").close()
     for split in ("train", "train_cot", *SPLITS):
         if not prep.prepared(tfr, split):
