@@ -128,7 +128,8 @@ def test_reasoning_reads_the_evidence_and_the_answer():
         dict(prompt=prompt, answer="A", response="<think>red or blue</think><answer>A</answer>"),
     ]
     got = study.reasoning(rows)
-    assert got == dict(think_sees=50.0, answer_follows=25.0, format=75.0, one_letter=25.0)  # C, B, none, A: each once
+    want = dict(think_sees=50.0, answer_follows=25.0, format=75.0, one_letter=25.0, copies=None)  # no reading
+    assert got == want  # letters C, B, none, A: each once
     assert study.reasoning(rows[:2] + rows[:2])["one_letter"] == 50.0  # C, B, C, B
     # a <think> that reads the options after its description (the toy base's reading stages): what it saw is the
     # description's colour, though the reading names every colour; stopping at B (green) does not follow "red"
@@ -136,7 +137,20 @@ def test_reasoning_reads_the_evidence_and_the_answer():
     stop = "<think>The square is red. A is rinse the blue cup. B is rinse the green cup. C is rinse the red cup."
     stop += "</think><answer>C</answer>"  # stops at the option naming what it saw: follows
     rows = [dict(prompt=prompt, answer="C", response=read), dict(prompt=prompt, answer="C", response=stop)]
-    assert study.reasoning(rows) == dict(think_sees=100.0, answer_follows=50.0, format=100.0, one_letter=50.0)
+    # 5 readings, each the option's text
+    assert study.reasoning(rows) == dict(
+        think_sees=100.0, answer_follows=50.0, format=100.0, one_letter=50.0, copies=100.0
+    )
+    # the template recited, not copied (the quick base on the study's prompts), and a reading cut short
+    recite = "<think>The square is red. A is feud the blue still crown. B is</think><answer>A</answer>"
+    assert study.reasoning([dict(prompt=prompt, answer="C", response=recite)])["copies"] == 0.0
+    rows.append(dict(prompt=prompt, answer="C", response=recite))
+    assert study.reasoning(rows)["copies"] == pytest.approx(100 * 5 / 6)  # its `B is` with nothing after is no reading
+    from seedr1_jax.rl.rewards import copies, readings
+
+    got = readings("The cup is red. A is rinse the blue cup. B is rinse")
+    assert got == [("A", "rinse the blue cup"), ("B", "rinse")]
+    assert copies("A is rinse  the blue cup. E is x.", {"A": "rinse the blue cup"}) == [True]  # E: no such option
     from seedr1_jax.rl.rewards import description
 
     assert description("A is red. B is blue.") == "" and description("The cup is red.") == "The cup is red."

@@ -191,14 +191,16 @@ def test_base_rebuilds_bit_identically_and_is_cached(smoke_base_cache, tmp_path,
     # what it perceives is measured at build time on held-out curriculum prompts (multiple choice, scored)
     p = a["perception"]
     assert p == b["perception"] and p["all"]["n"] == sum(
-        v["n"] for k, v in p.items() if k not in ("all", "descriptions", "by_chroma", "describes", "follows")
+        v["n"] for k, v in p.items() if k not in ("all", "descriptions", "by_chroma", "describes", "follows", "copies")
     )
     assert all(
         0 <= v["accuracy"] <= 100 and 0 < v["chance"] < 100
         for k, v in p.items()
-        if k not in ("descriptions", "by_chroma", "describes")
+        if k not in ("descriptions", "by_chroma", "describes", "copies")
     )
     assert 0 <= p.get("follows", {"accuracy": 0})["accuracy"] <= 100
+    # the option readings of a reading stage are scored against the options' text (none read: no entry)
+    assert "copies" not in p or (0 <= p["copies"]["accuracy"] <= 100 and p["copies"]["n"] > 0)
     # the descriptions are scored on every prompt, per attribute the truth states
     assert p["describes"] and set(p["describes"]) <= set(toy_base.ATTRIBUTES)
     assert all(0 <= v["accuracy"] <= 100 and v["n"] <= 16 for v in p["describes"].values())

@@ -451,17 +451,20 @@ def reasoning(rows: list[dict]) -> dict:
     `answer_follows` = % whose answer letter is the option naming the colour their `<think>` names (whether
     the answer follows from the stated evidence, right or wrong), `format` = % with both tags, `one_letter` = % that
     give the cell's most common answer letter (100: the same letter whatever the pixels, so the accuracy is that
-    letter's share of the split)."""
+    letter's share of the split), `copies` = % of the `<think>`s' option readings (`A is ...`, the toy base's
+    reading stages) that are the option's text word for word (None: no completion reads an option)."""
     from collections import Counter
 
-    from seedr1_jax.rl.rewards import description, extract_answer, format_reward
+    from seedr1_jax.rl.rewards import copies, description, extract_answer, format_reward
     from seedr1_jax.rl.rewards import scene_colour as colour
 
     sees = follows = fmt = 0
     letters = Counter()
+    copied = []
     for r in rows:
         options = dict(_OPTION.findall(r["prompt"]))
         think = _THINK.search(r["response"] or "")
+        copied += copies(think.group(1), options) if think else []
         said = colour(description(think.group(1))) if think else None
         answer = (extract_answer(r["response"] or "") or "")[:1]
         sees += said is not None and said == colour(options.get(r["answer"]))
@@ -471,7 +474,11 @@ def reasoning(rows: list[dict]) -> dict:
     n = max(len(rows), 1)
     top = max(letters.values(), default=0)
     return dict(
-        think_sees=100 * sees / n, answer_follows=100 * follows / n, format=100 * fmt / n, one_letter=100 * top / n
+        think_sees=100 * sees / n,
+        answer_follows=100 * follows / n,
+        format=100 * fmt / n,
+        one_letter=100 * top / n,
+        copies=100 * float(np.mean(copied)) if copied else None,
     )
 
 
@@ -504,8 +511,13 @@ def format_markdown(result: dict) -> str:
 
     def said(m, split):
         rs = [c["reasoning"] for c in result["cells"] if c["method"] == m and c["split"] == split]
-        keys = ("think_sees", "answer_follows", "format", "one_letter")
-        return " / ".join(f"{np.mean([r[k] for r in rs]):.0f}" for k in keys) if rs else "-"
+        keys = ("think_sees", "answer_follows", "format", "one_letter", "copies")
+
+        def mean(k):  # a study.json from before `copies`, or no reading in any seed: "-"
+            vs = [r[k] for r in rs if r.get(k) is not None]
+            return f"{np.mean(vs):.0f}" if vs else "-"
+
+        return " / ".join(mean(k) for k in keys) if rs else "-"
 
     n = {c["split"]: c["n"] for c in result["cells"]}
     per = b["per_arm"]
@@ -540,7 +552,8 @@ def format_markdown(result: dict) -> str:
         "",
         "What the completions say (mean over seeds, % of samples; `study.reasoning`): the `<think>` names the colour "
         "shown / the answer is the option naming the colour the `<think>` names / both tags present / the most "
-        "common answer letter (100: one letter whatever the pixels).",
+        "common answer letter (100: one letter whatever the pixels) / the `<think>`'s option readings that are the "
+        "option's text word for word (-: it reads none).",
         "",
         *_md_table(names, SPLITS, said),
         "",

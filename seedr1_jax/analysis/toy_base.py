@@ -186,18 +186,19 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
     whatever the clip). `style`: the curriculum's. A model can perceive (describe right) before it maps a value to
     its option letter, so "describes" is the perception measure and the letters are the format's; "follows": on
     colour, shape and motion questions, how often the picked option names the value the `<think>` states (the
-    reading, right or wrong perception alike)."""
+    reading, right or wrong perception alike); "copies": of the `<think>`'s option readings (the reading styles), how
+    many are the option's text word for word (`rewards.copies`; chance: none)."""
     import tempfile
 
     from data_prep import curriculum
     from seedr1_jax import data
     from seedr1_jax.models.checkpoint import load_params
     from seedr1_jax.models.processor import INSTRUCTION, load_tokenizer
-    from seedr1_jax.rl.rewards import description, extract_answer
+    from seedr1_jax.rl.rewards import copies, description, extract_answer
     from seedr1_jax.rl.sampler import greedy
 
     model, tok = load_params(run_dir), load_tokenizer()
-    scores, thinks, by_chroma, described, follows = {}, [], {}, {}, []
+    scores, thinks, by_chroma, described, follows, copied = {}, [], {}, {}, [], []
     with tempfile.TemporaryDirectory(dir=workdir) as root:
         curriculum.generate(root, num, seed=seed, style=style)
         for line in open(os.path.join(root, "annotations", "training_with_cot_6k.jsonl")):
@@ -217,6 +218,7 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
                 described.setdefault(attr, []).append((right, len(ATTRIBUTES[attr])))
             if not options:  # free-form: its description is scored above, its answer is not
                 continue
+            copied += copies(think, dict(zip("ABCDE", options)))
             want = re.search(r"<answer>([A-E])", rec["response"]).group(1)
             got = (extract_answer(text) or "")[:1]
             hit = (got == want, len(options))
@@ -237,6 +239,8 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
     res["describes"] = {k: _score(v) for k, v in sorted(described.items())}
     if follows:
         res["follows"] = _score(follows)
+    if copied:
+        res["copies"] = dict(accuracy=100 * float(np.mean(copied)), n=len(copied), chance=0.0)
     return res
 
 
@@ -307,7 +311,7 @@ def _print_probe(style: str, p: dict) -> None:
             f"(chance {r['chance']:.0f}%)"
         )
     for kind, r in {**p, **p.get("by_chroma", {})}.items():
-        if kind not in ("descriptions", "by_chroma", "describes", "follows"):
+        if kind not in ("descriptions", "by_chroma", "describes", "follows", "copies"):
             print(
                 f"  held-out {style}: answer letter, {kind:<11} {r['accuracy']:5.1f}% of {r['n']:3d} "
                 f"(chance {r['chance']:.0f}%)"
@@ -318,6 +322,9 @@ def _print_probe(style: str, p: dict) -> None:
             f"  held-out {style}: answer names what its <think> states {r['accuracy']:5.1f}% of {r['n']:3d} "
             f"(colour/shape/motion questions; chance {r['chance']:.0f}%)"
         )
+    if "copies" in p:
+        r = p["copies"]
+        print(f"  held-out {style}: option readings that copy the option {r['accuracy']:5.1f}% of {r['n']:3d}")
     print(f"  held-out {style}: distinct descriptions {100 * p['descriptions']:.0f}% of the answers", flush=True)
 
 

@@ -115,6 +115,22 @@ def description(think: str) -> str:
     return _READING.split(think, maxsplit=1)[0]
 
 
+_OPTION_READ = re.compile(r"(?:^|\s)([A-E]) is ([^.<]*)")  # one reading: its letter, then what it says up to . or <
+
+
+def readings(think: str) -> list[tuple[str, str]]:
+    """What a `<think>` writes for each option it reads, in order: (letter, its text up to the next `.` or tag).
+    `The square is red. A is rinse the blue cup. B is rinse` -> [("A", "rinse the blue cup"), ("B", "rinse")]."""
+    return [(m.group(1), m.group(2).strip()) for m in _OPTION_READ.finditer(think)]
+
+
+def copies(think: str, options: dict[str, str]) -> list[bool]:
+    """Per reading of an option that exists (`options`: letter -> text), whether it is that option's text word
+    for word: a reading that only recites the curriculum's template (`A is feud the blue still crown` for `A. open
+    the blue box`) copies nothing."""
+    return [text.split() == options[k].split() for k, text in readings(think) if k in options]
+
+
 def visual_consistency_reward(completion: str, sample: dict, **ctx) -> float:
     """A process reward for the synthetic data (issue 21): 1.0 iff the completion's `<think>` names exactly one of
     the scenes' colours and it is the colour the scene shows, whatever the answer; else 0. The scene's colour is
