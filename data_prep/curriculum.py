@@ -57,6 +57,10 @@ What the base sees, fixed before any study result was looked at (docs/results.md
   (docs/results.md): which attribute to compare is then to be read off the options. 1200 steps of it on the quick
   prefix: Vanilla follows what it sees 21.9% of 96 L1-validation samples (`read_any`'s 1200 steps: 20.8; chance
   25), perception 51% (64%): no gain, so in no recipe.
+- A ninth, `read_distinct` (session 15, in no recipe yet): `read_any` with two fillers drawn per option instead of
+  per sample. `read_any`'s options share their fillers, so after the first reading the `<think>` can copy its own
+  last reading; the quick `read_any` base copied none of 80 readings from the prompt (docs/results.md). Here every
+  reading needs the prompt's option.
 Everything is a function of the seed.
 """
 
@@ -101,12 +105,15 @@ IMAGE_ONLY = ("colour", "shape")  # questions that an image without a clip can a
 
 
 # the curriculum's styles, a base's stages draw from them (module docstring)
-STYLES = ("plain", "full", "match", "lookup", "read", "read_text", "read_any", "read_generic")
+STYLES = ("plain", "full", "match", "lookup", "read", "read_text", "read_any", "read_generic", "read_distinct")
 # style "match": options that are phrases around the attribute's value, all of one template per sample (the study's
 # options, "wash the red cup", share their words but the colour: finding the option that names what was seen is a
 # reading skill an instruction-tuned model has, the action it names is not)
 PHRASES = ("the {v} {shape}", "a {shape} that is {v}", "something {v}", "{v} all over", "the one in {v}")
 FILLER_KINDS = ("colour", "shape", "motion")  # style "read_any": their options are `<word> the <value> <word>`
+# style "read_distinct": `read_any` with two filler words drawn per option, not per sample. `read_any`'s options share
+# their fillers, so every reading after the first can copy the `<think>`'s own last reading instead of the prompt (the
+# quick base copied 0 of 80 readings from the prompt, docs/results.md); here each reading needs the prompt's option
 # style "read_generic": `read_any`, with half of its colour/shape/motion questions one of these, which name no
 # attribute (the study's question names none either: which attribute the options differ in is to be read off them)
 GENERIC_QUESTIONS = (
@@ -196,11 +203,16 @@ def sample(rng, root: str, stem: str, media: bool = True, style: str = "full") -
     question = template.format(shape=env.shape, colour=colour, where="video" if with_video else "image")
     right, values = _answers(kind, env, colour, stays, in_image)
     think = describe(env, colour, with_video, stays, brief=style == "plain")
-    reads = style in ("read", "read_text", "read_any", "read_generic")
+    reads = style in ("read", "read_text", "read_any", "read_generic", "read_distinct")
     if style in ("read_any", "read_generic") and kind in FILLER_KINDS:  # options: two random words around a value
         words = filler_words()
         w1, w2 = (words[int(i)] for i in rng.integers(len(words), size=2))
         right, values = f"{w1} the {right} {w2}", [f"{w1} the {v} {w2}" for v in values]
+    elif style == "read_distinct" and kind in FILLER_KINDS:  # two random words around each option's value
+        words = filler_words()
+        ws = [words[int(i)] for i in rng.integers(len(words), size=2 * len(values))]
+        values = [f"{ws[2 * j]} the {v} {ws[2 * j + 1]}" for j, v in enumerate(values)]
+        right = next(x for x in values if x.split()[2] == right)
     elif style == "match" or (reads and kind == "colour" and rng.random() < 0.5):
         phrase = PHRASES[int(rng.integers(len(PHRASES)))]  # every option one phrase around a value
         right, values = phrase.format(v=right, shape=env.shape), [phrase.format(v=v, shape=env.shape) for v in values]

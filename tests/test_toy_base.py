@@ -95,7 +95,7 @@ def test_lookup_stage_is_image_only_colour_choices(tmp_path):
     assert letters == set("ABCD")
 
 
-@pytest.mark.parametrize("style", ["read", "read_text", "read_any", "read_generic"])
+@pytest.mark.parametrize("style", ["read", "read_text", "read_any", "read_generic", "read_distinct"])
 def test_read_stage_reads_the_options_in_order(tmp_path, style):
     """The `read` stage: every question multiple choice; the `<think>` describes the scene, then copies the options
     in order (`A is ...`) up to the one the description names, and the answer is the last letter copied; the colour
@@ -103,7 +103,8 @@ def test_read_stage_reads_the_options_in_order(tmp_path, style):
     which `seedr1 prep` takes (no frames, no image). `read_any`: the colour, shape and motion options are one phrase
     of two filler words around the value (`<w1> the <value> <w2>`), drawn afresh per sample from a large pool, so
     only a copy of the prompt reads them. `read_generic`: `read_any` with half of those questions naming no
-    attribute (`Which option fits the video?`)."""
+    attribute (`Which option fits the video?`). `read_distinct`: `read_any` with two fillers per option, so no two
+    options share one and no reading can be copied from the one before it."""
     kinds = curriculum.generate(str(tmp_path), 120, seed=0, media=False, style=style)
     assert set(kinds) == set(curriculum.QUESTIONS)
     task_words = set(synth.VERBS + synth.OBJECTS + synth.GOALS) - {"open", "move", "take"}
@@ -125,9 +126,11 @@ def test_read_stage_reads_the_options_in_order(tmp_path, style):
             assert [bool(re.search(rf"\b{named[0]}\b", o)) for o in options] == [o == right for o in options]
         phrased += r["question_kind"] == "colour" and options[0] not in synth.COLORS
         letters.add(letter)
-        if style in ("read_any", "read_generic") and r["question_kind"] in values:
-            fill = {re.sub(rf"\b({'|'.join(values[r['question_kind']])})\b", "_", o) for o in options}
-            assert len(fill) == 1 and re.fullmatch(r"[a-z]+ the _ [a-z]+", fill.pop()), options
+        if style in ("read_any", "read_generic", "read_distinct") and r["question_kind"] in values:
+            fill = [re.sub(rf"\b({'|'.join(values[r['question_kind']])})\b", "_", o) for o in options]
+            assert all(re.fullmatch(r"[a-z]+ the _ [a-z]+", f) for f in fill), options
+            # read_any: one filler pair for all options; read_distinct: a pair per option (no repeat, nearly surely)
+            assert len(set(fill)) == (len(options) if style == "read_distinct" else 1), options
             fillers.add(options[0].split(" the ")[0])
             filled += 1
         question = text.split("\n")[0]
@@ -136,7 +139,7 @@ def test_read_stage_reads_the_options_in_order(tmp_path, style):
             generic += 1
         assert (len(r["prompt"][0]["content"]) == 1) == (style == "read_text")  # the text item alone
     assert letters == set("ABCD") and phrased > 0
-    if style in ("read_any", "read_generic"):  # a fresh filler (nearly) every sample: no option list to memorise
+    if style in ("read_any", "read_generic", "read_distinct"):  # a fresh filler (nearly) every sample
         assert len(fillers) >= 0.9 * phrased and len(curriculum.filler_words()) > 10000
     if style == "read_generic":  # about half of the colour/shape/motion questions
         assert 0.25 * filled < generic < 0.75 * filled, (generic, filled)

@@ -45,6 +45,7 @@ STAGE_CONFIG = {
     "read_text": {"data.max_frames": 0, "data.max_prompt_len": 192, "data.batch_size": 32},
     "read_any": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 2400},
     "read_generic": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 2400},  # read_any's: 100 steps of 2400
+    "read_distinct": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 2400},
 }
 
 
