@@ -187,8 +187,9 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
     whatever the clip). `style`: the curriculum's. A model can perceive (describe right) before it maps a value to
     its option letter, so "describes" is the perception measure and the letters are the format's; "follows": on
     colour, shape and motion questions, how often the picked option names the value the `<think>` states (the
-    reading, right or wrong perception alike); "copies": of the `<think>`'s option readings (the reading styles), how
-    many are the option's text word for word (`rewards.copies`; chance: none)."""
+    reading, right or wrong perception alike); "copies": on those questions, of the `<think>`'s option readings (the
+    reading styles), how many are the option's text word for word (`rewards.copies`; with `read_any`'s random
+    fillers a recited template copies nothing)."""
     import tempfile
 
     from data_prep import curriculum
@@ -219,11 +220,11 @@ def probe(run_dir: str, num: int = 96, seed: int = 99, workdir: str | None = Non
                 described.setdefault(attr, []).append((right, len(ATTRIBUTES[attr])))
             if not options:  # free-form: its description is scored above, its answer is not
                 continue
-            copied += copies(think, dict(zip("ABCDE", options)))
             want = re.search(r"<answer>([A-E])", rec["response"]).group(1)
             got = (extract_answer(text) or "")[:1]
             hit = (got == want, len(options))
             if rec["question_kind"] in ("colour", "shape", "motion"):  # the option it picks names what it stated?
+                copied += copies(think, dict(zip("ABCDE", options)))  # yes / no options would copy trivially
                 said = description(think)  # before any reading of the options
                 stated = [v for v in ATTRIBUTES[rec["question_kind"]] if re.search(rf"\b{re.escape(v)}\b", said)]
                 i = "ABCDE".find(got) if got else -1  # an answer that is no option letter picks nothing
