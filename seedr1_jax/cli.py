@@ -258,8 +258,9 @@ def main(argv=None) -> int:
     if extra and args.cmd not in ("train", "eval", "aot"):
         ap.error(f"unrecognized arguments: {' '.join(extra)}")
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    from seedr1_jax.core.platform import skip_tpu_probe_without_tpu
+    from seedr1_jax.core.platform import persistent_compile_cache, skip_tpu_probe_without_tpu
 
+    persistent_compile_cache()
     skip_tpu_probe_without_tpu()
     try:
         return int(_run(args, extra) or 0)

@@ -77,6 +77,10 @@ def test_study_smoke_is_real_complete_and_resumable(smoke_base_cache, tmp_path, 
     md = open(os.path.join(wd, "study.md")).read()
     assert md.index("Verdicts") < md.index("| model |") and "(46.0)" in md  # verdicts lead; the paper beside ours
 
+    for run in [os.path.join(wd, f"seed{s}", m.lower()) for s in range(2) for m in ("SFT", "GRPO")] + [
+        os.path.join(wd, "tune", "sft", study._label({"optim.lr": 1e-3}))
+    ]:  # evaluated at every fraction: only the trained model (the last step) is kept
+        assert os.listdir(os.path.join(run, "checkpoints")) == [str(b["steps"])]
     stamps = {p: os.path.getmtime(p) for p in _files(wd, ("eval_", "checkpoints"))}
     again = study.run_study(wd, seeds=2, mode="smoke", tune_arms=True, arms_file=str(arms_file))
     assert again["table"] == res["table"] and again["seconds"] == res["seconds"] > again["seconds_this_run"]

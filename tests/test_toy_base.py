@@ -191,6 +191,9 @@ def test_base_rebuilds_bit_identically_and_is_cached(smoke_base_cache, tmp_path,
     toy_base.build(str(tmp_path / "c"), size="smoke")  # the same recipe elsewhere: only its last stage trains
     assert capsys.readouterr().out.count("stage ") == 1
     assert os.path.isfile(os.path.join(b["dir"], "model.json"))
+    # built: only the model stays (its last step); the stage's data and earlier checkpoints are removed
+    assert sorted(os.listdir(tmp_path / "b")) == ["base.json", "run"]
+    assert os.listdir(os.path.join(b["dir"], "checkpoints")) == [str(b["recipe"]["stages"][-1][2])]
     # what it perceives is measured at build time on held-out curriculum prompts (multiple choice, scored)
     p = a["perception"]
     assert p == b["perception"] and p["all"]["n"] == sum(

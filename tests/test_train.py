@@ -251,10 +251,12 @@ def test_train_with_a_module_function_reward(tfr, tmp_path):
         '"visual_consistency": 0.0, "my_rewards:looked": 0.0, "grounding": 0.0}'
     )
     log = tmp_path / "seen.jsonl"
-    env = dict(_env(), PYTHONPATH=str(pkg), SEEN_LOG=str(log))
+    env = dict(_env(), PYTHONPATH=str(pkg), SEEN_LOG=str(log), SEEDR1_CACHE=str(tmp_path / "cache"))
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the suite's shared one: here `seedr1`'s own default
     cmd = _cmd("grpo", work, tfr, 1) + [rewards, "--config.grpo.reward_noise=1.0", "--config.grpo.overlong_buffer=4"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
+    assert len(os.listdir(tmp_path / "cache" / "xla")) >= 2  # compiled programs kept for the next run
     row = json.loads(open(os.path.join(work, "metrics.jsonl")).readline())
     assert 0.0 < row["reward_my_rewards:brevity"] <= 1.0 and row["reward_my_rewards:seen"] == 1.0
     assert row["reward_accuracy"] == 1.0 - row["reward_accuracy_clean"]  # noise 1.0 flips every one

@@ -290,6 +290,8 @@ def tune(
 ) -> tuple[dict, list, float]:
     """The search of SEARCH on the L1 validation split (seed 0) for each of `methods` (SFT, GRPO) an arm uses.
     Returns (the chosen overrides per method, every trial {arm (the method), overrides, l1val}, seconds)."""
+    from seedr1_jax.models.checkpoint import prune_checkpoints
+
     trials, work = [], 0.0
 
     def score(arm, overrides):
@@ -301,6 +303,7 @@ def tune(
         c = arm_config(arm, budget, tfr, base_dir, 0, overrides)
         work += _train(c, run_dir)
         r = _evaluate(run_dir, "L1", c, val_tfr, tok, tag="val")
+        prune_checkpoints(run_dir)
         work += r.get("seconds", 0.0)
         acc = r["accuracy"]["L1"]
         trials.append(dict(arm=arm, overrides=overrides, l1val=acc))
@@ -325,6 +328,7 @@ def run_study(
     """Trains and evaluates every (arm, seed, split) cell not yet done; returns the study.json dict. `arms_file`:
     the arms (configs/arms/paper.py when None)."""
     from seedr1_jax.analysis import toy_base, verdicts
+    from seedr1_jax.models.checkpoint import prune_checkpoints
     from seedr1_jax.models.config import ConfigError
     from seedr1_jax.models.processor import load_tokenizer
 
@@ -391,6 +395,7 @@ def run_study(
                     curve.append(dict(seed=seed, method=a.name, fraction=f, split=split, accuracy=r["accuracy"][split]))
                     if f == 1.0:
                         cells.append(_cell(seed, a, r, budgets[a.name], hp[a.name], val_scores[a.name]))
+            prune_checkpoints(run_dir)  # every fraction is evaluated: the trained model (its last step) stays
             print(
                 f"  seed {seed} {a.name:<8} "
                 + "  ".join(f"{c['split']} {c['accuracy'][c['split']]:5.1f}%" for c in cells[-3:]),

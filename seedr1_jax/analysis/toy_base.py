@@ -20,6 +20,8 @@ import time
 
 import numpy as np
 
+from seedr1_jax.core.platform import cache_dir
+
 # per recipe size, the pre-training stages in order: curriculum style -> (records, SFT steps). Styles `match` and
 # `lookup` are in no recipe: they left option letters at chance (docs/results.md); `read` (the options read in order
 # in the <think>) is the one a random toy model learns in the text-only probe (scripts/probe_option_lookup.py).
@@ -119,10 +121,6 @@ def with_stages(rec: dict, stages: list) -> dict:
 
 def key(rec: dict) -> str:
     return hashlib.sha256(json.dumps(rec, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def default_cache() -> str:
-    return os.environ.get("SEEDR1_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "seedr1")
 
 
 def params_hash(run_dir: str) -> str:
@@ -256,10 +254,11 @@ def _build(rec: dict, c, out: str | None, smoke: bool) -> dict:
     """A base is its last stage trained on the base of the stages before it (itself a cached base, built first
     when missing): adding a stage to a recipe reuses what is built."""
     from data_prep import curriculum, prep
+    from seedr1_jax.models.checkpoint import prune_checkpoints
     from seedr1_jax.rl import train
 
     k = key(rec)
-    out = out or os.path.join(default_cache(), f"toy_base-{k}")
+    out = out or os.path.join(cache_dir(), f"toy_base-{k}")
     meta_path = os.path.join(out, "base.json")
     if os.path.exists(meta_path):
         with open(meta_path) as f:
@@ -293,7 +292,6 @@ def _build(rec: dict, c, out: str | None, smoke: bool) -> dict:
         raise RuntimeError(f"training the toy base in {run} failed; see its log above, then rerun to resume")
     perception = probe(run, num=16 if smoke else 96, workdir=out, style=style)
     _print_probe(style, perception)
-    shutil.rmtree(os.path.join(root, "videos"), ignore_errors=True)  # the TFRecords hold the frames
     seconds = time.time() - t0 + (prior["seconds"] if prior else 0.0)
     meta = dict(key=k, recipe=rec, params_sha256=params_hash(run), seconds=round(seconds, 1))
     meta["prior"] = prior and prior["key"]
@@ -302,6 +300,10 @@ def _build(rec: dict, c, out: str | None, smoke: bool) -> dict:
     with open(meta_path + ".tmp", "w") as f:
         json.dump(meta, f, indent=2)
     os.replace(meta_path + ".tmp", meta_path)  # base.json last: its presence means the base is complete
+    # what only an interrupted build needs: the stage's data and the run's earlier checkpoints (~3 GB by default)
+    for path in (tfr, root):
+        shutil.rmtree(path, ignore_errors=True)
+    prune_checkpoints(run)
     print(f"toy base {k}: built in {meta['seconds']:.0f}s, parameters sha256 {meta['params_sha256'][:16]}", flush=True)
     return dict(meta, dir=run)
 

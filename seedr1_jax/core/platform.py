@@ -5,6 +5,21 @@ from __future__ import annotations
 import os
 
 
+def cache_dir() -> str:
+    """What seedr1 keeps between runs (toy bases, compiled programs): $SEEDR1_CACHE, else ~/.cache/seedr1."""
+    return os.environ.get("SEEDR1_CACHE") or os.path.join(os.path.expanduser("~"), ".cache", "seedr1")
+
+
+def persistent_compile_cache() -> None:
+    """Keeps XLA's compiled programs across `seedr1` runs (jax's persistent cache) in cache_dir()/xla unless
+    JAX_COMPILATION_CACHE_DIR is set (to an empty value: off): every run of a study cell, demo or train compiles the
+    same programs again otherwise. Call before the first compilation."""
+    if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+        import jax
+
+        jax.config.update("jax_compilation_cache_dir", os.path.join(cache_dir(), "xla"))
+
+
 def skip_tpu_probe_without_tpu() -> None:
     """With libtpu installed but no TPU chip attached, keep jax from starting its TPU backend.
 
