@@ -1,0 +1,71 @@
+"""Where the toy's time goes: the 152k-vocabulary head. Prints the `toy` preset's parameter count and the head's
+share, then the head's matmul (hidden states x the tied embedding, fp32 accumulation, the row max as decoding
+takes it) at a decode step's rows (`--decode-rows`, an evaluation batch) and a GRPO update's (`--update-rows`,
+8 prompts x G 4 x 96 columns), in fp32 (the toy's dtype) and in bf16, alternated on the same inputs; best and
+median of `--repeats` and the bf16 / fp32 ratio. Measured: docs/performance.md, the Benchmarks table.
+
+    python bench/toy_head.py [--decode-rows 16 --update-rows 3072 --repeats 5]
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
+
+from seedr1_jax.models.config import preset  # noqa: E402
+from seedr1_jax.models.families import model_class  # noqa: E402
+
+
+def head_program(dtype):
+    return jax.jit(
+        lambda h, w: jnp.einsum("nd,vd->nv", h.astype(dtype), w.astype(dtype), preferred_element_type=jnp.float32).max(
+            -1
+        )
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--decode-rows", type=int, default=16)
+    ap.add_argument("--update-rows", type=int, default=3072)
+    ap.add_argument("--repeats", type=int, default=5)
+    a = ap.parse_args()
+    cfg = preset("toy")
+    t = cfg.text
+    model = model_class(cfg)(cfg, rngs=nnx.Rngs(0))
+    total = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    head = t.vocab_size * t.hidden_size
+    print(
+        f"toy: {total / 1e6:.1f} M parameters, the tied {t.vocab_size} x {t.hidden_size} embedding/head "
+        f"{head / 1e6:.1f} M = {100 * head / total:.0f}%; the fp32 head is {head * 4 / 2**20:.0f} MiB, read once per "
+        "decode step"
+    )
+    del model
+    key = jax.random.key(0)
+    w = jax.random.normal(key, (t.vocab_size, t.hidden_size), jnp.float32)
+    for rows in (a.decode_rows, a.update_rows):
+        h = jax.random.normal(jax.random.fold_in(key, rows), (rows, t.hidden_size), jnp.float32)
+        progs = {name: head_program(dt) for name, dt in (("fp32", jnp.float32), ("bf16", jnp.bfloat16))}
+        for p in progs.values():
+            p(h, w).block_until_ready()
+        times = {name: [] for name in progs}
+        for _ in range(a.repeats):
+            for name, p in progs.items():
+                t0 = time.perf_counter()
+                p(h, w).block_until_ready()
+                times[name].append(time.perf_counter() - t0)
+        f, b = (min(times[n]) for n in ("fp32", "bf16"))
+        print(
+            f"{rows:5d} rows: fp32 best {1e3 * f:.1f} ms (median {1e3 * statistics.median(times['fp32']):.1f}), "
+            f"bf16 best {1e3 * b:.1f} ms (median {1e3 * statistics.median(times['bf16']):.1f}); bf16 / fp32 {b / f:.2f}"
+        )
+
+
+if __name__ == "__main__":
+    main()
