@@ -140,6 +140,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--repetition-penalty", type=float, default=1.05)
     p.add_argument("--max-frames", type=int, default=16, help="as prepared (the tiny config uses 4)")
+    p.add_argument(
+        "--frame-sampling",
+        choices=("first", "uniform"),
+        default="first",
+        help="a clip prepared with more than --max-frames keeps its first frames or an even spread, as the run's "
+        "data.frame_sampling",
+    )
     p.add_argument("--max-prompt-len", type=int, default=1024)
     p.add_argument("--dtype", default="float32", help="compute dtype (bfloat16 for a 7B model on one GPU)")
     p = _add(sub, "pretrain-toy", "build (or find cached) the toy study's base model; prints its folder")
@@ -366,6 +373,7 @@ def _run(args, extra):
             out=args.out,
             max_frames=args.max_frames,
             max_prompt_len=args.max_prompt_len,
+            frame_sampling=args.frame_sampling,
             **kw,
         )
     if args.cmd == "pretrain-toy":

@@ -7,6 +7,7 @@ import torch
 from hf_utils import Prompt, batch, hf_config, save_hf_model, torch_inputs
 
 from seedr1_jax.analysis import attention as A
+from seedr1_jax.models.config import ConfigError
 from seedr1_jax.models.qwen2_vl.model import Qwen2VL, prepare_inputs
 
 TOL = 1e-5
@@ -263,3 +264,26 @@ def test_evidence_field_forms():
     assert A.evidence_frames(dict(clip, evidence_start_frame=11, evidence_stop_frame=99)) == [3]
     assert A.evidence_frames(dict(clip, evidence_start_frame=-1, evidence_stop_frame=-1)) is None
     assert A.evidence_frames(dict(clip, evidence_frames={"start_frame": 1, "stop_frame": 4})) is None  # between samples
+
+
+def test_samples_cut_clips_as_training_reads_them(prepared):
+    """A frames arm reads fewer frames than prepared, spread over the clip (`data.frame_sampling="uniform"`,
+    `seedr1 attention --frame-sampling uniform`): 2 of 4 keep the clip's first and last frame, and the evidence
+    indices follow the frames kept."""
+    from seedr1_jax.models.checkpoint import load_params
+    from seedr1_jax.models.processor import load_tokenizer
+
+    tfr, (a, _) = prepared
+    model, tok = load_params(a), load_tokenizer()
+
+    def read(n, mode="first"):
+        return list(A.samples(tfr, "L1", model.cfg, tok, num=4, max_frames=n, max_prompt_len=512, frame_sampling=mode))
+
+    full, uniform = read(4), read(2, "uniform")
+    assert len(full) == len(uniform) == 4
+    wants = [[j for j, f in enumerate((0, 3)) if f in (e4 or [])] or None for _, e4 in full]
+    for (b2, e2), want in zip(uniform, wants):
+        assert e2 == want and str(b2["evidence"][0]) == ",".join(map(str, e2 or []))
+    assert any(want != e4 for want, (_, e4) in zip(wants, full))  # the cut moved some evidence
+    with pytest.raises(ConfigError, match="frame sampling 'middle'"):
+        read(2, "middle")

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from seedr1_jax.analysis.attention_figures import _fmt, heat_to_pixels  # noqa: F401 (attention.heat_to_pixels kept)
-from seedr1_jax.data.pipeline import evidence_frames  # noqa: F401 (attention.evidence_frames kept)
+from seedr1_jax.data.pipeline import FRAME_SAMPLING, evidence_frames  # noqa: F401 (attention.evidence_frames kept)
 from seedr1_jax.models.attention_maps import attention_maps, check_layers, decoder_attention  # noqa: F401
 from seedr1_jax.models.config import ConfigError
 from seedr1_jax.rl.grounding import token_spans  # noqa: F401 (attention.token_spans kept)
@@ -209,14 +209,20 @@ def load_model(path: str, dtype: str = "float32"):
     raise ConfigError(f"{path}: neither {MODEL_JSON} (our checkpoint) nor config.json (a Hugging Face folder)")
 
 
-def samples(tfrecord_dir, split, model_cfg, tokenizer, *, num, max_frames=16, max_prompt_len=1024):
-    """Yields (one-row batch, evidence frames or None) for the first `num` usable samples of a prepared split."""
+def samples(
+    tfrecord_dir, split, model_cfg, tokenizer, *, num, max_frames=16, max_prompt_len=1024, frame_sampling="first"
+):
+    """Yields (one-row batch, evidence frames or None) for the first `num` usable samples of a prepared split, its
+    clips cut to `max_frames` as training reads them (`data.frame_sampling`: the first ones, or spread evenly)."""
 
     from seedr1_jax import data
 
     cfg = data.default_config()
     cfg.tfrecord_dir, cfg.split, cfg.shuffle = tfrecord_dir, split, False
     cfg.max_frames, cfg.max_prompt_len = int(max_frames), int(max_prompt_len)
+    if frame_sampling not in FRAME_SAMPLING:
+        raise ConfigError(f"frame sampling {frame_sampling!r}: use one of {', '.join(FRAME_SAMPLING)}")
+    cfg.frame_sampling = frame_sampling
     found = data.find_split_dir(tfrecord_dir, split)  # a clear error before tf.data starts
     parent = os.path.dirname(found)
     if os.path.basename(os.path.dirname(parent)) == "seed_bench_r1" and os.path.basename(parent) != split:
@@ -330,6 +336,7 @@ def run(
     repetition_penalty=1.05,
     max_frames=16,
     max_prompt_len=1024,
+    frame_sampling="first",
     dtype="float32",
 ) -> int:
     """`seedr1 attention`: figures and JSON per sample under `out`, summary.json, the summary table printed."""
@@ -348,7 +355,14 @@ def run(
             raise ConfigError(f"--compare: {label} has {m.cfg.text.num_layers} layers, the first model {nl}")
     tokenizer = load_tokenizer()
     batches = samples(
-        tfrecord_dir, split, first.cfg, tokenizer, num=num, max_frames=max_frames, max_prompt_len=max_prompt_len
+        tfrecord_dir,
+        split,
+        first.cfg,
+        tokenizer,
+        num=num,
+        max_frames=max_frames,
+        max_prompt_len=max_prompt_len,
+        frame_sampling=frame_sampling,
     )
     os.makedirs(out, exist_ok=True)
     per_sample = collect(
@@ -394,6 +408,7 @@ def eval_stats(model, data_cfg, tfrecord_dir, split, *, num, max_new_tokens, rep
         num=num,
         max_frames=data_cfg.max_frames,
         max_prompt_len=data_cfg.max_prompt_len,
+        frame_sampling=data_cfg.get("frame_sampling", "first"),
     )
     layers = tuple(range(model.cfg.text.num_layers))
     per = collect(
