@@ -3,8 +3,8 @@ scale: GRPO trained and evaluated at 2 / 4 / 8 frames per clip. `seedr1 study --
 
 The study prepares its clips with the most frames an arm reads (8); each arm keeps an even number of them spread
 evenly over the clip (`data.frame_sampling="uniform"`), so every arm sees the whole clip, more or less densely.
-The toy base was pre-trained at 4 frames. 8 frames add 162 vision tokens, hence the longer prompt budget. Not yet
-measured at toy scale.
+The toy base was pre-trained at 4 frames. 8 frames add 162 vision tokens, hence the longer prompt budget. Measured
+at `--quick`, 5 seeds, with `scripts/study_attention.py`: docs/results.md, "Frame count".
 """
 
 
