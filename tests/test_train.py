@@ -253,6 +253,7 @@ def test_train_with_a_module_function_reward(tfr, tmp_path):
     log = tmp_path / "seen.jsonl"
     env = dict(_env(), PYTHONPATH=str(pkg), SEEN_LOG=str(log), SEEDR1_CACHE=str(tmp_path / "cache"))
     env.pop("JAX_COMPILATION_CACHE_DIR", None)  # the suite's shared one: here `seedr1`'s own default
+    env["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0"  # every program, however fast this machine compiles
     cmd = _cmd("grpo", work, tfr, 1) + [rewards, "--config.grpo.reward_noise=1.0", "--config.grpo.overlong_buffer=4"]
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-2000:]
