@@ -27,6 +27,8 @@ def _reward_weights(text: str) -> dict:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from seedr1_jax.data.pipeline import FRAME_SAMPLING
+
     ap = argparse.ArgumentParser(prog="seedr1", description="SEED-Bench-R1 GRPO/SFT for Qwen2-VL in JAX")
     ap.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -142,7 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-frames", type=int, default=16, help="as prepared (the tiny config uses 4)")
     p.add_argument(
         "--frame-sampling",
-        choices=("first", "uniform"),
+        choices=FRAME_SAMPLING,
         default="first",
         help="a clip prepared with more than --max-frames keeps its first frames or an even spread, as the run's "
         "data.frame_sampling",

@@ -175,21 +175,18 @@ def latest_step_dir(workdir: str) -> str | None:
     return os.path.join(ck, str(steps[-1])) if steps else None
 
 
-def prune_checkpoints(workdir: str) -> int:
+def prune_checkpoints(workdir: str) -> None:
     """Removes every train-state checkpoint of `workdir` but the latest (the trained model stays loadable and its
-    run resumable: it is finished). Local folders only (a no-op remotely). Returns the bytes freed."""
+    run resumable: it is finished). Local folders only (a no-op remotely)."""
     import shutil
 
-    ck, last = os.path.join(workdir, "checkpoints"), latest_step_dir(workdir)
+    last = latest_step_dir(workdir)
     if fs.remote(workdir) or last is None:
-        return 0
-    freed = 0
-    for s in fs.listdir(ck):
-        path = os.path.join(ck, s)
-        if s.isdigit() and path != last:
-            freed += sum(os.path.getsize(os.path.join(d, f)) for d, _, files in os.walk(path) for f in files)
-            shutil.rmtree(path)
-    return freed
+        return
+    ck = os.path.dirname(last)
+    for s in os.listdir(ck):
+        if s.isdigit() and os.path.join(ck, s) != last:
+            shutil.rmtree(os.path.join(ck, s))
 
 
 def import_hf(hf_dir: str, out: str, dtype=None) -> int:
