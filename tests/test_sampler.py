@@ -143,3 +143,15 @@ def test_decode_unroll_auto_is_on_for_gpus_only():
     c.model.decode_unroll = "sometimes"
     with pytest.raises(ConfigError, match="model.decode_unroll='sometimes'"):
         preflight.check_values(c)
+
+
+def test_greedy_pick_is_argmax_with_ties_to_the_lowest_index():
+    """The CPU greedy pick (top_k) picks argmax's token, ties included (a tied row pins the lowest index)."""
+    import jax.numpy as jnp
+
+    logits = jax.random.normal(jax.random.key(3), (6, 1000))
+    logits = logits.at[0, [7, 500, 900]].set(9.0)  # a three-way tie for the max
+    logits = logits.at[1].set(0.0)  # all tied
+    got = np.asarray(jax.jit(sampler.greedy_pick)(logits))
+    np.testing.assert_array_equal(got, np.asarray(jnp.argmax(logits, axis=-1)))
+    assert got[0] == 7 and got[1] == 0

@@ -109,10 +109,19 @@ def _penalize(logits, presence, penalty: float):
     return jnp.where(presence, pen, logits)
 
 
+def greedy_pick(logits):
+    """argmax over the last axis (ties to the lowest index, as argmax). On CPU as `lax.top_k(k=1)`: XLA's CPU
+    backend lowers argmax to a variadic (value, index) reduce that costs as much as the 152k-vocabulary head's
+    matmul itself, top_k about half that (`python bench/toy_head.py`); same index either way."""
+    if jax.default_backend() == "cpu":
+        return jax.lax.top_k(logits, 1)[1][..., 0].astype(jnp.int32)
+    return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+
+
 def _choose(logits, rng, *, greedy, temperature, top_k, top_p):
     """logits f32[N, V] -> token int32[N]."""
     if greedy:
-        return jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        return greedy_pick(logits)
     scaled = logits / temperature
     if top_k and top_k > 0:
         vals, idx = jax.lax.top_k(scaled, top_k)
