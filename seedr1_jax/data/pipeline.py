@@ -35,6 +35,7 @@ import numpy as np
 
 from seedr1_jax.core import fs
 from seedr1_jax.models import processor as P
+from seedr1_jax.models import vocab
 from seedr1_jax.models.config import ConfigError, ModelConfig
 
 log = logging.getLogger(__name__)
@@ -376,6 +377,7 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     t_max = t_max or len(ids)  # max_prompt_len 0: no padding (one prompt, `make_batch`)
     if len(ids) > t_max:
         raise ValueError(f"sample {sid}: prompt has {len(ids)} tokens, data.max_prompt_len is {t_max}")
+    vocab.check_ids(model_cfg, ids, f"sample {sid}")
     pad = t_max - len(ids)
     ids = np.concatenate([np.full(pad, P.PAD_ID, np.int32), ids]).astype(np.int32)
     mask = np.concatenate([np.zeros(pad, np.int32), np.ones(t_max - pad, np.int32)])
@@ -576,6 +578,8 @@ def _samples(cfg, model_cfg, tokenizer, part: int, parts: int, start: int, geom:
     for epoch, ex in examples(cfg, part, parts, start, cfg.num_epochs or None, family=family, geom=geom):
         try:
             yield build_sample(ex, cfg, model_cfg, tokenizer, epoch)
+        except ConfigError:  # not a long prompt: a token the model's vocabulary subset lacks
+            raise
         except ValueError as e:
             if cfg.strict:
                 raise ConfigError(f"{e} (data.strict); raise data.max_prompt_len") from None
@@ -653,6 +657,8 @@ def eval_batches(
     for _, ex in examples(cfg, pi, pc, epochs=1, shuffle=False, family=model_cfg.family, geom=geom):
         try:
             rows.append(build_sample(ex, cfg, model_cfg, tokenizer))
+        except ConfigError:
+            raise
         except ValueError as e:
             if cfg.strict:
                 raise ConfigError(f"{e} (data.strict); raise data.max_prompt_len") from None

@@ -68,6 +68,7 @@ class TextConfig:
     head_size: int = 0  # 0: hidden_size // num_heads (Qwen3 states it: HF `head_dim`)
     qk_norm: bool = False  # RMSNorm over each head's queries and keys, and no qkv bias (the Qwen3 decoder)
     mrope_interleaved: bool = False  # M-RoPE frequencies cycle t, h, w (Qwen3-VL) instead of contiguous sections
+    vocab_ids: tuple[int, ...] = ()  # a vocabulary subset: row i is token vocab_ids[i]; () = all (models/vocab.py)
 
     @property
     def head_dim(self) -> int:
@@ -129,6 +130,23 @@ class ModelConfig:
             raise ConfigError(f"vision embed_dim {v.embed_dim} / num_heads {v.num_heads} must be a multiple of 4")
         if v.out_dim != t.hidden_size:
             raise ConfigError(f"vision_config.hidden_size {v.out_dim} must equal the text hidden_size {t.hidden_size}")
+        if t.vocab_ids:
+            ids = t.vocab_ids
+            if len(ids) != t.vocab_size:
+                raise ConfigError(
+                    f"text.vocab_ids holds {len(ids)} ids but vocab_size is {t.vocab_size}; make them match"
+                )
+            if ids[0] < 0 or any(b <= a for a, b in zip(ids, ids[1:])):
+                raise ConfigError("text.vocab_ids must be non-negative token ids in increasing order, without repeats")
+            vision_ids = (
+                self.image_token_id,
+                self.video_token_id,
+                self.vision_start_token_id,
+                self.vision_end_token_id,
+            )
+            missing = sorted(set(vision_ids) - set(ids))
+            if missing:
+                raise ConfigError(f"text.vocab_ids lacks the vision token ids {missing}; a subset must keep them")
         for name in ("param_dtype", "dtype", "hf_dtype"):
             if getattr(self, name) not in ("float32", "bfloat16", "float16"):
                 raise ConfigError(f"{name}={getattr(self, name)!r}: use float32, bfloat16 or float16")

@@ -271,6 +271,12 @@ def save_hf(model, out_dir: str, dtype=None, max_shard_bytes: int = 5 * 2**30) -
     `hf_extras.write_extras`)."""
     from seedr1_jax.models.hf_extras import write_extras
 
+    if model.cfg.text.vocab_ids:
+        raise ConfigError(
+            f"export to {out_dir}: this model holds a {len(model.cfg.text.vocab_ids)}-token vocabulary subset "
+            "(text.vocab_ids, models/vocab.py); a Hugging Face Qwen-VL checkpoint scores the whole vocabulary, so "
+            "it has no HF form: export a model built with the full vocabulary"
+        )
     if jax.process_index() != 0:
         return
     if fs.remote(out_dir) and fs.isdir(out_dir):  # the staged upload below adds files; drop stale shards first

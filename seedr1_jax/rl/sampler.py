@@ -15,6 +15,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from seedr1_jax.data.batch import Prompts
+from seedr1_jax.models import vocab
 from seedr1_jax.models.processor import IM_END_ID as IM_END
 from seedr1_jax.models.processor import PAD_ID as ENDOFTEXT
 from seedr1_jax.rl.logprobs import completion_mask, token_logprobs
@@ -97,10 +98,10 @@ def completion_logprobs(model, prompts: Prompts, tokens, group_size: int, temper
     causal = jnp.concatenate([jnp.ones((c, t), bool), jnp.tril(jnp.ones((c, c), bool))], axis=1)  # [C, S]
     mask = causal[None] & comp_valid[:, None, :]
     pos = _repeat(completion_positions(p, c), group_size, 1)
-    x = model.model.embed_tokens(tokens)
+    x = model.model.embed_tokens(vocab.rows(model.cfg, tokens))
     h, _ = model.model(x, pos, mask, cache=cache, write_index=t)
     hs = jnp.concatenate([last_h[:, None], h[:, :-1]], axis=1)
-    return token_logprobs(model.logits(hs) / temperature, tokens)
+    return token_logprobs(model.logits(hs) / temperature, vocab.rows(model.cfg, tokens))
 
 
 def _penalize(logits, presence, penalty: float):
@@ -176,12 +177,12 @@ def _generate(
     logits = model.logits(last_h)  # [B, V], once per prompt
     cache = _repeat(cache, g, 1)
     logits, next_pos, key_valid = _repeat((logits, next_pos, key_valid), g, 0)
-    vocab = logits.shape[-1]
+    width = logits.shape[-1]
     presence = None
     if repetition_penalty != 1.0:
-        prompt_tokens = jnp.where(batch.attention_mask.astype(bool), ids, vocab)  # pads -> out of range
-        presence = jnp.zeros((b, vocab + 1), bool).at[jnp.arange(b)[:, None], prompt_tokens].set(True)
-        presence = jnp.repeat(presence[:, :vocab], g, axis=0)
+        prompt_tokens = jnp.where(batch.attention_mask.astype(bool), vocab.rows(model.cfg, ids), width)  # pads out
+        presence = jnp.zeros((b, width + 1), bool).at[jnp.arange(b)[:, None], prompt_tokens].set(True)
+        presence = jnp.repeat(presence[:, :width], g, axis=0)
     stops = jnp.asarray(stop_ids, jnp.int32)
     layers = None
     if model.cfg.decode_unroll:  # per-layer weights and cache, split once per rollout (`TextModel.per_layer`)
@@ -196,17 +197,17 @@ def _generate(
         i, tokens, logps, done, cache, logits, key_valid, presence, rng = st
         rng, sub = jax.random.split(rng)
         adj = logits if presence is None else _penalize(logits, presence, repetition_penalty)
-        tok = _choose(adj, sub, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
-        lp = jnp.take_along_axis(jax.nn.log_softmax(logits / temperature, axis=-1), tok[:, None], axis=-1)[:, 0]
-        tok = jnp.where(done, pad_id, tok)
+        row = _choose(adj, sub, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
+        lp = jnp.take_along_axis(jax.nn.log_softmax(logits / temperature, axis=-1), row[:, None], axis=-1)[:, 0]
+        tok = jnp.where(done, pad_id, vocab.tokens(model.cfg, row))
         tokens = tokens.at[:, i].set(tok)
         logps = logps.at[:, i].set(jnp.where(done, 0.0, lp))
         done = done | jnp.isin(tok, stops)
         if presence is not None:
-            presence = presence.at[jnp.arange(n), tok].set(True)
+            presence = presence.at[jnp.arange(n), row].set(True)
         key_valid = key_valid.at[:, t + i].set(True)
         pos = jnp.broadcast_to((next_pos + i)[None, :, None], (3, n, 1))
-        x = model.model.embed_tokens(tok[:, None])
+        x = model.model.embed_tokens(vocab.rows(model.cfg, tok[:, None]))
         h, cache = model.model(
             x, pos, key_valid[:, None, :], cache=cache, write_index=t + i, in_place=layers is None, layers=layers
         )

@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from seedr1_jax.data.batch import Prompts, SFTBatch
+from seedr1_jax.models import vocab
 from seedr1_jax.models.processor import sft_example  # noqa: F401 (sft.sft_example kept)
 
 
@@ -36,7 +37,8 @@ def sft_loss(model, batch: SFTBatch, max_response_len: int | None = None):
     t = p.input_ids.shape[1]
     k = t - 1 if max_response_len is None else min(int(max_response_len), t - 1)
     logits = model.logits(h[:, t - 1 - k : t - 1])
-    return token_cross_entropy(logits, p.input_ids[:, t - k :], batch.loss_mask[:, t - k :])
+    targets = vocab.rows(model.cfg, p.input_ids[:, t - k :])
+    return token_cross_entropy(logits, targets, batch.loss_mask[:, t - k :])
 
 
 def prepare(config, host_batch: dict, mesh) -> tuple[SFTBatch, float]:

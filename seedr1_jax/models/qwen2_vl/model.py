@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from seedr1_jax.models import vocab
 from seedr1_jax.models.config import ConfigError, ModelConfig
 from seedr1_jax.models.hf_io import load_hf, save_hf
 from seedr1_jax.models.qwen2_vl import hf_names
@@ -78,7 +79,7 @@ class Qwen2VL(nnx.Module):
         Returns (x [B, T, D], deepstack [K, B, T, D] or None: the tower's DeepStack features at the vision tokens,
         zero elsewhere, for the decoder's first K layers (Qwen3-VL)).
         """
-        x = self.model.embed_tokens(input_ids)
+        x = self.model.embed_tokens(vocab.rows(self.cfg, input_ids))
         if pixels is None:
             return x, None
         idx = jnp.maximum(vision_index, 0)
