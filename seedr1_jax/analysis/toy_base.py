@@ -68,6 +68,7 @@ MODEL_KEY_NEUTRAL = {
     "text.head_size": 0,
     "text.qk_norm": False,
     "text.mrope_interleaved": False,
+    "text.vocab_ids": [],
 }
 
 
