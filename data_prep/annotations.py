@@ -70,13 +70,14 @@ def _field(rec: dict, name: str, kind=str):
     return v
 
 
-def _inside(root: str, *parts: str) -> str:
-    """DATA_ROOT-relative media path -> absolute path; raises BadSample when it escapes DATA_ROOT."""
+def _inside(root: str, *parts: str, exists: bool = True) -> str:
+    """DATA_ROOT-relative media path -> absolute path; raises BadSample when it escapes DATA_ROOT or (`exists`) is
+    not a file."""
     base = os.path.realpath(root)
     path = os.path.realpath(os.path.join(base, *parts))
     if os.path.isabs(parts[-1]) or os.path.commonpath([base, path]) != base:
         raise BadSample(f"media path {os.path.join(*parts)!r} escapes DATA_ROOT")
-    if not os.path.isfile(path):
+    if exists and not os.path.isfile(path):
         raise BadSample(f"missing file {os.path.relpath(path, base)}")
     return path
 
@@ -90,8 +91,9 @@ def _options(opts, lo: int, hi: int) -> list[str]:
     return opts
 
 
-def parse(split: str, rec, data_root: str) -> dict:
-    """One raw record -> a work item: text fields plus `video`/`image` absolute paths (or None).
+def parse(split: str, rec, data_root: str, media: bool = True) -> dict:
+    """One raw record -> a work item: text fields plus `video`/`image` absolute paths (or None). `media=False`:
+    the text alone (the media paths are not required to exist; `data_prep.toy_vocab` reads text-only sets).
 
     Raises BadSample with the reason for anything unusable.
     """
@@ -121,10 +123,10 @@ def parse(split: str, rec, data_root: str) -> dict:
             raise BadSample(f"correct_choice {k} is outside the {len(cands)} candidates")
         item.update(sample_id=_field(rec, "id"), question=_field(rec, "question"), options=cands)
         item.update(golden_letter="ABCDE"[k], answer=cands[k], video_source="LongVideoBench")
-        item["video"] = _inside(data_root, "videos", _field(rec, "video_path"))
+        item["video"] = _inside(data_root, "videos", _field(rec, "video_path"), exists=media)
         return item
     if split == "train_cot":
-        return _parse_cot(rec, data_root, item)
+        return _parse_cot(rec, data_root, item, media)
 
     source = _field(rec, "video_source")
     item.update(sample_id=_field(rec, "sample_id"), question=_field(rec, "question"), video_source=source)
@@ -149,12 +151,12 @@ def parse(split: str, rec, data_root: str) -> dict:
     if isinstance(ev, dict) and all(isinstance(ev.get(k), int) for k in ("start_frame", "stop_frame")):
         item.update(evidence_start_frame=ev["start_frame"], evidence_stop_frame=ev["stop_frame"])
     if progress:
-        item["video"] = _inside(data_root, "videos", source, _field(rec, "video_basename"))
-    item["image"] = _inside(data_root, "images", source, _field(rec, "current_observation_basename"))
+        item["video"] = _inside(data_root, "videos", source, _field(rec, "video_basename"), exists=media)
+    item["image"] = _inside(data_root, "images", source, _field(rec, "current_observation_basename"), exists=media)
     return item
 
 
-def _parse_cot(rec: dict, data_root: str, item: dict) -> dict:
+def _parse_cot(rec: dict, data_root: str, item: dict, media: bool = True) -> dict:
     msgs = _field(rec, "prompt", list)
     user = next((m for m in msgs if isinstance(m, dict) and m.get("role") == "user"), None)
     if user is None or not isinstance(user.get("content"), list):
@@ -169,7 +171,11 @@ def _parse_cot(rec: dict, data_root: str, item: dict) -> dict:
                 # paths may be relative to DATA_ROOT or to DATA_ROOT/{videos,images}
                 sub = kind + "s"
                 first = os.path.normpath(path).split(os.sep)[0]
-                item[kind] = _inside(data_root, path) if first == sub else _inside(data_root, sub, path)
+                item[kind] = (
+                    _inside(data_root, path, exists=media)
+                    if first == sub
+                    else _inside(data_root, sub, path, exists=media)
+                )
         if c.get("type") == "text" or "text" in c:
             texts.append(str(c.get("text", "")))
     if not texts:

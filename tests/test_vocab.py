@@ -132,3 +132,24 @@ def test_bad_subsets_data_outside_it_and_export_are_refused(setup, tmp_path):
     with pytest.raises(ConfigError, match="no HF form"):
         sub.save_pretrained(str(tmp_path / "hf"))
     assert not (tmp_path / "hf").exists()
+
+
+def test_the_toy_subset_is_rebuilt_as_shipped_and_covers_data_at_unseen_seeds(tmp_path):
+    """models/toy_vocab.json is what `python -m data_prep.toy_vocab` builds, and every split, warm-up set and
+    curriculum style generated at a seed it never saw tokenizes inside it (so `seedr1 study` data at any seed
+    passes the pipeline's check)."""
+    from data_prep import toy_vocab
+    from seedr1_jax.models.config import preset
+    from seedr1_jax.models.processor import load_tokenizer
+
+    shipped = toy_vocab.load()
+    assert list(shipped) == toy_vocab.token_ids()
+    cfg = preset("toy_synth_vocab").validate()
+    assert cfg.text.vocab_ids == shipped and cfg.text.vocab_size == len(shipped) < 151936 // 6
+    tok = load_tokenizer()
+    sets = toy_vocab._generated(str(tmp_path), seed=11)
+    assert len(sets) > 10
+    for root, split in sets:
+        got = toy_vocab.data_token_ids(root, split, tok, seed=11)
+        assert len(got) > 40, (root, split)  # every record read (a skipped one would add nothing)
+        vocab.check_ids(cfg, sorted(got), f"{root} {split}")

@@ -341,6 +341,30 @@ def evidence_frames(ex: dict):
     return [j for j, f in enumerate(clip) if int(lo) <= int(f) <= int(hi)] or None
 
 
+def sample_tokens(ex: dict, cfg, tokenizer, vision: tuple, epoch: int = 0):
+    """The token ids of one example's prompt (+ its SFT response): (ids int32[T], loss_mask int32[T] (1 on the
+    response), prompt text, options, answer letter, answer text). vision: (video grid or None, image grid or None,
+    Qwen3-VL frame timestamps or None, spatial merge), which set the vision placeholders' count."""
+    vgrid, igrid, stamps, merge = vision
+    options = [_str(o) for o in ex["options"]]
+    letter, answer = _str(ex["golden_letter"]), _str(ex["answer"])
+    user_text = _str(ex["user_text"])
+    if user_text:  # SFT: the stored user text verbatim
+        text = P.render(P.messages(user_text, vgrid is not None, igrid is not None))
+        ids = P.vision_ids(tokenizer, text, vgrid, igrid, stamps, merge)
+    else:
+        if not options:
+            negs = [_str(o) for o in ex["negative_answers"]]
+            k, order = int(cfg.num_negatives), cfg.get("option_order", "shuffle")
+            options, letter = training_options(answer, negs, cfg.seed, epoch, _str(ex["sample_id"]), k, order)
+        ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid, stamps, merge)
+    loss = np.zeros_like(ids)
+    response = _str(ex["response"])
+    if response:
+        ids, loss = P.sft_example(tokenizer, ids, response)
+    return ids, loss, text, options, letter, answer
+
+
 def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 0) -> dict:
     """One decoded example (numpy) -> one batch row; raises ValueError when the prompt exceeds max_prompt_len.
 
@@ -354,26 +378,13 @@ def build_sample(ex: dict, cfg, model_cfg: ModelConfig, tokenizer, epoch: int = 
     tp, g = geom.temporal, geom.grid
     vgrid = (n // tp, g, g) if n else None
     igrid = (1, g, g) if has_img else None
-    options = [_str(o) for o in ex["options"]]
-    letter, answer = _str(ex["golden_letter"]), _str(ex["answer"])
-    user_text = _str(ex["user_text"])
     stamps = None
     if n and model_cfg.vision.frame_blocks:  # Qwen3-VL: each temporal patch's seconds written before it
         idx = np.asarray(ex.get("frame_indices", ()))[:n]
         stamps = P.frame_timestamps(idx if len(idx) == n else np.arange(n), float(ex.get("video_fps", 0) or 0))
-    if user_text:  # SFT: the stored user text verbatim
-        text = P.render(P.messages(user_text, n > 0, has_img))
-        ids = P.vision_ids(tokenizer, text, vgrid, igrid, stamps, geom.merge)
-    else:
-        if not options:
-            negs = [_str(o) for o in ex["negative_answers"]]
-            k, order = int(cfg.num_negatives), cfg.get("option_order", "shuffle")
-            options, letter = training_options(answer, negs, cfg.seed, epoch, sid, k, order)
-        ids, text = P.prompt_ids(tokenizer, _str(ex["question"]), options, vgrid, igrid, stamps, geom.merge)
-    loss = np.zeros_like(ids)
-    response = _str(ex["response"])
-    if response:
-        ids, loss = P.sft_example(tokenizer, ids, response)
+    ids, loss, text, options, letter, answer = sample_tokens(
+        ex, cfg, tokenizer, (vgrid, igrid, stamps, geom.merge), epoch
+    )
     t_max = t_max or len(ids)  # max_prompt_len 0: no padding (one prompt, `make_batch`)
     if len(ids) > t_max:
         raise ValueError(f"sample {sid}: prompt has {len(ids)} tokens, data.max_prompt_len is {t_max}")

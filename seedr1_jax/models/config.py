@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from typing import Any
 
 import jax.numpy as jnp
@@ -298,6 +299,16 @@ def toy() -> ModelConfig:
     return t.replace(vision=dataclasses.replace(t.vision, depth=4), text=dataclasses.replace(t.text, num_layers=4))
 
 
+def toy_synth_vocab() -> ModelConfig:
+    """`toy` with a vocabulary subset: the ~18.7k token ids the synthetic generators write (models/toy_vocab.json,
+    `python -m data_prep.toy_vocab`) instead of 151936, so the head no longer holds 96% of the parameters. Trains
+    and evaluates on synthetic data only; no HF export (models/vocab.py)."""
+    with open(os.path.join(os.path.dirname(__file__), "toy_vocab.json")) as f:
+        ids = tuple(json.load(f)["ids"])
+    t = toy()
+    return t.replace(text=dataclasses.replace(t.text, vocab_size=len(ids), vocab_ids=ids))
+
+
 def tiny_qwen2_5_vl() -> ModelConfig:
     """`tiny` as a Qwen2.5-VL: RMSNorm/SwiGLU tower, 8 x 8-patch windows with block 1 global, absolute time."""
     t = tiny()
@@ -346,6 +357,7 @@ PRESETS = {
     "tiny_qwen2_5_vl": tiny_qwen2_5_vl,
     "tiny_qwen3_vl": tiny_qwen3_vl,
     "toy": toy,
+    "toy_synth_vocab": toy_synth_vocab,
 }
 
 
