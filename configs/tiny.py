@@ -64,7 +64,7 @@ def get_config(arg: str | None = None):
     if arg == "pretrain":
         # the toy study's base (`seedr1 pretrain-toy`, seedr1_jax/analysis/toy_base.py): the deeper `toy` preset on
         # `data_prep.curriculum` (perception questions in a wide family of rendering styles + the answer format)
-        c.model.init = "preset:toy"
+        c.model.init = "preset:toy_synth_vocab"  # session 18; the bases before it: "preset:toy" (152k-token head)
         # v1 (600 steps, cosine from 3e-3) learned the format and the answers' marginals, not the pixels: on held-out
         # curriculum prompts it gave one description whatever the clip. Neither a constant lr with 1200 steps (v2) nor
         # grey-to-saturated backgrounds changed that; the same model names the colour on kitchen's pixels after ~100

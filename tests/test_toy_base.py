@@ -244,12 +244,15 @@ def test_built_bases_keep_their_keys_when_model_families_add_config_fields():
     Model config fields added for other families (Qwen2.5-VL's
     windows, Qwen3-VL's DeepStack, ...) are left out of the key at the value that builds the same Qwen2-VL, and
     still count when they differ."""
+    old = {"model.init": "preset:toy"}  # every base up to session 17: the toy with Qwen2's whole vocabulary
     for size, two_stage in (("default", "12f8bea4e34fe57e"), ("quick", "ecfd339df3fef940")):
-        rec = toy_base.recipe(size)[0]
+        rec = toy_base.recipe(size, overrides=old)[0]
         assert [s[0] for s in rec["stages"]][:2] == ["plain", "full"]
         assert toy_base.key(toy_base.with_stages(rec, rec["stages"][:2])) == two_stage
-    rec = toy_base.recipe("quick")[0]
+    rec = toy_base.recipe("quick", overrides=old)[0]
     assert toy_base.key(rec) == "832a02f9660c763a"
+    assert toy_base.key(toy_base.recipe("default", overrides=old)[0]) == "821508dbab779730"
+    assert toy_base.key(toy_base.recipe("quick")[0]) != "832a02f9660c763a"  # the vocabulary subset is another base
     assert rec["stage_config"] == {"read_any": toy_base.STAGE_CONFIG["read_any"]}
     half = dict(rec, stages=rec["stages"][:2] + [["read_any", 3200, 1200]])
     half["stage_config"] = {"read_any": {"optim.lr": 1e-3, "optim.warmup_ratio": 100 / 1200}}
