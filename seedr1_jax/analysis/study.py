@@ -43,7 +43,7 @@ BUDGETS = {
     "smoke": dict(base="smoke", num_train=8, num_val=8, num_l1val=4, steps=4, batch=2, seeds=1, tokens=48),
 }
 # Config overrides per method (over configs/tiny.py:sft and :grpo) chosen on L1-val by the last `seedr1 study --tune`:
-# the quick study's on quick base 832a02f9660c763a (session 14, the full-vocabulary `toy`: SFT L1-val 40.6%, GRPO 50.0%). The
+# the quick study's on quick base 832a02f9660c763a (session 14, full-vocabulary `toy`: SFT L1-val 40.6%, GRPO 50%). The
 # one before, the default study's on the two-stage base 12f8bea4e34fe57e (session 8), chose GRPO lr 3e-3 and G 8,
 # which collapsed the policy on the bases with a reading stage.
 TUNED = {"SFT": {"optim.lr": 1e-2}, "GRPO": {"optim.lr": 3e-4, "grpo.beta": 0.04, "grpo.group_size": 4}}
