@@ -2,8 +2,8 @@
 `toy_synth_vocab` (the ~18.7k ids the synthetic data uses, models/vocab.py), both randomly initialised, on the same
 synthetic TFRecords and the quick study's GRPO arm config (8 prompts x G 4, 96 new tokens: a random model writes
 all 96, the worst case). Per preset: the GRPO step's rollout / update / whole-step seconds (median over the steps
-after the first, which compiles), then greedy evaluation of the L1 split (the second pass, compiled). Prints the
-ratios subset / full, measured in the same run. Measured: docs/performance.md, the Benchmarks table.
+after the first, which compiles), the SFT arm's step, then greedy evaluation of the L1 split (the second pass,
+compiled). Prints the ratios subset / full, measured in the same run. Measured: docs/performance.md, the Benchmarks table.
 
     python bench/toy_vocab.py [--workdir DIR] [--steps 4] [--tfrecords DIR]
 """
@@ -22,17 +22,20 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 PRESETS = ("toy", "toy_synth_vocab")
 
 
-def grpo_times(tfr: str, preset: str, steps: int, workdir: str) -> dict:
+def train_times(tfr: str, preset: str, steps: int, workdir: str, method: str) -> dict:
+    """Median seconds per step after the first (which compiles): GRPO's rollout / update / step, SFT's step."""
     from seedr1_jax.analysis.study import BUDGETS, TUNED, arm_config
     from seedr1_jax.rl import train
 
-    c = arm_config("grpo", dict(BUDGETS["quick"], steps=steps), tfr, f"preset:{preset}", 0, TUNED["GRPO"])
+    arm = method.upper()
+    c = arm_config(method, dict(BUDGETS["quick"], steps=steps), tfr, f"preset:{preset}", 0, TUNED[arm])
     c.train.checkpoint_every = steps
     if train.main(c, workdir) != 0:
         raise SystemExit(f"training {preset} in {workdir} failed")
     with open(os.path.join(workdir, "metrics.jsonl")) as f:
         rows = [json.loads(line) for line in f if line.strip()][1:]
-    return {k: statistics.median(r[f"time_{k}"] for r in rows) for k in ("rollout", "update", "step")}
+    keys = ("rollout", "update", "step") if method == "grpo" else ("step",)
+    return {f"{method}_{k}": statistics.median(r[f"time_{k}"] for r in rows) for k in keys}
 
 
 def eval_seconds(tfr: str, preset: str) -> float:
@@ -68,7 +71,8 @@ def main() -> None:
     tfr = a.tfrecords or _prepare_data(work, BUDGETS["quick"])[0]
     out = {}
     for preset in PRESETS:
-        out[preset] = grpo_times(tfr, preset, a.steps, os.path.join(work, preset))
+        out[preset] = train_times(tfr, preset, a.steps, os.path.join(work, preset), "grpo")
+        out[preset].update(train_times(tfr, preset, a.steps, os.path.join(work, preset + "_sft"), "sft"))
         out[preset]["eval_L1"] = eval_seconds(tfr, preset)
         print(preset, {k: round(v, 2) for k, v in out[preset].items()}, flush=True)
     full, sub = (out[p] for p in PRESETS)
