@@ -3,7 +3,8 @@
 synthetic TFRecords and the quick study's GRPO arm config (8 prompts x G 4, 96 new tokens: a random model writes
 all 96, the worst case). Per preset: the GRPO step's rollout / update / whole-step seconds (median over the steps
 after the first, which compiles), the SFT arm's step, then greedy evaluation of the L1 split (the second pass,
-compiled). Prints the ratios subset / full, measured in the same run. Measured: docs/performance.md, the Benchmarks table.
+compiled). Prints the ratios subset / full, measured in the same run. Measured: docs/performance.md, the
+Benchmarks table.
 
     python bench/toy_vocab.py [--workdir DIR] [--steps 4] [--tfrecords DIR]
 """
