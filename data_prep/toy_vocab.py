@@ -57,11 +57,10 @@ def data_token_ids(root: str, split: str, tokenizer, seed: int = 0) -> set[int]:
         if err:  # the generators write valid records: a bad one is a bug, not a sample to skip
             raise ValueError(f"{path}:{line}: {err}")
         item = parse(split, rec, root, media=False)
-        ex = dict(item, options=item["options"] or [], negative_answers=item["negative_answers"] or [])
-        vgrid = (1, 2, 2) if item["video"] or split == "lvb" else None
+        vgrid = (1, 2, 2) if item["video"] else None
         igrid = (1, 2, 2) if item["image"] else None
         for epoch in (0, 1):  # training options are drawn per epoch: another order, the same words
-            got, *_ = sample_tokens(ex, cfg, tokenizer, (vgrid, igrid, None, 2), epoch)
+            got, *_ = sample_tokens(item, cfg, tokenizer, (vgrid, igrid, None, 2), epoch)
             ids.update(int(i) for i in got)
     return ids
 

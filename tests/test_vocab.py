@@ -26,8 +26,7 @@ def subset_of(model, ids):
     sub.model.embed_tokens.embedding.value = model.model.embed_tokens.embedding[...][np.asarray(ids)]
     if model.lm_head is not None:
         sub.lm_head.kernel.value = model.lm_head.kernel[...][:, np.asarray(ids)]
-    for name in ("visual",):
-        nnx.update(getattr(sub, name), nnx.state(getattr(model, name)))
+    nnx.update(sub.visual, nnx.state(model.visual))
     nnx.update(sub.model.layers, nnx.state(model.model.layers))
     nnx.update(sub.model.norm, nnx.state(model.model.norm))
     return sub

@@ -184,6 +184,7 @@ def _generate(
         presence = jnp.zeros((b, width + 1), bool).at[jnp.arange(b)[:, None], prompt_tokens].set(True)
         presence = jnp.repeat(presence[:, :width], g, axis=0)
     stops = jnp.asarray(stop_ids, jnp.int32)
+    pad_row = vocab.rows(model.cfg, jnp.int32(pad_id))  # a finished sequence reads pad, as its tokens say
     layers = None
     if model.cfg.decode_unroll:  # per-layer weights and cache, split once per rollout (`TextModel.per_layer`)
         layers = model.model.per_layer()
@@ -199,6 +200,7 @@ def _generate(
         adj = logits if presence is None else _penalize(logits, presence, repetition_penalty)
         row = _choose(adj, sub, greedy=greedy, temperature=temperature, top_k=top_k, top_p=top_p)
         lp = jnp.take_along_axis(jax.nn.log_softmax(logits / temperature, axis=-1), row[:, None], axis=-1)[:, 0]
+        row = jnp.where(done, pad_row, row)
         tok = jnp.where(done, pad_id, vocab.tokens(model.cfg, row))
         tokens = tokens.at[:, i].set(tok)
         logps = logps.at[:, i].set(jnp.where(done, 0.0, lp))
@@ -207,7 +209,7 @@ def _generate(
             presence = presence.at[jnp.arange(n), row].set(True)
         key_valid = key_valid.at[:, t + i].set(True)
         pos = jnp.broadcast_to((next_pos + i)[None, :, None], (3, n, 1))
-        x = model.model.embed_tokens(vocab.rows(model.cfg, tok[:, None]))
+        x = model.model.embed_tokens(row[:, None])  # the picked row: no id -> row search per token
         h, cache = model.model(
             x, pos, key_valid[:, None, :], cache=cache, write_index=t + i, in_place=layers is None, layers=layers
         )
